@@ -1,0 +1,17 @@
+"""simgrad: gradients of simulations — deterministic, stochastic, discrete, discontinuous.
+
+>>> import jax, simgrad as sg
+>>> est = sg.gradient(sg.models.EuropeanCall(), {"S0": 100.0, "sigma": 0.2},
+...                   jax.random.key(0), method=sg.Pathwise(), n_samples=10_000)
+"""
+
+from . import estimators as estimators
+from . import models as models
+from ._estimate import Estimate as Estimate
+from ._estimate import SimulationError as SimulationError
+from ._estimate import gradient as gradient
+from .estimators import AbstractEstimator as AbstractEstimator
+from .estimators import FiniteDifference as FiniteDifference
+from .estimators import Pathwise as Pathwise
+
+__version__ = "0.1.0"

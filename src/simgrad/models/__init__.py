@@ -1,0 +1,17 @@
+"""The gallery: simulators with exact answers where they exist.
+
+Each model is a callable ``model(theta, key) -> scalar`` with ``default_theta()``,
+``exact_value(theta)`` and ``exact_grad(theta)``. `GALLERY` maps names to instances; the
+demo runs every applicable estimator on each.
+"""
+
+from .base import AbstractModel as AbstractModel
+from .finance import AsianCall as AsianCall
+from .finance import EuropeanCall as EuropeanCall
+from .finance import black_scholes_call as black_scholes_call
+from .textbook import EulerDecay as EulerDecay
+from .textbook import Kink as Kink
+
+GALLERY: dict[str, AbstractModel] = {
+    model.name: model for model in (EulerDecay(), Kink(), EuropeanCall(), AsianCall())
+}
