@@ -50,7 +50,7 @@ def gradient(
     n_samples: int,
     batch_size: int | None = None,
 ) -> Estimate:
-    r"""Estimate $\nabla_\theta\, \mathbb{E}_{key}[\mathrm{sim}(\theta, key)]$ with its standard error.
+    r"""Estimate $\nabla_\theta \mathbb{E}_{key}[\mathrm{sim}(\theta, key)]$ and its standard error.
 
     ``key`` is split into ``n_samples`` keys; ``method`` turns each into one sample of the
     value and the gradient; all samples run batched in one compiled call, which is cached:

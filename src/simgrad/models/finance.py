@@ -9,7 +9,7 @@ from .base import AbstractModel
 
 
 def black_scholes_call(S0, sigma, K, r, T):
-    r"""The Black–Scholes price, delta $\partial C/\partial S_0$ and vega $\partial C/\partial\sigma$.
+    r"""Black–Scholes call price, delta $\partial_{S_0} C$ and vega $\partial_\sigma C$.
 
     $C = S_0 \Phi(d_1) - K e^{-rT} \Phi(d_2)$, $d_{1,2} = [\ln(S_0/K) + (r \pm \sigma^2/2)T]
     / \sigma\sqrt T$; delta $= \Phi(d_1)$, vega $= S_0 \varphi(d_1) \sqrt T$.
