@@ -1,0 +1,132 @@
+"""The demo: every applicable estimator on every gallery model, against the exact answers."""
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterable
+
+import jax
+import numpy as np
+
+from ._estimate import Estimate, gradient
+from .estimators import ESTIMATORS, AbstractEstimator, FiniteDifference
+from .models import GALLERY, AbstractModel
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoRow:
+    """One estimator on one model: the estimate, its cost, and its error against the truth."""
+
+    model: str
+    estimator: str
+    value: float
+    value_stderr: float
+    grad: dict[str, float]
+    grad_stderr: dict[str, float]
+    exact_grad: dict[str, float] | None
+    n_evals: int
+    ms: float
+    compile_ms: float
+
+    @property
+    def abs_error(self) -> float | None:
+        """The largest absolute error of a gradient component, or None without an answer."""
+        if self.exact_grad is None:
+            return None
+        return max(abs(self.grad[k] - self.exact_grad[k]) for k in self.grad)
+
+    @property
+    def z_score(self) -> float | None:
+        """The largest |error| / standard error over components (None if no error bar)."""
+        if self.exact_grad is None or any(s == 0 for s in self.grad_stderr.values()):
+            return None
+        return max(abs(self.grad[k] - self.exact_grad[k]) / self.grad_stderr[k] for k in self.grad)
+
+
+def applicable_estimators(model: AbstractModel) -> dict[str, AbstractEstimator]:
+    """All registered estimators; independent keys (no CRN) only matter for random models."""
+    return {
+        name: est
+        for name, est in ESTIMATORS.items()
+        if model.stochastic or not (isinstance(est, FiniteDifference) and not est.crn)
+    }
+
+
+def named_components(tree) -> dict[str, float]:
+    """Flatten a pytree of arrays to ``{"S0": 0.63, "x[1]": ...}`` (``θ`` for a bare scalar)."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        base = (
+            "".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+            or "θ"
+        )
+        leaf = np.asarray(leaf, dtype=float)
+        if leaf.ndim == 0:
+            out[base] = float(leaf)
+        else:
+            for index in np.ndindex(leaf.shape):
+                out[f"{base}[{','.join(map(str, index))}]"] = float(leaf[index])
+    return out
+
+
+def run_one(
+    model: AbstractModel, name: str, estimator: AbstractEstimator, key, n_samples: int
+) -> DemoRow:
+    """Run one estimator twice (compile, then timed) and compare it with the exact answer."""
+    theta = model.default_theta()
+
+    def run() -> Estimate:
+        est = gradient(model, theta, key, method=estimator, n_samples=n_samples)
+        return jax.block_until_ready(est)
+
+    start = time.perf_counter()
+    run()
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    est = run()
+    run_s = time.perf_counter() - start
+    exact = model.exact_grad(theta)
+    return DemoRow(
+        model=model.name,
+        estimator=name,
+        value=float(est.value),
+        value_stderr=float(est.value_stderr),
+        grad=named_components(est.grad),
+        grad_stderr=named_components(est.grad_stderr),
+        exact_grad=None if exact is None else named_components(exact),
+        n_evals=est.n_evals,
+        ms=1e3 * run_s,
+        compile_ms=1e3 * max(compile_s - run_s, 0.0),
+    )
+
+
+def run_demo(
+    model_names: Iterable[str] | None = None,
+    *,
+    seed: int = 0,
+    scale: float = 1.0,
+    on_step: Callable[[str], None] | None = None,
+) -> list[DemoRow]:
+    """Run the demo; ``scale`` multiplies each model's sample size (at least 2)."""
+    names = list(GALLERY) if model_names is None else list(model_names)
+    unknown = [n for n in names if n not in GALLERY]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; the gallery has {sorted(GALLERY)}.")
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"scale={scale}: must be a positive number.")
+    rows = []
+    key = jax.random.key(seed)
+    for model_name in names:
+        model = GALLERY[model_name]
+        n_samples = max(2, int(model.n_samples * scale))
+        for est_name, estimator in applicable_estimators(model).items():
+            if on_step is not None:
+                on_step(f"{model_name}: {est_name}")
+            rows.append(run_one(model, est_name, estimator, key, n_samples))
+    return rows
+
+
+def demo_steps(model_names: Iterable[str] | None = None) -> int:
+    """How many (model, estimator) runs `run_demo` will make, for a progress bar."""
+    names = list(GALLERY) if model_names is None else list(model_names)
+    return sum(len(applicable_estimators(GALLERY[n])) for n in names if n in GALLERY)
