@@ -112,11 +112,7 @@ def gradient(
 
 @eqx.filter_jit
 def _estimate(sim, method, theta, keys, batch_size):
-    one = lambda key: method.sample(sim, theta, key)  # noqa: E731
-    if batch_size is None:
-        values, grads = jax.vmap(one)(keys)
-    else:
-        values, grads = jax.lax.map(one, keys, batch_size=batch_size)
+    values, grads = method.sample_batch(sim, theta, keys, batch_size)
     n = keys.shape[0]
 
     def mean_std(x):

@@ -1,6 +1,8 @@
 """Gradient estimators: one file each, one registry (`ESTIMATORS`) the contract tests use."""
 
 from .base import AbstractEstimator as AbstractEstimator
+from .base import AbstractPerSampleEstimator as AbstractPerSampleEstimator
+from .base import map_samples as map_samples
 from .finite_difference import FiniteDifference as FiniteDifference
 from .pathwise import Pathwise as Pathwise
 

@@ -1,27 +1,52 @@
-"""The estimator contract: turn a simulator and one key into one sample of (value, gradient)."""
+"""The estimator contract: turn a simulator and a batch of keys into per-sample estimates."""
 
 import abc
+from collections.abc import Callable
 
 import equinox as eqx
+import jax
+from jaxtyping import Array
 
 from .._types import Key, Scalar, Simulator, Theta
+
+
+def map_samples(fn: Callable, keys: Key, batch_size: int | None):
+    """Apply ``fn(key)`` to every key: one ``vmap``, or ``lax.map`` in chunks of ``batch_size``."""
+    if batch_size is None:
+        return jax.vmap(fn)(keys)
+    return jax.lax.map(fn, keys, batch_size=batch_size)
 
 
 class AbstractEstimator(eqx.Module):
     """A gradient estimator: a small immutable strategy object passed to `sg.gradient`.
 
-    An estimator has one job, `sample`: given the simulator, the parameters and *one* key,
-    return one replicate of the simulator's value and one estimate of
-    ``∇θ E_key[sim(θ, key)]``. `sg.gradient` vmaps it over keys, averages, and attaches
-    standard errors; an estimator never loops over samples itself.
+    Its job, `sample_batch`: given the simulator, the parameters and ``n`` keys, return
+    ``n`` replicates of the simulator's value and ``n`` single-sample estimates of
+    ``∇θ E_key[sim(θ, key)]``. `sg.gradient` averages them and attaches standard errors.
+    Most estimators treat samples independently: subclass `AbstractPerSampleEstimator` and
+    write `sample` for one key. An estimator that couples samples (a batch baseline)
+    implements `sample_batch` itself, using `map_samples` for the per-key work.
 
     Hyperparameters are static fields, validated in ``__check_init__``.
     """
 
     @abc.abstractmethod
-    def sample(self, sim: Simulator, theta: Theta, key: Key) -> tuple[Scalar, Theta]:
-        """One replicate: ``(value, gradient)``, the gradient with ``theta``'s structure."""
+    def sample_batch(
+        self, sim: Simulator, theta: Theta, keys: Key, batch_size: int | None
+    ) -> tuple[Array, Theta]:
+        """Per-sample values, shape ``(n,)``, and gradients, ``theta``'s leaves with a leading n."""
 
     @abc.abstractmethod
     def evals_per_sample(self, n_params: int) -> int:
         """Simulator evaluations one sample costs for ``n_params`` scalar parameters."""
+
+
+class AbstractPerSampleEstimator(AbstractEstimator):
+    """An estimator whose samples are independent: it only defines `sample` for one key."""
+
+    @abc.abstractmethod
+    def sample(self, sim: Simulator, theta: Theta, key: Key) -> tuple[Scalar, Theta]:
+        """One replicate: ``(value, gradient)``, the gradient with ``theta``'s structure."""
+
+    def sample_batch(self, sim, theta, keys, batch_size):
+        return map_samples(lambda key: self.sample(sim, theta, key), keys, batch_size)

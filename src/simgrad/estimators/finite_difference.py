@@ -9,7 +9,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .._types import Key, Scalar, Simulator, Theta
-from .base import AbstractEstimator
+from .base import AbstractPerSampleEstimator
 
 
 def default_relative_step(dtype, scheme: str) -> float:
@@ -25,7 +25,7 @@ def default_relative_step(dtype, scheme: str) -> float:
     return eps ** (1 / 2) if scheme == "forward" else eps ** (1 / 3)
 
 
-class FiniteDifference(AbstractEstimator):
+class FiniteDifference(AbstractPerSampleEstimator):
     r"""Finite differences: perturb one coordinate at a time and difference the outputs.
 
     Central: $\partial_i f \approx [f(\theta + h_i e_i) - f(\theta - h_i e_i)] / 2h_i$,

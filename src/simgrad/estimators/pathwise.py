@@ -8,10 +8,10 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from .._types import Key, Scalar, Simulator, Theta
-from .base import AbstractEstimator
+from .base import AbstractPerSampleEstimator
 
 
-class Pathwise(AbstractEstimator):
+class Pathwise(AbstractPerSampleEstimator):
     r"""Pathwise derivatives (IPA, reparameterisation): differentiate each sample path by AD.
 
     Per sample, the exact derivative $\nabla_\theta f(\theta, \omega)$ of the path with its
