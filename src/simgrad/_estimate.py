@@ -40,6 +40,26 @@ class Estimate(eqx.Module):
     n_evals: int = eqx.field(static=True)
     method: str = eqx.field(static=True)
 
+    def __repr__(self) -> str:
+        if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(self)):
+            return eqx.tree_pformat(self)
+        lines = [f"Estimate({self.method}, n_samples={self.n_samples}, n_evals={self.n_evals})"]
+        lines.append(f"  value = {_pm(self.value, self.value_stderr)}")
+        paths = jax.tree_util.tree_flatten_with_path(self.grad)[0]
+        for (path, g), s in zip(paths, jax.tree.leaves(self.grad_stderr), strict=True):
+            lines.append(f"  grad{jax.tree_util.keystr(path)} = {_pm(g, s)}")
+        return "\n".join(lines)
+
+
+def _pm(x, stderr) -> str:
+    """``1.2345 ± 0.0012`` elementwise, the standard error to 2 significant figures."""
+    x, stderr = np.asarray(x), np.asarray(stderr)
+    if x.ndim == 0:
+        return f"{float(x):.6g} ± {float(stderr):.2g}"
+    pairs = [f"{a:.6g} ± {b:.2g}" for a, b in zip(x.ravel()[:6], stderr.ravel()[:6], strict=True)]
+    more = ", …" if x.size > 6 else ""
+    return f"[{', '.join(pairs)}{more}] (shape {x.shape})"
+
 
 def gradient(
     sim: Simulator,

@@ -42,6 +42,8 @@ def demo(
     simulator evaluations it cost, its run time (after compiling), and its error against
     the exact gradient — in standard errors for random models, absolute for deterministic.
     """
+    import jax
+
     from ._demo import demo_steps, run_demo
     from .models import GALLERY
 
@@ -50,7 +52,10 @@ def demo(
         raise typer.BadParameter(
             f"unknown model(s) {unknown}; choose from {sorted(GALLERY)}.", param_hint="--model"
         )
+    jax.config.update("jax_enable_x64", True)  # exact answers deserve float64
     console = Console(stderr=as_json)
+    if not console.is_terminal:
+        console.width = max(console.width, 120)
     progress = Progress(
         TextColumn("[bold]{task.description:<32}"),
         BarColumn(),
@@ -72,7 +77,7 @@ def demo(
         typer.echo(json.dumps([_row_dict(r) for r in rows], indent=2))
         return
     console.print(_demo_table(rows))
-    _print_notes(console, {r.model for r in rows if r.exact_grad is None})
+    _print_notes(console, list(dict.fromkeys(r.model for r in rows)))
 
 
 def _row_dict(row) -> dict:
@@ -85,52 +90,66 @@ def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
+def _error_cell(row, name: str) -> str:
+    """The error of one gradient component: in standard errors if it has one, else absolute."""
+    if row.exact_grad is None:
+        return "[dim]—[/dim]"
+    error = row.grad[name] - row.exact_grad[name]
+    stderr = row.grad_stderr[name]
+    if stderr == 0:
+        return f"{abs(error):.1e}"
+    z = abs(error) / stderr
+    colour = "green" if z < 4 else "red"
+    return f"[{colour}]{z:.2f} σ[/{colour}]"
+
+
 def _demo_table(rows) -> Table:
-    table = Table(title="simgrad demo: gradient estimators on the gallery", title_justify="left")
+    table = Table(
+        title="simgrad demo — every estimator on the gallery (float64)",
+        title_justify="left",
+        caption="error: |estimate − exact| in standard errors σ (random models), "
+        "absolute (deterministic); ms after compilation",
+        caption_justify="left",
+    )
     for col, justify in [
         ("model", "left"),
         ("estimator", "left"),
         ("value", "right"),
-        ("gradient", "right"),
-        ("std. error", "right"),
+        ("θ", "left"),
+        ("gradient ± std. error", "right"),
+        ("exact", "right"),
+        ("error", "right"),
         ("evals", "right"),
         ("ms", "right"),
-        ("error", "right"),
     ]:
-        table.add_column(col, justify=justify)
+        table.add_column(col, justify=justify, no_wrap=True)
     previous = None
     for row in rows:
         if previous is not None and row.model != previous:
             table.add_section()
-        previous = row.model
-        grad = "\n".join(f"{k} {_fmt(v)}" for k, v in row.grad.items())
-        stderr = "\n".join(_fmt(v) for v in row.grad_stderr.values())
-        if row.exact_grad is None:
-            error = "[dim]no exact answer[/dim]"
-        elif row.z_score is not None:
-            colour = "green" if row.z_score < 4 else "red"
-            error = f"[{colour}]{row.z_score:.2f} σ[/{colour}]"
-        else:
-            error = f"{row.abs_error:.1e}"
-        table.add_row(
-            row.model,
-            row.estimator,
-            f"{_fmt(row.value)} ± {row.value_stderr:.2g}",
-            grad,
-            stderr,
-            f"{row.n_evals:,}",
-            f"{row.ms:.1f}",
-            error,
-        )
+        for i, name in enumerate(row.grad):
+            first = i == 0
+            exact = "—" if row.exact_grad is None else _fmt(row.exact_grad[name])
+            table.add_row(
+                row.model if row.model != previous else "",
+                row.estimator if first else "",
+                f"{_fmt(row.value)} ± {row.value_stderr:.2g}" if first else "",
+                name,
+                f"{_fmt(row.grad[name])} ± {row.grad_stderr[name]:.2g}",
+                exact,
+                _error_cell(row, name),
+                f"{row.n_evals:,}" if first else "",
+                f"{row.ms:.1f}" if first else "",
+            )
+            previous = row.model
     return table
 
 
-def _print_notes(console: Console, models: set[str]) -> None:
+def _print_notes(console: Console, models: list[str]) -> None:
     from .models import GALLERY
 
-    for name in sorted(models):
-        doc = (type(GALLERY[name]).__doc__ or "").strip().split("\n\n")
-        console.print(f"[bold]{name}[/bold]: " + " ".join(" ".join(doc[:2]).split()))
+    for name in models:
+        console.print(f"[bold]{name}[/bold]: {GALLERY[name].summary}")
 
 
 if __name__ == "__main__":

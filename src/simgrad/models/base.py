@@ -11,10 +11,12 @@ class AbstractModel(eqx.Module):
     """A gallery simulator: ``model(theta, key) -> scalar`` with known answers.
 
     ``exact_value`` and ``exact_grad`` return ``None`` where no closed form exists (or the
-    gradient does not exist); ``n_samples`` is the sample size the demo uses.
+    gradient does not exist); ``n_samples`` is the sample size the demo uses and ``summary``
+    one plain-text line that the command line prints.
     """
 
     name: eqx.AbstractClassVar[str]
+    summary: eqx.AbstractClassVar[str]  # one plain-text line for the terminal
     stochastic: eqx.AbstractClassVar[bool]
     n_samples: eqx.AbstractClassVar[int]
 

@@ -38,6 +38,7 @@ class EuropeanCall(AbstractModel):
     T: float = 1.0
 
     name = "european"
+    summary = "European call under Black–Scholes, one lognormal draw; exact delta and vega"
     stochastic = True
     n_samples = 2**16
 
@@ -78,6 +79,10 @@ class AsianCall(AbstractModel):
     n_steps: int = 252
 
     name = "asian"
+    summary = (
+        "arithmetic Asian call, 252 daily steps by lax.scan; no closed form: compare the "
+        "pathwise and finite-difference (CRN) rows"
+    )
     stochastic = True
     n_samples = 2**12
 

@@ -21,6 +21,7 @@ class EulerDecay(AbstractModel):
     h: float = 0.1
 
     name = "euler"
+    summary = "one forward-Euler step y1 = y0 - h·p·y0² of dy/dt = -p·y²; ∂y1/∂p = -h·y0²"
     stochastic = False
     n_samples = 2
 
@@ -47,6 +48,10 @@ class Kink(AbstractModel):
     """
 
     name = "kink"
+    summary = (
+        "min(θ², 2θ) at θ = 2 has no derivative: slope 4 from the left, 2 from the right. "
+        "AD and central differences silently return 3, forward differences 2"
+    )
     stochastic = False
     n_samples = 2
 
