@@ -116,10 +116,8 @@ def gradient(
         raise ValueError(f"batch_size={batch_size!r}: must be a positive int or None.")
     _check_key(key)
     theta = _check_theta(theta)
-    _check_output(sim, theta, key)
 
-    keys = jax.random.split(key, n_samples)
-    estimate, n_bad_value, n_bad_grad = _estimate(sim, method, theta, keys, batch_size)
+    estimate, n_bad_value, n_bad_grad = _estimate(sim, method, theta, key, n_samples, batch_size)
     n_bad = n_bad_value + n_bad_grad
     message = _nonfinite_message(method, n_samples)
     if isinstance(n_bad, jax.core.Tracer):  # inside an outer jit: check at run time
@@ -131,9 +129,10 @@ def gradient(
 
 
 @eqx.filter_jit
-def _estimate(sim, method, theta, keys, batch_size):
+def _estimate(sim, method, theta, key, n, batch_size):
+    _check_output(sim, theta, key)  # at trace time: once per compilation
+    keys = jax.random.split(key, n)
     values, grads = method.sample_batch(sim, theta, keys, batch_size)
-    n = keys.shape[0]
 
     def mean_std(x):
         mean = jnp.mean(x, axis=0)
@@ -216,7 +215,7 @@ def _check_theta(theta) -> Theta:
                 f"{where} has dtype {leaf.dtype}: parameters must be floating, e.g. 1.0 "
                 "instead of 1, or x.astype(float)."
             )
-        if not isinstance(leaf, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(leaf))):
+        if not isinstance(leaf, jax.core.Tracer) and not np.isfinite(np.asarray(leaf)).all():
             raise ValueError(f"{where} is not finite ({leaf}): parameters must be finite.")
         leaves.append(leaf)
     return jax.tree_util.tree_unflatten(treedef, leaves)
