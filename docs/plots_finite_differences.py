@@ -1,6 +1,6 @@
 """Make docs/img/finite-differences.png: the step-size trade-off and common random numbers.
 
-    .venv/bin/python docs/plots_finite_differences.py
+.venv/bin/python docs/plots_finite_differences.py
 """
 
 import pathlib
@@ -26,8 +26,13 @@ fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
 for scheme, colour in (("forward", "C0"), ("central", "C1")):
     errors = []
     for h in steps:
-        est = sg.gradient(lambda t, k: jnp.exp(t), 1.0, key,
-                          method=sg.FiniteDifference(scheme=scheme, step=float(h)), n_samples=2)
+        est = sg.gradient(
+            lambda t, k: jnp.exp(t),
+            1.0,
+            key,
+            method=sg.FiniteDifference(scheme=scheme, step=float(h)),
+            n_samples=2,
+        )
         errors.append(abs(float(est.grad) - np.e) / np.e)
     left.loglog(steps, errors, "o-", ms=3, color=colour, label=scheme)
     left.axvline(default_relative_step(jnp.float64, scheme), color=colour, ls=":", lw=1)
@@ -41,13 +46,15 @@ noise_steps = np.logspace(-4, 0, 9)
 for crn, colour in ((True, "C2"), (False, "C3")):
     stds = []
     for h in noise_steps:
-        est = sg.gradient(model, theta, key, n_samples=20_000,
-                          method=sg.FiniteDifference(step=float(h), crn=crn))
+        est = sg.gradient(
+            model, theta, key, n_samples=20_000, method=sg.FiniteDifference(step=float(h), crn=crn)
+        )
         stds.append(float(est.grad_std["S0"]))
     right.loglog(noise_steps, stds, "o-", color=colour, label=f"crn={crn}")
 right.loglog(noise_steps, 15 / noise_steps, "k--", lw=1, label="∝ 1/h")
-right.set(xlabel="step h", ylabel="per-sample std of ∂/∂S0",
-          title="European call: common random numbers")
+right.set(
+    xlabel="step h", ylabel="per-sample std of ∂/∂S0", title="European call: common random numbers"
+)
 right.legend()
 
 fig.tight_layout()

@@ -10,6 +10,9 @@ from . import models as models
 from ._estimate import Estimate as Estimate
 from ._estimate import SimulationError as SimulationError
 from ._estimate import gradient as gradient
+from ._optimize import OptimizeHistory as OptimizeHistory
+from ._optimize import OptimizeResult as OptimizeResult
+from ._optimize import optimize as optimize
 from .estimators import AbstractEstimator as AbstractEstimator
 from .estimators import FiniteDifference as FiniteDifference
 from .estimators import Pathwise as Pathwise
