@@ -11,3 +11,8 @@ from ._ops import SUPPORTED as SUPPORTED
 from ._ops import OpCount as OpCount
 from ._ops import Rule as Rule
 from ._ops import count_ops as count_ops
+from ._tape import Entry as Entry
+from ._tape import Tape as Tape
+from ._tape import Update as Update
+from ._tape import Var as Var
+from ._tape import grad as grad

@@ -85,6 +85,9 @@ class Dual(Operand):
 
     @classmethod
     def _apply(cls, rule: Rule, args: tuple[Any, ...]) -> "Dual":
+        values = [value_of_dual(a) for a in args]
+        if all(type(a.deriv if isinstance(a, Dual) else a) is float for a in args):
+            return cls._apply_scalar(rule, args, values)  # the common case, made quick
         directions = {a.directions for a in args if isinstance(a, Dual)}
         if len(directions) > 1:
             raise ValueError(
@@ -93,7 +96,6 @@ class Dual(Operand):
             )
         (dirs,) = directions
         k = dirs[0] if dirs else 1
-        values = [value_of_dual(a) for a in args]
         out = rule.value(*values)
         shape = np.shape(out)
         tangent = np.zeros(dirs + shape)
@@ -107,6 +109,21 @@ class Dual(Operand):
         tally("primal", size)
         tally("tangent", (flops + k * (terms - 1)) * size)
         return cls._make(out, tangent)
+
+    @classmethod
+    def _apply_scalar(cls, rule: Rule, args: tuple[Any, ...], values: list[float]) -> "Dual":
+        """`_apply` for float values and one direction: the same rules, without arrays."""
+        out = float(rule.value(*values))
+        tangent, flops = 0.0, -1
+        for i, arg in enumerate(args):
+            if isinstance(arg, Dual):
+                tangent += float(rule.partials[i](out, *values)) * arg.deriv
+                flops += rule.cost[i] + (0 if rule.unit[i] else 1) + 1
+        tally("primal", 1)
+        tally("tangent", flops)
+        dual = object.__new__(cls)
+        dual.value, dual.deriv = out, tangent
+        return dual
 
     def __getitem__(self, index: Any) -> "Dual":
         if self.ndim == 0:

@@ -188,7 +188,7 @@ class Operand(abc.ABC):
     def _op(cls, name: str, *args: Any) -> Any:
         rule = RULES[name]
         for arg, partial in zip(args, rule.partials, strict=True):
-            if partial is None or isinstance(arg, cls):
+            if partial is None or isinstance(arg, cls | float):
                 continue
             if isinstance(arg, Operand) or not isinstance(
                 arg, int | float | np.integer | np.floating | np.ndarray
