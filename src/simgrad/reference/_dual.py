@@ -140,9 +140,7 @@ def value_of_dual(x: Any) -> Any:
     return x.value if isinstance(x, Dual) else x
 
 
-def jvp(
-    f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
-) -> tuple[Any, Any]:
+def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
     r"""Forward mode in one pass: ``(f(*primals), J·tangents)``, like `jax.jvp`.
 
     Each primal is seeded as ``Dual(primal, tangent)``; a tangent may carry a leading axis
