@@ -26,7 +26,8 @@ class Dual(Operand):
     ``value`` is a float or a numpy array; ``deriv`` has the value's shape (one direction)
     or a leading axis more, ``(k, *value.shape)`` (``k`` directions in one run). Python
     operators, the numpy ufuncs ``sin cos tan exp log sqrt tanh absolute power minimum
-    maximum`` and ``np.where`` apply the chain rule; anything else raises `TypeError`.
+    maximum``, ``np.where`` and ``np.sum`` (of all elements) apply the chain rule; anything
+    else raises `TypeError`.
 
     >>> import numpy as np
     >>> from simgrad.reference import Dual
@@ -96,6 +97,12 @@ class Dual(Operand):
             )
         (dirs,) = directions
         k = dirs[0] if dirs else 1
+        if rule.name == "sum":  # a reduction: sum the derivative over the value's axes
+            (x,) = args
+            axes = tuple(range(len(dirs), np.ndim(x.deriv)))
+            tally("primal", max(np.size(x.value) - 1, 0))
+            tally("tangent", k * max(np.size(x.value) - 1, 0))
+            return cls._make(np.sum(x.value), np.sum(x.deriv, axis=axes))
         out = rule.value(*values)
         shape = np.shape(out)
         tangent = np.zeros(dirs + shape)

@@ -71,6 +71,8 @@ _RULES = (
          (lambda o, x, y: _min_partial(y, x), lambda o, x, y: _min_partial(x, y)),
          "d max(x, y) = dx if x > y else dy (half each at a tie, as JAX)", (1, 0),
          (False, False)),
+    Rule("sum", np.sum, (lambda o, x: np.ones(np.shape(x)),),
+         "d Σ x = Σ dx (all elements)", (0,), (True,)),
     Rule("where", np.where,
          (None, lambda o, c, x, y: np.where(c, 1.0, 0.0), lambda o, c, x, y: np.where(c, 0.0, 1.0)),
          "d where(c, x, y) = where(c, dx, dy); the condition c is not differentiated", (0, 0, 0),
@@ -158,8 +160,8 @@ def clean(x: Any) -> float | np.ndarray:
 def unsupported(engine: str, what: str) -> TypeError:
     return TypeError(
         f"{what} is not supported by the reference engine ({engine}): it has no derivative "
-        f"rule, and it would give a wrong derivative silently. Supported: "
-        f"{', '.join(SUPPORTED)}, + - * / ** and comparisons."
+        f"rule here, so it is refused rather than differentiated wrongly. Rewrite it with: "
+        f"{', '.join(SUPPORTED)} (np.sum without axis), + - * / ** and comparisons."
     )
 
 
@@ -294,7 +296,7 @@ class Operand(abc.ABC):
             return _COMPARISONS[name](*(value_of(x) for x in inputs))
         if name == "positive":
             return inputs[0]
-        if name not in RULES or name == "where":
+        if name not in RULES or name in ("where", "sum"):
             raise unsupported(self._engine, f"numpy.{name}")
         return self._call(name, inputs)
 
@@ -309,6 +311,8 @@ class Operand(abc.ABC):
         return result
 
     def __array_function__(self, func, types, args, kwargs):
+        if func is np.sum and len(args) == 1 and not kwargs:
+            return self._call("sum", args)
         if func is not np.where:
             raise unsupported(self._engine, f"numpy.{func.__name__}")
         if kwargs or len(args) != 3:

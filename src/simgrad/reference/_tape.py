@@ -42,7 +42,8 @@ class Var(Operand):
     """A value recorded on a `Tape`; create one with `Tape.var`.
 
     Supports the same operations as `Dual`: Python operators, the numpy ufuncs
-    ``sin cos tan exp log sqrt tanh absolute power minimum maximum`` and ``np.where``.
+    ``sin cos tan exp log sqrt tanh absolute power minimum maximum``, ``np.where`` and
+    ``np.sum`` (of all elements).
     """
 
     __slots__ = ("value", "tape", "index")
