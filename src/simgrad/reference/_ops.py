@@ -135,6 +135,8 @@ def tally(field: str, amount: int) -> None:
 
 def as_real(x: Any, what: str) -> float | np.ndarray:
     """``x`` as a float (0-d) or a float64 array; a clear `TypeError` for anything else."""
+    if isinstance(x, list | tuple):
+        x = np.asarray(x)
     if isinstance(x, bool | np.bool_) or (
         not isinstance(x, int | float | np.integer | np.floating | np.ndarray)
     ):
