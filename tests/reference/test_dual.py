@@ -13,7 +13,7 @@ from programs import inputs, programs, run
 from simgrad.reference import Dual, count_ops, jvp
 
 PROPERTY = settings(
-    max_examples=150,
+    max_examples=100,
     derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
