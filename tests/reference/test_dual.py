@@ -63,7 +63,7 @@ def test_many_directions_in_one_pass_match_jax_jacobian(program, xs):
     close(ours.deriv, [float(j) for j in jac])
 
 
-@PROPERTY
+@settings(PROPERTY, max_examples=40)
 @given(programs(max_inputs=2, max_len=5), st.integers(1, 4))
 def test_arrays_with_broadcasting_match_jax(program, size):
     rng = np.random.default_rng(size)

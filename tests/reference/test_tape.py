@@ -43,7 +43,7 @@ def test_tape_matches_jax_grad(program, xs):
     close(tape.gradient(out), [float(g) for g in grads])
 
 
-@PROPERTY
+@settings(PROPERTY, max_examples=40)
 @given(programs(max_inputs=2, max_len=5), st.integers(1, 4))
 def test_tape_on_arrays_with_broadcasting_matches_jax(program, size):
     rng = np.random.default_rng(size)

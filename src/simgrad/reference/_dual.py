@@ -87,7 +87,7 @@ class Dual(Operand):
     @classmethod
     def _apply(cls, rule: Rule, args: tuple[Any, ...]) -> "Dual":
         values = [value_of_dual(a) for a in args]
-        if all(type(a.deriv if isinstance(a, Dual) else a) is float for a in args):
+        if all(type(a.deriv if isinstance(a, Dual) else a) in (float, int) for a in args):
             return cls._apply_scalar(rule, args, values)  # the common case, made quick
         directions = {a.directions for a in args if isinstance(a, Dual)}
         if len(directions) > 1:
