@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from programs import inputs, programs, run
+from reference_programs import inputs, programs, run
 
 from simgrad.reference import Dual, count_ops, jvp
 

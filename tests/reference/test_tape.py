@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from programs import inputs, programs, run
+from reference_programs import inputs, programs, run
 
 from simgrad.reference import Dual, Tape, count_ops, grad
 
