@@ -7,6 +7,7 @@
 
 from . import estimators as estimators
 from . import models as models
+from . import reference as reference
 from ._estimate import Estimate as Estimate
 from ._estimate import SimulationError as SimulationError
 from ._estimate import gradient as gradient

@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .reference._explain import explain_app
+
 app = typer.Typer(
     name="simgrad",
     help="Gradients of simulations — deterministic, stochastic, discrete, discontinuous.",
@@ -15,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
+app.add_typer(explain_app, name="explain")
 
 
 @app.callback()
