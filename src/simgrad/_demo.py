@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable, Iterable
 
 import jax
-import numpy as np
 
 from ._estimate import Estimate, gradient
+from ._src.names import named_components
 from .estimators import ESTIMATORS, AbstractEstimator, FiniteDifference
 from .models import GALLERY, AbstractModel
 
@@ -50,23 +50,6 @@ def applicable_estimators(model: AbstractModel) -> dict[str, AbstractEstimator]:
         for name, est in ESTIMATORS.items()
         if model.stochastic or not (isinstance(est, FiniteDifference) and not est.crn)
     }
-
-
-def named_components(tree) -> dict[str, float]:
-    """Flatten a pytree of arrays to ``{"S0": 0.63, "x[1]": ...}`` (``θ`` for a bare scalar)."""
-    out = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        base = (
-            "".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
-            or "θ"
-        )
-        leaf = np.asarray(leaf, dtype=float)
-        if leaf.ndim == 0:
-            out[base] = float(leaf)
-        else:
-            for index in np.ndindex(leaf.shape):
-                out[f"{base}[{','.join(map(str, index))}]"] = float(leaf[index])
-    return out
 
 
 def run_one(

@@ -13,6 +13,7 @@ import optax
 from jaxtyping import Array
 
 from ._estimate import Estimate, _check_key, _check_method, _check_theta, gradient
+from ._src.names import named_components, path_name
 from ._types import Key, Simulator, Theta
 from .estimators import AbstractEstimator, Pathwise
 
@@ -66,8 +67,6 @@ class OptimizeResult(eqx.Module):
             matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from ._demo import named_components
-
         steps = np.arange(self.n_steps)
         value = np.asarray(self.history.value)
         stderr = np.asarray(self.history.value_stderr)
@@ -79,7 +78,7 @@ class OptimizeResult(eqx.Module):
         exact_parts = named_components(exact) if exact is not None else {}
         for i, (key_path, leaf) in enumerate(paths):
             leaf = np.asarray(leaf).reshape(self.n_steps, -1)
-            base = jax.tree_util.keystr(key_path) or "θ"
+            base = path_name(key_path)
             for j in range(leaf.shape[1]):
                 label = base if leaf.shape[1] == 1 else f"{base}[{j}]"
                 right.plot(steps, leaf[:, j], color=f"C{(i + j) % 10}", label=label)
@@ -306,6 +305,7 @@ def _pm(estimate) -> str:
 
 
 def _progress_bar(show: bool, total: int, done: int):
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -319,9 +319,10 @@ def _progress_bar(show: bool, total: int, done: int):
         TextColumn("optimising"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("E[sim] = {task.fields[value]}"),
+        TextColumn("objective {task.fields[value]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        console=Console(stderr=True),  # like tqdm: stdout stays clean for results
         disable=not show,
     )
     if show:

@@ -83,6 +83,61 @@ def demo(
     _print_notes(console, list(dict.fromkeys(r.model for r in rows)))
 
 
+@app.command()
+def optimize(
+    name: Annotated[str, typer.Argument(help="An application from the gallery.")],
+    seed: Annotated[int, typer.Option(help="Seed of the PRNG key.")] = 0,
+    plot: Annotated[
+        str | None, typer.Option(help="Where to write the convergence plot; default NAME.png.")
+    ] = None,
+    checkpoint: Annotated[
+        str | None, typer.Option(help="Save the run here every 50 steps and on Ctrl-C.")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run saved in --checkpoint.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Optimise a gallery application and compare the result with its known answer.
+
+    Applications: run `simgrad optimize --help` and see the list below, or docs/applications.
+    """
+    import jax
+
+    from .models.applications import APPLICATIONS
+
+    if name not in APPLICATIONS:
+        raise typer.BadParameter(
+            f"unknown application {name!r}; choose from {sorted(APPLICATIONS)}.",
+            param_hint="NAME",
+        )
+    if resume and checkpoint is None:
+        raise typer.BadParameter("--resume needs --checkpoint PATH.", param_hint="--resume")
+    jax.config.update("jax_enable_x64", True)
+    application = APPLICATIONS[name]
+    console = Console(stderr=as_json)
+    console.print(f"[bold]{name}[/bold]: {application.summary}")
+    result = application.run(
+        jax.random.key(seed), progress=True, checkpoint=checkpoint, resume=resume
+    )
+    verdict = application.judge(result.theta)
+    plot_path = plot or f"{name}.png"
+    result.plot(plot_path, exact=application.optimum(), title=name)
+    if as_json:
+        typer.echo(json.dumps(verdict | {"plot": plot_path}, indent=2))
+        return
+    table = Table(title=f"{name}: {result.n_steps} steps, {result.method}", title_justify="left")
+    for col in ("parameter", "found", "known optimum"):
+        table.add_column(col, justify="right" if col != "parameter" else "left")
+    for key, value in verdict["theta"].items():
+        table.add_row(key, _fmt(value), _fmt(verdict["optimum"][key]))
+    console.print(table)
+    colour = "green" if verdict["reached"] else "red"
+    console.print(
+        f"exact objective {_fmt(verdict['objective'])} against the optimum's "
+        f"{_fmt(verdict['optimal_objective'])}: gap [{colour}]{verdict['relative_gap']:.2%}"
+        f"[/{colour}] (tolerance {verdict['tolerance']:.0%}). Plot: {plot_path}"
+    )
+
+
 def _row_dict(row) -> dict:
     import dataclasses
 

@@ -5,6 +5,7 @@ Each model is a callable ``model(theta, key) -> scalar`` with ``default_theta()`
 demo runs every applicable estimator on each.
 """
 
+from . import applications as applications
 from .base import AbstractModel as AbstractModel
 from .finance import AsianCall as AsianCall
 from .finance import EuropeanCall as EuropeanCall

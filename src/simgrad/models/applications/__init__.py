@@ -1,0 +1,10 @@
+"""The applications gallery: design and calibration problems for `sg.optimize`.
+
+Each is an `AbstractApplication`: a simulator, the estimator that fits it, and an answer
+computed independently. `simgrad optimize NAME` runs one from the command line.
+"""
+
+from .base import AbstractApplication as AbstractApplication
+from .engineering import TunedMassDamper as TunedMassDamper
+
+APPLICATIONS: dict[str, AbstractApplication] = {app.name: app for app in (TunedMassDamper(),)}
