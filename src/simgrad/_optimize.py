@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import time
 from collections.abc import Callable
 
 import equinox as eqx
@@ -208,10 +209,13 @@ def optimize(
     bar = _progress_bar(progress, steps, int(state.step))
     try:
         with bar:
+            shown = time.monotonic()
             for i in range(int(state.step), steps):
                 state, estimate = _step(state, *statics)
-                if bar.tasks:
-                    bar.update(bar.tasks[0].id, advance=1, value=_pm(estimate))
+                # Redraw at most 10 times a second: reading the value waits for the device.
+                if bar.tasks and (time.monotonic() - shown > 0.1 or i == steps - 1):
+                    bar.update(bar.tasks[0].id, completed=i + 1, value=_pm(estimate))
+                    shown = time.monotonic()
                 if callback is not None:
                     callback(i, estimate)
                 if checkpoint is not None and (i + 1) % checkpoint_every == 0:
