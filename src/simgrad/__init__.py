@@ -7,11 +7,14 @@
 
 from . import estimators as estimators
 from . import models as models
+from . import random as random
 from ._estimate import Estimate as Estimate
 from ._estimate import SimulationError as SimulationError
 from ._estimate import gradient as gradient
 from .estimators import AbstractEstimator as AbstractEstimator
 from .estimators import FiniteDifference as FiniteDifference
+from .estimators import Hybrid as Hybrid
 from .estimators import Pathwise as Pathwise
+from .estimators import ScoreFunction as ScoreFunction
 
 __version__ = "0.1.0"

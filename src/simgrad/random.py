@@ -230,8 +230,7 @@ def _prepare(fn: str, params: dict, shape, dtype, *, event_dims: int = 0):
         batch = jnp.broadcast_shapes(*batch_shapes)
     except ValueError:
         raise ValueError(
-            f"simgrad.random.{fn}: the parameters' shapes {batch_shapes} do not broadcast "
-            "together."
+            f"simgrad.random.{fn}: the parameters' shapes {batch_shapes} do not broadcast together."
         ) from None
     if shape is None:
         shape = batch

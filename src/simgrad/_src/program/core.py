@@ -17,7 +17,16 @@ import jax.numpy as jnp
 from jax import lax
 from jax.extend.core import jaxpr_as_fun
 
-from ._jax_compat import CALL_PRIMITIVES, ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var, bind, call_jaxpr
+from ._jax_compat import (
+    CALL_PRIMITIVES,
+    ClosedJaxpr,
+    Jaxpr,
+    JaxprEqn,
+    Literal,
+    Var,
+    bind,
+    call_jaxpr,
+)
 from .sites import DrawSite, site_distribution
 
 State = Any
@@ -59,13 +68,13 @@ def evaluate(
 ) -> tuple[list, State]:
     """Run ``closed`` on the flat ``args`` under ``interpretation``: ``(outputs, state)``."""
     if len(args) != len(closed.jaxpr.invars):
-        raise ValueError(
-            f"the program takes {len(closed.jaxpr.invars)} inputs, got {len(args)}."
-        )
+        raise ValueError(f"the program takes {len(closed.jaxpr.invars)} inputs, got {len(args)}.")
     return _eval(closed.jaxpr, closed.consts, list(args), interpretation, state, None)
 
 
-def find(closed: ClosedJaxpr, predicate: Callable[[JaxprEqn], bool]) -> list[tuple[JaxprEqn, tuple]]:
+def find(
+    closed: ClosedJaxpr, predicate: Callable[[JaxprEqn], bool]
+) -> list[tuple[JaxprEqn, tuple]]:
     """Every equation, at any depth, for which ``predicate`` holds, with its context.
 
     The context is the tuple of enclosing control-flow primitive names, outermost first,
