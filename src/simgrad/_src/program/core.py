@@ -48,6 +48,10 @@ class Interpretation(abc.ABC):
     ``draw`` is traced once and run every iteration.
     """
 
+    @abc.abstractmethod
+    def initial_state(self) -> State:
+        """The state before the first equation (a pytree of arrays; ``()`` for none)."""
+
     def draw(self, site: DrawSite, state: State) -> tuple[Any, State]:
         return site.sample(), state
 
@@ -64,9 +68,15 @@ def trace(fn: Callable, *args) -> ClosedJaxpr:
 
 
 def evaluate(
-    closed: ClosedJaxpr, args: Sequence, interpretation: Interpretation, state: State
+    closed: ClosedJaxpr, args: Sequence, interpretation: Interpretation, state: State = None
 ) -> tuple[list, State]:
-    """Run ``closed`` on the flat ``args`` under ``interpretation``: ``(outputs, state)``."""
+    """Run ``closed`` on the flat ``args`` under ``interpretation``: ``(outputs, state)``.
+
+    ``state`` defaults to ``interpretation.initial_state()``. Differentiable, vmappable and
+    jittable like any JAX function of ``args``.
+    """
+    if state is None:
+        state = interpretation.initial_state()
     if len(args) != len(closed.jaxpr.invars):
         raise ValueError(f"the program takes {len(closed.jaxpr.invars)} inputs, got {len(args)}.")
     return _eval(closed.jaxpr, closed.consts, list(args), interpretation, state, None)
@@ -151,7 +161,8 @@ def _live_eqns(jaxpr: Jaxpr, live_out: list[bool] | None) -> list[bool]:
     """Backward liveness: can each equation reach a live output (or has it effects)?"""
     if live_out is None:
         live_out = [True] * len(jaxpr.outvars)
-    live = {v for v, keep in zip(jaxpr.outvars, live_out) if keep and isinstance(v, Var)}
+    pairs = zip(jaxpr.outvars, live_out, strict=True)
+    live = {v for v, keep in pairs if keep and isinstance(v, Var)}
     flags = [False] * len(jaxpr.eqns)
     for i in range(len(jaxpr.eqns) - 1, -1, -1):
         eqn = jaxpr.eqns[i]
@@ -167,14 +178,14 @@ def _eval(jaxpr, consts, args, interpretation, state, live_out):
     def read(v):
         return v.val if isinstance(v, Literal) else env[v]
 
-    for v, x in zip(jaxpr.constvars, consts):
+    for v, x in zip(jaxpr.constvars, consts, strict=True):
         env[v] = x
-    for v, x in zip(jaxpr.invars, args):
+    for v, x in zip(jaxpr.invars, args, strict=True):
         env[v] = x
-    for eqn, live in zip(jaxpr.eqns, _live_eqns(jaxpr, live_out)):
+    for eqn, live in zip(jaxpr.eqns, _live_eqns(jaxpr, live_out), strict=True):
         invals = [read(v) for v in eqn.invars]
         outvals, state = _eval_eqn(eqn, invals, interpretation, state, live)
-        for v, x in zip(eqn.outvars, outvals):
+        for v, x in zip(eqn.outvars, outvals, strict=True):
             env[v] = x
     return [read(v) for v in jaxpr.outvars], state
 
