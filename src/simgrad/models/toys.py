@@ -9,9 +9,10 @@ from .base import AbstractModel
 
 
 class PoissonToy(AbstractModel):
-    r"""$x^2$ for $x \sim \mathrm{Poisson}(\lambda)$: $\mathbb E = \lambda + \lambda^2$, gradient $1 + 2\lambda$.
+    r"""$x^2$ for $x \sim \mathrm{Poisson}(\lambda)$, with exact mean and gradient.
 
-    Each sample path is constant in λ (the count jumps), so the pathwise gradient is zero.
+    $\mathbb E = \lambda + \lambda^2$, gradient $1 + 2\lambda$. Each sample path
+    is constant in λ (the count jumps), so the pathwise gradient is zero.
     """
 
     name = "poisson"
