@@ -41,7 +41,7 @@ class Hybrid(AbstractScoreEstimator):
     baseline: Baseline = eqx.field(default="loo", static=True)
     ema_decay: float = eqx.field(default=0.9, static=True)
     rao_blackwell: bool = eqx.field(default=True, static=True)
-    mode: Literal["reverse", "forward"] = eqx.field(default="reverse", static=True)
+    mode: Literal["auto", "reverse", "forward"] = eqx.field(default="auto", static=True)
 
     needs_draw_sites: ClassVar[bool] = False
 

@@ -41,7 +41,7 @@ class AbstractScoreEstimator(AbstractEstimator):
     baseline: eqx.AbstractVar[Baseline]
     ema_decay: eqx.AbstractVar[float]
     rao_blackwell: eqx.AbstractVar[bool]
-    mode: eqx.AbstractVar[Literal["reverse", "forward"]]
+    mode: eqx.AbstractVar[Literal["auto", "reverse", "forward"]]
 
     # Capability: True if the estimator is meaningless without `simgrad.random` draws (it
     # then refuses such simulators at trace time); contract tests use it to pick simulators.
@@ -62,8 +62,10 @@ class AbstractScoreEstimator(AbstractEstimator):
             raise ValueError(f"{cls}(ema_decay={decay!r}): ema_decay must be in (0, 1), e.g. 0.9.")
         if not isinstance(self.rao_blackwell, bool):
             raise TypeError(f"{cls}(rao_blackwell={self.rao_blackwell!r}): must be True or False.")
-        if self.mode not in ("reverse", "forward"):
-            raise ValueError(f"{cls}(mode={self.mode!r}): mode must be 'reverse' or 'forward'.")
+        if self.mode not in ("auto", "reverse", "forward"):
+            raise ValueError(
+                f"{cls}(mode={self.mode!r}): mode must be 'auto', 'reverse' or 'forward'."
+            )
 
     def evals_per_sample(self, n_params: int) -> int:
         return 1
@@ -81,13 +83,17 @@ class AbstractScoreEstimator(AbstractEstimator):
             return f, state
 
         self._check_program(program, run, theta, keys[0])
+        mode = self.mode
+        if mode == "auto":  # reverse mode cannot differentiate through lax.while_loop
+            in_while = any("while" in context for _, context in draw_sites(program))
+            mode = "forward" if in_while else "reverse"
 
         def one(key):
             def fn(th):
                 f, (log_prob, _) = run(th, key)
                 return (f, log_prob), f
 
-            jacobian = jax.jacrev if self.mode == "reverse" else jax.jacfwd
+            jacobian = jax.jacrev if mode == "reverse" else jax.jacfwd
             (direct, score), f = jacobian(fn, has_aux=True)(theta)
             return f, direct, score
 
@@ -214,9 +220,10 @@ class ScoreFunction(AbstractScoreEstimator):
             estimates as independent, which they are up to $O(1/n)$.
         ema_decay: the moving average's decay, in (0, 1).
         rao_blackwell: drop the score of draws that cannot reach the output (dead code).
-        mode: differentiate the log-probability in ``"reverse"`` mode (default) or
-            ``"forward"`` mode (needed when draws with θ-dependent parameters sit inside a
-            `lax.while_loop`, which reverse mode cannot differentiate).
+        mode: differentiate in ``"reverse"`` mode (one backward pass) or ``"forward"``
+            mode (one tangent per parameter, batched; works through `lax.while_loop`,
+            which reverse mode cannot differentiate). ``"auto"`` (default): forward when a
+            draw sits inside a while loop, else reverse.
 
     Example:
         >>> import jax, simgrad as sg
@@ -239,7 +246,7 @@ class ScoreFunction(AbstractScoreEstimator):
     baseline: Baseline = eqx.field(default="loo", static=True)
     ema_decay: float = eqx.field(default=0.9, static=True)
     rao_blackwell: bool = eqx.field(default=True, static=True)
-    mode: Literal["reverse", "forward"] = eqx.field(default="reverse", static=True)
+    mode: Literal["auto", "reverse", "forward"] = eqx.field(default="auto", static=True)
 
     needs_draw_sites: ClassVar[bool] = True
 
