@@ -236,7 +236,11 @@ def _prepare(fn: str, params: dict, shape, dtype, *, event_dims: int = 0):
         shape = batch
     else:
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        if jnp.broadcast_shapes(shape, batch) != shape:
+        try:
+            fits = jnp.broadcast_shapes(shape, batch) == shape
+        except ValueError:
+            fits = False
+        if not fits:
             raise ValueError(
                 f"simgrad.random.{fn}: shape={shape} cannot hold parameters of shape {batch}; "
                 f"pass shape=None or a shape that the parameters broadcast to."
