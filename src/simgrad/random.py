@@ -205,7 +205,6 @@ def _check_key(fn: str, key) -> None:
 
 def _prepare(fn: str, params: dict, shape, dtype, *, event_dims: int = 0):
     """Cast parameters to one floating dtype and settle the output shape."""
-    arrays = {}
     for name, value in params.items():
         if isinstance(value, bool) or not isinstance(
             value, (int, float, np.ndarray, np.generic, jax.Array)
@@ -214,9 +213,12 @@ def _prepare(fn: str, params: dict, shape, dtype, *, event_dims: int = 0):
                 f"simgrad.random.{fn}: {name} must be a number or an array, "
                 f"got {type(value).__name__}."
             )
-        arrays[name] = value if isinstance(value, jax.Array) else jnp.asarray(value)
-    if dtype is None:
-        floats = [a for a in arrays.values() if jnp.issubdtype(a.dtype, jnp.floating)]
+    if dtype is None:  # Python numbers are weakly typed: they follow the arrays' dtype
+        floats = [
+            v
+            for v in params.values()
+            if isinstance(v, float) or jnp.issubdtype(getattr(v, "dtype", int), jnp.floating)
+        ]
         dtype = jnp.result_type(*floats) if floats else jnp.asarray(0.0).dtype
     dtype = jnp.dtype(dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
@@ -224,7 +226,11 @@ def _prepare(fn: str, params: dict, shape, dtype, *, event_dims: int = 0):
             f"simgrad.random.{fn}: dtype must be floating (discrete draws return floats "
             f"holding integers), got {dtype}."
         )
-    arrays = {k: a.astype(dtype) for k, a in arrays.items()}
+    # Concrete parameters stay NumPy, so that their validity is checked now, for free.
+    arrays = {
+        k: v.astype(dtype) if isinstance(v, jax.Array) else np.asarray(v, dtype)
+        for k, v in params.items()
+    }
     batch_shapes = [a.shape[: a.ndim - event_dims] for a in arrays.values()]
     try:
         batch = jnp.broadcast_shapes(*batch_shapes)
@@ -248,12 +254,17 @@ def _prepare(fn: str, params: dict, shape, dtype, *, event_dims: int = 0):
     return arrays, shape, dtype
 
 
+def _xp(a):
+    """NumPy for concrete NumPy parameters (checked now), jax.numpy for the rest."""
+    return np if isinstance(a, np.ndarray) else jnp
+
+
 def _require(fn: str, value, ok, message: str):
     """``ValueError`` now if ``value`` is concrete and not ``ok``; else a run-time check."""
     text = f"simgrad.random.{fn}: {message}"
     if isinstance(ok, jax.core.Tracer):
         return eqx.error_if(value, jnp.logical_not(jnp.all(ok)), text)
-    if not bool(jnp.all(ok)):
+    if not bool(np.all(ok)):
         raise ValueError(f"{text} (got {np.asarray(value)}).")
     return value
 
@@ -353,12 +364,15 @@ def categorical(key, logits, axis=-1, shape=None, dtype=None):
         logits = jnp.asarray(logits)
     if getattr(logits, "ndim", 0) < 1:
         raise ValueError("simgrad.random.categorical: logits must have at least one axis.")
-    logits = jnp.moveaxis(jnp.asarray(logits), axis, -1)
+    if isinstance(logits, jax.Array):
+        logits = jnp.moveaxis(logits, axis, -1)
+    else:
+        logits = np.moveaxis(np.asarray(logits), axis, -1)
     q, shape, dtype, site = _draw(
         "categorical", key, {"logits": logits}, shape, dtype, event_dims=1
     )
     lg = q["logits"]
-    return site(_require("categorical", lg, ~jnp.isnan(lg), "logits must not be NaN"))
+    return site(_require("categorical", lg, ~_xp(lg).isnan(lg), "logits must not be NaN"))
 
 
 def poisson(key, rate, shape=None, dtype=None):
@@ -370,7 +384,7 @@ def poisson(key, rate, shape=None, dtype=None):
     _check_key("poisson", key)
     q, shape, dtype, site = _draw("poisson", key, {"rate": rate}, shape, dtype)
     r = q["rate"]
-    ok = (r >= 0) & jnp.isfinite(r)
+    ok = (r >= 0) & _xp(r).isfinite(r)
     return site(_require("poisson", r, ok, "rate must be non-negative and finite"))
 
 
@@ -382,7 +396,7 @@ def binomial(key, n, p, shape=None, dtype=None):
     """
     _check_key("binomial", key)
     q, shape, dtype, site = _draw("binomial", key, {"n": n, "p": p}, shape, dtype)
-    n_ok = (q["n"] >= 0) & (q["n"] == jnp.round(q["n"]))
+    n_ok = (q["n"] >= 0) & (q["n"] == _xp(q["n"]).round(q["n"]))
     n_ = _require("binomial", q["n"], n_ok, "n must be a non-negative whole number")
     p_ = _require("binomial", q["p"], (q["p"] >= 0) & (q["p"] <= 1), "p must be in [0, 1]")
     return site(n_, p_)
