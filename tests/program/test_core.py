@@ -226,12 +226,13 @@ def test_dead_draws_are_marked_not_live(key):
             return site.sample(), state
 
     def sim(t, key):
-        k1, k2 = jax.random.split(key)
+        k1, k2, k3, k4 = jax.random.split(key, 4)
         _unused = R.bernoulli(k1, 0.5)
-        return R.normal(k2, t)
+        pair = jax.jit(lambda t: (R.poisson(k3, t), R.geometric(k4, 0.5)))(t)
+        return R.normal(k2, t) + pair[1]
 
     evaluate(trace(sim, 1.0, key), [1.0, key], Record())
-    assert seen == [("bernoulli", False), ("normal", True)]
+    assert seen == [("bernoulli", False), ("poisson", False), ("geometric", True), ("normal", True)]
 
 
 def test_find_reports_context(key):

@@ -157,8 +157,9 @@ def _needs_visit(jaxpr: Jaxpr, interpretation: Interpretation) -> bool:
     return False
 
 
-def _live_eqns(jaxpr: Jaxpr, live_out: list[bool] | None) -> list[bool]:
-    """Backward liveness: can each equation reach a live output (or has it effects)?"""
+def _liveness(jaxpr: Jaxpr, live_out: list[bool] | None) -> tuple[list[bool], set]:
+    """Backward liveness: which equations can reach a live output (or have effects), and
+    which variables are live."""
     if live_out is None:
         live_out = [True] * len(jaxpr.outvars)
     pairs = zip(jaxpr.outvars, live_out, strict=True)
@@ -169,7 +170,7 @@ def _live_eqns(jaxpr: Jaxpr, live_out: list[bool] | None) -> list[bool]:
         if eqn.effects or any(v in live for v in eqn.outvars):
             flags[i] = True
             live.update(v for v in eqn.invars if isinstance(v, Var))
-    return flags
+    return flags, live
 
 
 def _eval(jaxpr, consts, args, interpretation, state, live_out):
@@ -182,9 +183,11 @@ def _eval(jaxpr, consts, args, interpretation, state, live_out):
         env[v] = x
     for v, x in zip(jaxpr.invars, args, strict=True):
         env[v] = x
-    for eqn, live in zip(jaxpr.eqns, _live_eqns(jaxpr, live_out), strict=True):
+    flags, live_vars = _liveness(jaxpr, live_out)
+    for eqn, live in zip(jaxpr.eqns, flags, strict=True):
         invals = [read(v) for v in eqn.invars]
-        outvals, state = _eval_eqn(eqn, invals, interpretation, state, live)
+        out_live = [v in live_vars for v in eqn.outvars] if live else None
+        outvals, state = _eval_eqn(eqn, invals, interpretation, state, live, out_live)
         for v, x in zip(eqn.outvars, outvals, strict=True):
             env[v] = x
     return [read(v) for v in jaxpr.outvars], state
@@ -194,7 +197,7 @@ def _eval_closed(closed, args, interpretation, state, live_out=None):
     return _eval(closed.jaxpr, closed.consts, list(args), interpretation, state, live_out)
 
 
-def _eval_eqn(eqn, invals, interpretation, state, live):
+def _eval_eqn(eqn, invals, interpretation, state, live, out_live):
     distribution = site_distribution(eqn)
     if distribution is not None:
         site = DrawSite(distribution, invals[0], tuple(invals[1:]), live, eqn)
@@ -209,7 +212,7 @@ def _eval_eqn(eqn, invals, interpretation, state, live):
     if name in CALL_PRIMITIVES:
         # Inlined: the call boundary (and a custom derivative rule, if any) is dropped for
         # this sub-program, because the interpretation must see inside it.
-        live_out = None if live else [False] * len(eqn.outvars)
+        live_out = out_live if live else [False] * len(eqn.outvars)
         return _eval_closed(subs[0], invals, interpretation, state, live_out)
     if name == "scan":
         return _scan(eqn, invals, interpretation, state)
