@@ -3,7 +3,7 @@
 The core reads jaxprs (public types from `jax.extend.core`) and re-binds their equations.
 What is not public — the primitive names of control flow, their parameter names, and
 `Primitive.get_bind_params` — is gathered here so that a JAX upgrade touches one file.
-Tested with JAX 0.8.2 and 0.10.2 (CPU) and 0.11 (CUDA).
+Tested with JAX 0.8.2 and 0.10.2 (CPU); JAX 0.11 is yet to be checked.
 """
 
 from jax.extend.core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var
