@@ -107,6 +107,11 @@ def test_shapes_broadcast(key):
     assert R.categorical(key, jnp.zeros((3, 4)), axis=0).shape == (4,)
     with pytest.raises(ValueError, match="cannot hold"):
         R.normal(key, jnp.zeros(3), shape=(2,))
+    with pytest.raises(TypeError, match="shape must be a tuple"):
+        R.normal(key, shape=(2.5,))
+    with pytest.raises(TypeError, match="shape must be a tuple"):
+        R.poisson(key, 1.0, shape=(-1,))
+    assert R.uniform(key, shape=4).shape == (4,)
     with pytest.raises(ValueError, match="do not broadcast"):
         R.normal(key, jnp.zeros(3), jnp.ones(2))
 

@@ -241,7 +241,15 @@ def _prepare(fn: str, params: dict, shape, dtype, *, event_dims: int = 0):
     if shape is None:
         shape = batch
     else:
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else shape
+        if not isinstance(shape, (tuple, list)) or not all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise TypeError(
+                f"simgrad.random.{fn}: shape must be a tuple of non-negative ints, e.g. "
+                f"shape=(3,), got {shape!r}."
+            )
+        shape = tuple(int(d) for d in shape)
         try:
             fits = jnp.broadcast_shapes(shape, batch) == shape
         except ValueError:
