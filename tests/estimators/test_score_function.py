@@ -244,3 +244,21 @@ def test_invalid_draw_parameters_are_an_error_not_nan(key):
 
     with pytest.raises(Exception, match=r"p must be in \[0, 1\]"):
         jax.block_until_ready(sg.gradient(sim, 0.3, key, method=sg.ScoreFunction(), n_samples=8))
+
+
+def test_registered_and_usable_inside_jit(key):
+    from simgrad.estimators import ESTIMATORS
+
+    names = {
+        n for n, m in ESTIMATORS.items() if isinstance(m, sg.estimators.AbstractScoreEstimator)
+    }
+    assert {"score-vanilla", "score-loo", "score-cv", "hybrid"} <= names
+    assert sg.ScoreFunction.needs_draw_sites and not sg.Hybrid.needs_draw_sites
+
+    def sim(t, k):
+        return R.normal(k, t, 1.0) ** 2 - 1  # E = t², gradient 2t
+
+    method = sg.ScoreFunction()
+    grad_at = jax.jit(lambda t: sg.gradient(sim, t, key, method=method, n_samples=256).grad)
+    eager = sg.gradient(sim, jnp.asarray(0.3), key, method=method, n_samples=256)
+    np.testing.assert_allclose(grad_at(jnp.asarray(0.3)), eager.grad, rtol=1e-9)
