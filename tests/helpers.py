@@ -1,13 +1,17 @@
 """Simulators with exact answers shared by the tests."""
 
-import jax
 import jax.numpy as jnp
+
+import simgrad as sg
 
 
 def noisy_square(theta, key):
-    """``(θ + Z)² - 1``, Z ~ N(0, 1): E = θ², ∇E = 2θ (per-sample pathwise std 2)."""
-    z = jax.random.normal(key, dtype=theta.dtype)
-    return (theta + z) ** 2 - 1
+    """``X² - 1``, X ~ N(θ, 1): E = θ², ∇E = 2θ (per-sample pathwise std 2).
+
+    The draw goes through `simgrad.random`, so every estimator — the score function too —
+    can see it.
+    """
+    return sg.random.normal(key, theta, 1.0) ** 2 - 1
 
 
 def quadratic_tree(theta, key):

@@ -7,6 +7,7 @@
 
 from . import estimators as estimators
 from . import models as models
+from . import random as random
 from . import reference as reference
 from ._estimate import Estimate as Estimate
 from ._estimate import SimulationError as SimulationError
@@ -16,6 +17,8 @@ from ._optimize import OptimizeResult as OptimizeResult
 from ._optimize import optimize as optimize
 from .estimators import AbstractEstimator as AbstractEstimator
 from .estimators import FiniteDifference as FiniteDifference
+from .estimators import Hybrid as Hybrid
 from .estimators import Pathwise as Pathwise
+from .estimators import ScoreFunction as ScoreFunction
 
 __version__ = "0.1.0"

@@ -9,7 +9,8 @@ import jax
 
 from ._estimate import Estimate, gradient
 from ._src.names import named_components
-from .estimators import ESTIMATORS, AbstractEstimator, FiniteDifference
+from ._src.program import draw_sites, trace
+from .estimators import ESTIMATORS, AbstractEstimator, AbstractScoreEstimator, FiniteDifference
 from .models import GALLERY, AbstractModel
 
 
@@ -44,11 +45,14 @@ class DemoRow:
 
 
 def applicable_estimators(model: AbstractModel) -> dict[str, AbstractEstimator]:
-    """All registered estimators; independent keys (no CRN) only matter for random models."""
+    """All registered estimators; independent keys (no CRN) only matter for random models,
+    and estimators that need `simgrad.random` draws only run on models that make them."""
+    has_sites = bool(draw_sites(trace(model, model.default_theta(), jax.random.key(0))))
     return {
         name: est
         for name, est in ESTIMATORS.items()
-        if model.stochastic or not (isinstance(est, FiniteDifference) and not est.crn)
+        if (model.stochastic or not (isinstance(est, FiniteDifference) and not est.crn))
+        and (has_sites or not (isinstance(est, AbstractScoreEstimator) and est.needs_draw_sites))
     }
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import simgrad as sg
-from simgrad.estimators import ESTIMATORS
+from simgrad.estimators import ESTIMATORS, AbstractScoreEstimator
 
 from ..helpers import noisy_square, quadratic_tree, quadratic_tree_grad
 
@@ -22,6 +22,10 @@ def tolerance(dtype):
     return 20 * float(jnp.finfo(dtype).eps) ** 0.5
 
 
+def needs_draw_sites(method) -> bool:
+    return isinstance(method, AbstractScoreEstimator) and method.needs_draw_sites
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_pytree_theta_exact_gradient(name, dtype, key):
@@ -29,6 +33,10 @@ def test_pytree_theta_exact_gradient(name, dtype, key):
         "x": jnp.array([0.5, -1.0, 2.0], dtype=dtype),
         "y": jnp.array([0.3, 1.5], dtype=dtype),
     }
+    if needs_draw_sites(ESTIMATORS[name]):  # a deterministic program has no draw to score
+        with pytest.raises(ValueError, match="Pathwise"):
+            sg.gradient(quadratic_tree, theta, key, method=ESTIMATORS[name], n_samples=2)
+        return
     est = sg.gradient(quadratic_tree, theta, key, method=ESTIMATORS[name], n_samples=2)
     exact = quadratic_tree_grad(theta)
     assert jax.tree.structure(est.grad) == jax.tree.structure(theta)
@@ -37,6 +45,23 @@ def test_pytree_theta_exact_gradient(name, dtype, key):
         np.testing.assert_allclose(got, want, rtol=tolerance(dtype), atol=tolerance(dtype))
     for stderr in jax.tree.leaves(est.grad_stderr):
         np.testing.assert_allclose(stderr, 0.0, atol=tolerance(dtype))  # deterministic
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_pytree_theta_stochastic(name, key):
+    # E[Σ a_i X_i²] with X_i ~ N(x_i, 1) is Σ a_i (x_i² + 1): gradient 2 a x; y scales it.
+    def sim(theta, key):
+        x = sg.random.normal(key, theta["x"], 1.0)
+        return jnp.sum(jnp.arange(1.0, 4.0) * x**2) * theta["y"]
+
+    theta = {"x": jnp.array([0.5, -1.0, 2.0]), "y": jnp.asarray(0.7)}
+    est = sg.gradient(sim, theta, key, method=ESTIMATORS[name], n_samples=20_000)
+    a = np.arange(1.0, 4.0)
+    exact = {"x": 2 * a * theta["x"] * 0.7, "y": np.sum(a * (theta["x"] ** 2 + 1))}
+    assert jax.tree.structure(est.grad) == jax.tree.structure(theta)
+    for part in ("x", "y"):
+        error = np.abs(np.asarray(est.grad[part]) - exact[part])
+        assert np.all(error <= 4 * np.asarray(est.grad_stderr[part]) + 1e-9), part
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -1,0 +1,1 @@
+"""Private implementation modules of simgrad. Nothing here is public API."""

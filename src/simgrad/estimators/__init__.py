@@ -4,7 +4,10 @@ from .base import AbstractEstimator as AbstractEstimator
 from .base import AbstractPerSampleEstimator as AbstractPerSampleEstimator
 from .base import map_samples as map_samples
 from .finite_difference import FiniteDifference as FiniteDifference
+from .hybrid import Hybrid as Hybrid
 from .pathwise import Pathwise as Pathwise
+from .score_function import AbstractScoreEstimator as AbstractScoreEstimator
+from .score_function import ScoreFunction as ScoreFunction
 
 # Every estimator joins this registry; tests/estimators/test_contract.py holds each entry to
 # the same checks (unbiasedness on exact cases, dtypes, pytree theta, no recompilation).
@@ -14,4 +17,10 @@ ESTIMATORS: dict[str, AbstractEstimator] = {
     "fd-central-crn": FiniteDifference(scheme="central", crn=True),
     "fd-forward-crn": FiniteDifference(scheme="forward", crn=True),
     "fd-central-independent": FiniteDifference(scheme="central", crn=False),
+    # Score-function estimators see only draws made through simgrad.random; ScoreFunction
+    # refuses simulators without them (its class var ``needs_draw_sites`` is True).
+    "score-vanilla": ScoreFunction(baseline=None),
+    "score-loo": ScoreFunction(baseline="loo"),
+    "score-cv": ScoreFunction(baseline="cv"),
+    "hybrid": Hybrid(),
 }

@@ -6,13 +6,32 @@ demo runs every applicable estimator on each.
 """
 
 from . import applications as applications
+from .bandit import Bandit as Bandit
 from .base import AbstractModel as AbstractModel
+from .digital import DigitalCall as DigitalCall
+from .digital import digital_call as digital_call
 from .finance import AsianCall as AsianCall
 from .finance import EuropeanCall as EuropeanCall
 from .finance import black_scholes_call as black_scholes_call
+from .queues import MM1Queue as MM1Queue
 from .textbook import EulerDecay as EulerDecay
 from .textbook import Kink as Kink
+from .toys import BernoulliToy as BernoulliToy
+from .toys import PoissonToy as PoissonToy
+from .toys import RandomWalk as RandomWalk
 
 GALLERY: dict[str, AbstractModel] = {
-    model.name: model for model in (EulerDecay(), Kink(), EuropeanCall(), AsianCall())
+    model.name: model
+    for model in (
+        EulerDecay(),
+        Kink(),
+        EuropeanCall(),
+        AsianCall(),
+        DigitalCall(),
+        MM1Queue(),
+        PoissonToy(),
+        BernoulliToy(),
+        RandomWalk(),
+        Bandit(),
+    )
 }

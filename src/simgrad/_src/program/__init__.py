@@ -1,0 +1,31 @@
+"""The program core: trace a simulator to a jaxpr and run it under an interpretation.
+
+One small interpreter (`core.evaluate`) walks a jaxpr — recursing into nested `jit`,
+`scan`, `while`, `cond`, `custom_jvp`, `custom_vjp` and `checkpoint` — and hands the
+equations an `Interpretation` cares about to that interpretation, threading its state
+through loops and branches. Everything in simgrad that must see inside a simulator is an
+interpretation of this core, not a new walker:
+
+* `LogProb` (here): accumulate ``log p(draw; θ)`` over every `simgrad.random` draw — the
+  score-function and hybrid estimators.
+* later: the differentiability checker (record comparisons and their margins), automatic
+  smoothing (replace hard comparisons by soft ones), stochastic triples (perturb draws).
+
+Extension points: subclass `Interpretation` and override ``draw`` (random draws, seen as
+`DrawSite` objects with their `Distribution` and parameter values) and/or ``wants`` +
+``apply`` (any other primitive). See docs/program-core.md. JAX internals are confined to
+`_jax_compat.py`.
+"""
+
+from .core import Interpretation as Interpretation
+from .core import draw_sites as draw_sites
+from .core import evaluate as evaluate
+from .core import find as find
+from .core import output_depends_on as output_depends_on
+from .core import trace as trace
+from .logprob import LogProb as LogProb
+from .sites import SITE_PREFIX as SITE_PREFIX
+from .sites import Distribution as Distribution
+from .sites import DrawSite as DrawSite
+from .sites import register as register
+from .sites import site_distribution as site_distribution

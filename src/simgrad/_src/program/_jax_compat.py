@@ -1,0 +1,74 @@
+"""Every use of JAX internals by the program core, in one place.
+
+The core reads jaxprs (public types from `jax.extend.core`) and re-binds their equations.
+What is not public — the primitive names of control flow, their parameter names, and
+`Primitive.get_bind_params` — is gathered here so that a JAX upgrade touches one file.
+Tested with JAX 0.8.2 and 0.10.2 (CPU); JAX 0.11 is yet to be checked.
+"""
+
+from jax.extend.core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var
+
+__all__ = [
+    "CALL_PRIMITIVES",
+    "ClosedJaxpr",
+    "Jaxpr",
+    "JaxprEqn",
+    "Literal",
+    "Var",
+    "bind",
+    "call_jaxpr",
+]
+
+# Primitives that apply one sub-jaxpr to their inputs, output for output. ``jit`` was named
+# ``pjit`` before JAX 0.7; ``remat2``/``checkpoint`` is `jax.checkpoint`.
+JIT_PRIMITIVES = frozenset({"jit", "pjit"})
+CALL_PRIMITIVES = frozenset(
+    {
+        *JIT_PRIMITIVES,
+        "closed_call",
+        "core_call",
+        "remat2",
+        "checkpoint",
+        "custom_jvp_call",
+        "custom_vjp_call",
+        "custom_vjp_call_jaxpr",
+    }
+)
+
+
+def call_jaxpr(eqn: JaxprEqn) -> ClosedJaxpr:
+    """The sub-jaxpr of a call-like equation (``CALL_PRIMITIVES``), as a closed jaxpr."""
+    params = eqn.params
+    inner = params.get("jaxpr", params.get("call_jaxpr", params.get("fun_jaxpr")))
+    if inner is None:
+        raise NotImplementedError(
+            f"simgrad's program core cannot find the sub-program of {eqn.primitive.name!r} "
+            f"(parameters {sorted(params)}); please report this with your JAX version."
+        )
+    if isinstance(inner, Jaxpr):
+        return ClosedJaxpr(inner, ())
+    return inner
+
+
+def jit_name(eqn: JaxprEqn) -> str | None:
+    """The function name a `jax.jit` equation carries, or None for other equations."""
+    if eqn.primitive.name in JIT_PRIMITIVES:
+        return eqn.params.get("name")
+    return None
+
+
+def bind(eqn: JaxprEqn, invals: list) -> list:
+    """Apply ``eqn``'s primitive to ``invals`` as `jax.core.eval_jaxpr` does; a list out."""
+    bind_params = eqn.primitive.get_bind_params(eqn.params)
+    if isinstance(bind_params, tuple):  # JAX < 0.9: (subfuns, params)
+        subfuns, bind_params = bind_params
+    else:  # JAX >= 0.9: the sub-functions travel inside the params
+        subfuns = ()
+    ctx = getattr(eqn, "ctx", None)
+    manager = getattr(ctx, "manager", None)
+    if manager is None:
+        out = eqn.primitive.bind(*subfuns, *invals, **bind_params)
+    else:
+        with manager:
+            out = eqn.primitive.bind(*subfuns, *invals, **bind_params)
+    return list(out) if eqn.primitive.multiple_results else [out]

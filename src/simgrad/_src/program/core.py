@@ -1,0 +1,282 @@
+"""The interpreter: evaluate a jaxpr under an `Interpretation`, threading its state.
+
+The core knows how to walk a program — straight-line equations, nested `jit`, `scan`,
+`while`, `cond`, `custom_jvp`, `custom_vjp`, `checkpoint` — and how to carry an
+interpretation's *state* (any pytree of arrays: a log-probability, a count, a list of
+branch margins) through every loop and branch. An interpretation says what to do at the
+equations it cares about; everything else is re-bound unchanged, and sub-programs that
+contain nothing of interest are re-bound whole (their custom derivatives intact).
+"""
+
+import abc
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.extend.core import jaxpr_as_fun
+
+from ._jax_compat import (
+    CALL_PRIMITIVES,
+    ClosedJaxpr,
+    Jaxpr,
+    JaxprEqn,
+    Literal,
+    Var,
+    bind,
+    call_jaxpr,
+)
+from .sites import DrawSite, site_distribution
+
+State = Any
+
+
+class Interpretation(abc.ABC):
+    """A way of running a program: the one extension point of the core.
+
+    Subclass and override any of:
+
+    * `draw(site, state)`: called at every `simgrad.random` draw; returns the draw's value
+      and the new state. Default: sample as the original program does.
+    * `wants(eqn)` and `apply(eqn, invals, state)`: for any other equation ``wants``
+      selects, ``apply`` replaces its evaluation (e.g. a checker records the margin of
+      every comparison; smoothing replaces ``gt`` by a sigmoid). Default: nothing wanted.
+
+    The state must keep its shapes and dtypes (it is a loop carry inside `scan` and
+    `while`). Interpretations must not assume how often they are called: inside a loop body
+    ``draw`` is traced once and run every iteration.
+    """
+
+    @abc.abstractmethod
+    def initial_state(self) -> State:
+        """The state before the first equation (a pytree of arrays; ``()`` for none)."""
+
+    def draw(self, site: DrawSite, state: State) -> tuple[Any, State]:
+        return site.sample(), state
+
+    def wants(self, eqn: JaxprEqn) -> bool:
+        return False
+
+    def apply(self, eqn: JaxprEqn, invals: list, state: State) -> tuple[list, State]:
+        return bind(eqn, invals), state
+
+
+def trace(fn: Callable, *args) -> ClosedJaxpr:
+    """Trace ``fn(*args)`` to a closed jaxpr whose inputs are ``args``' leaves, in order."""
+    return jax.make_jaxpr(fn)(*args)
+
+
+def evaluate(
+    closed: ClosedJaxpr, args: Sequence, interpretation: Interpretation, state: State = None
+) -> tuple[list, State]:
+    """Run ``closed`` on the flat ``args`` under ``interpretation``: ``(outputs, state)``.
+
+    ``state`` defaults to ``interpretation.initial_state()``. Differentiable, vmappable and
+    jittable like any JAX function of ``args``.
+    """
+    if state is None:
+        state = interpretation.initial_state()
+    if len(args) != len(closed.jaxpr.invars):
+        raise ValueError(f"the program takes {len(closed.jaxpr.invars)} inputs, got {len(args)}.")
+    return _eval(closed.jaxpr, closed.consts, list(args), interpretation, state, None)
+
+
+def find(
+    closed: ClosedJaxpr, predicate: Callable[[JaxprEqn], bool]
+) -> list[tuple[JaxprEqn, tuple]]:
+    """Every equation, at any depth, for which ``predicate`` holds, with its context.
+
+    The context is the tuple of enclosing control-flow primitive names, outermost first,
+    e.g. ``("scan", "cond")`` for a draw in a branch inside a loop body.
+    """
+    found = []
+
+    def walk(jaxpr: Jaxpr, context: tuple) -> None:
+        for eqn in jaxpr.eqns:
+            if predicate(eqn):
+                found.append((eqn, context))
+            for inner in _sub_jaxprs(eqn):
+                walk(inner.jaxpr, (*context, eqn.primitive.name))
+
+    walk(closed.jaxpr, ())
+    return found
+
+
+def draw_sites(closed: ClosedJaxpr) -> list[tuple[JaxprEqn, tuple]]:
+    """Every `simgrad.random` draw in the program, with its context (see `find`)."""
+    return find(closed, lambda eqn: site_distribution(eqn) is not None)
+
+
+def output_depends_on(fn: Callable, args: tuple, argnum: int = 0) -> list[bool]:
+    """For each output leaf of ``fn(*args)``: can it depend on ``args[argnum]``?
+
+    Decided on the jaxpr of ``fn``'s forward derivative, in which JAX has already dropped
+    every tangent that is structurally zero; a ``False`` is certain, a ``True`` is
+    conservative (an output that depends only through a loop or branch counts as dependent).
+    """
+    x = args[argnum]
+
+    def tangent_out(x, t):
+        f = lambda x: fn(*args[:argnum], x, *args[argnum + 1 :])  # noqa: E731
+        return jax.jvp(f, (x,), (t,))[1]
+
+    t = jax.tree.map(jnp.zeros_like, x)
+    closed = jax.make_jaxpr(tangent_out)(x, t)
+    n_x = len(jax.tree.leaves(x))
+    reached = set(closed.jaxpr.invars[n_x:])
+    for eqn in closed.jaxpr.eqns:
+        if any(isinstance(v, Var) and v in reached for v in eqn.invars):
+            reached.update(eqn.outvars)
+    return [isinstance(v, Var) and v in reached for v in closed.jaxpr.outvars]
+
+
+# --- the walker -------------------------------------------------------------------------
+
+
+def _sub_jaxprs(eqn: JaxprEqn) -> list[ClosedJaxpr]:
+    name = eqn.primitive.name
+    if name in CALL_PRIMITIVES:
+        return [call_jaxpr(eqn)]
+    if name == "scan":
+        return [eqn.params["jaxpr"]]
+    if name == "while":
+        return [eqn.params["cond_jaxpr"], eqn.params["body_jaxpr"]]
+    if name == "cond":
+        return list(eqn.params["branches"])
+    return []
+
+
+def _needs_visit(jaxpr: Jaxpr, interpretation: Interpretation) -> bool:
+    """Does the interpretation have anything to do inside ``jaxpr`` (at any depth)?"""
+    for eqn in jaxpr.eqns:
+        if site_distribution(eqn) is not None or interpretation.wants(eqn):
+            return True
+        if any(_needs_visit(inner.jaxpr, interpretation) for inner in _sub_jaxprs(eqn)):
+            return True
+    return False
+
+
+def _liveness(jaxpr: Jaxpr, live_out: list[bool] | None) -> tuple[list[bool], set]:
+    """Backward liveness: which equations can reach a live output (or have effects), and
+    which variables are live."""
+    if live_out is None:
+        live_out = [True] * len(jaxpr.outvars)
+    pairs = zip(jaxpr.outvars, live_out, strict=True)
+    live = {v for v, keep in pairs if keep and isinstance(v, Var)}
+    flags = [False] * len(jaxpr.eqns)
+    for i in range(len(jaxpr.eqns) - 1, -1, -1):
+        eqn = jaxpr.eqns[i]
+        if eqn.effects or any(v in live for v in eqn.outvars):
+            flags[i] = True
+            live.update(v for v in eqn.invars if isinstance(v, Var))
+    return flags, live
+
+
+def _eval(jaxpr, consts, args, interpretation, state, live_out):
+    env = {}
+
+    def read(v):
+        return v.val if isinstance(v, Literal) else env[v]
+
+    for v, x in zip(jaxpr.constvars, consts, strict=True):
+        env[v] = x
+    for v, x in zip(jaxpr.invars, args, strict=True):
+        env[v] = x
+    flags, live_vars = _liveness(jaxpr, live_out)
+    for eqn, live in zip(jaxpr.eqns, flags, strict=True):
+        invals = [read(v) for v in eqn.invars]
+        out_live = [v in live_vars for v in eqn.outvars] if live else None
+        outvals, state = _eval_eqn(eqn, invals, interpretation, state, live, out_live)
+        for v, x in zip(eqn.outvars, outvals, strict=True):
+            env[v] = x
+    return [read(v) for v in jaxpr.outvars], state
+
+
+def _eval_closed(closed, args, interpretation, state, live_out=None):
+    return _eval(closed.jaxpr, closed.consts, list(args), interpretation, state, live_out)
+
+
+def _eval_eqn(eqn, invals, interpretation, state, live, out_live):
+    distribution = site_distribution(eqn)
+    if distribution is not None:
+        site = DrawSite(distribution, invals[0], tuple(invals[1:]), live, eqn)
+        x, state = interpretation.draw(site, state)
+        return [x], state
+    if interpretation.wants(eqn):
+        return interpretation.apply(eqn, invals, state)
+    subs = _sub_jaxprs(eqn)
+    if not subs or not any(_needs_visit(s.jaxpr, interpretation) for s in subs):
+        return bind(eqn, invals), state
+    name = eqn.primitive.name
+    if name in CALL_PRIMITIVES:
+        # Inlined: the call boundary (and a custom derivative rule, if any) is dropped for
+        # this sub-program, because the interpretation must see inside it.
+        live_out = out_live if live else [False] * len(eqn.outvars)
+        return _eval_closed(subs[0], invals, interpretation, state, live_out)
+    if name == "scan":
+        return _scan(eqn, invals, interpretation, state)
+    if name == "while":
+        return _while(eqn, invals, interpretation, state)
+    if name == "cond":
+        return _cond(eqn, invals, interpretation, state)
+    raise NotImplementedError(f"the program core cannot interpret inside {name!r} yet.")
+
+
+def _scan(eqn, invals, interpretation, state):
+    p = eqn.params
+    n_consts, n_carry = p["num_consts"], p["num_carry"]
+    consts = invals[:n_consts]
+    carry = invals[n_consts : n_consts + n_carry]
+    xs = invals[n_consts + n_carry :]
+
+    def body(c, x):
+        s, carry = c
+        outs, s = _eval_closed(p["jaxpr"], [*consts, *carry, *x], interpretation, s)
+        return (s, outs[:n_carry]), outs[n_carry:]
+
+    (state, carry), ys = lax.scan(
+        body, (state, carry), xs, length=p["length"], reverse=p["reverse"], unroll=p["unroll"]
+    )
+    return [*carry, *ys], state
+
+
+def _while(eqn, invals, interpretation, state):
+    p = eqn.params
+    n_cond, n_body = p["cond_nconsts"], p["body_nconsts"]
+    cond_consts = invals[:n_cond]
+    body_consts = invals[n_cond : n_cond + n_body]
+    carry = invals[n_cond + n_body :]
+    if _needs_visit(p["cond_jaxpr"].jaxpr, interpretation):
+        raise NotImplementedError(
+            "a random draw (or an equation this interpretation changes) inside the "
+            "condition of a while_loop is not supported; draw in the body and carry a flag."
+        )
+    cond_fun = jaxpr_as_fun(p["cond_jaxpr"])
+
+    def cond(c):
+        (keep_going,) = cond_fun(*cond_consts, *c[1])
+        return keep_going
+
+    def body(c):
+        s, carry = c
+        outs, s = _eval_closed(p["body_jaxpr"], [*body_consts, *carry], interpretation, s)
+        return s, outs
+
+    state, carry = lax.while_loop(cond, body, (state, carry))
+    return list(carry), state
+
+
+def _cond(eqn, invals, interpretation, state):
+    index, ops = invals[0], invals[1:]
+
+    def branch(closed):
+        return lambda s, ops: _swap(_eval_closed(closed, ops, interpretation, s))
+
+    state, outs = lax.switch(index, [branch(b) for b in eqn.params["branches"]], state, ops)
+    return list(outs), state
+
+
+def _swap(pair):
+    outs, state = pair
+    return state, outs
