@@ -19,6 +19,7 @@ class DemoRow:
     """One estimator on one model: the estimate, its cost, and its error against the truth."""
 
     model: str
+    stochastic: bool
     estimator: str
     value: float
     value_stderr: float
@@ -28,6 +29,23 @@ class DemoRow:
     n_evals: int
     ms: float
     compile_ms: float
+
+    def error(self, name: str) -> tuple[str, float] | None:
+        """How one gradient component compares with the exact answer, or None without one.
+
+        ``("exact", |error|)`` within rounding (1e-9 relative) or for a deterministic
+        model; ``("sigma", z)`` in standard errors; ``("biased", |error|)`` when a random
+        model's estimate misses with no spread at all (pathwise on a discrete output).
+        """
+        if self.exact_grad is None:
+            return None
+        error = abs(self.grad[name] - self.exact_grad[name])
+        stderr = self.grad_stderr[name]
+        if error <= 1e-9 * max(1.0, abs(self.exact_grad[name])) or not self.stochastic:
+            return "exact", error
+        if stderr == 0:
+            return "biased", error
+        return "sigma", error / stderr
 
     @property
     def abs_error(self) -> float | None:
@@ -75,6 +93,7 @@ def run_one(
     exact = model.exact_grad(theta)
     return DemoRow(
         model=model.name,
+        stochastic=model.stochastic,
         estimator=name,
         value=float(est.value),
         value_stderr=float(est.value_stderr),
