@@ -31,7 +31,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import gammaln, xlog1py, xlogy
+from jax.scipy.special import gammaln, xlogy
 
 from ._src.program.sites import SITE_PREFIX, Distribution, register
 
@@ -74,8 +74,25 @@ def _gamma_lp(x, a, rate):
     return xlogy(a, rate) + xlogy(a - 1, x) - rate * x - gammaln(a)
 
 
+def _xlogy(x, y):
+    """``x log y`` with ``0 log 0 = 0`` *and* a zero derivative there (not ``0/0``).
+
+    `jax.scipy.special.xlogy` gets the value right but its derivative in ``y`` is
+    ``x / y = 0/0`` at ``x = y = 0`` — a NaN gradient whenever a probability or rate hits 0
+    (an epidemic that died out). The double ``where`` keeps both clean.
+    """
+    zero = x == 0
+    return jnp.where(zero, 0.0, x * jnp.log(jnp.where(zero, 1.0, y)))
+
+
+def _xlog1py(x, y):
+    """``x log(1 + y)``, with the same care at ``x = 0``, ``y = -1``."""
+    zero = x == 0
+    return jnp.where(zero, 0.0, x * jnp.log1p(jnp.where(zero, 0.0, y)))
+
+
 def _bernoulli_lp(x, p):
-    return xlogy(x, p) + xlog1py(1 - x, -p)
+    return _xlogy(x, p) + _xlog1py(1 - x, -p)
 
 
 def _categorical_lp(x, logits):
@@ -86,17 +103,17 @@ def _categorical_lp(x, logits):
 
 
 def _poisson_lp(x, rate):
-    return xlogy(x, rate) - rate - gammaln(x + 1)
+    return _xlogy(x, rate) - rate - gammaln(x + 1)
 
 
 def _binomial_lp(x, n, p):
     n = jax.lax.stop_gradient(n)  # the number of trials is a count, not a parameter to tune
     log_choose = gammaln(n + 1) - gammaln(x + 1) - gammaln(n - x + 1)
-    return log_choose + xlogy(x, p) + xlog1py(n - x, -p)
+    return log_choose + _xlogy(x, p) + _xlog1py(n - x, -p)
 
 
 def _geometric_lp(x, p):
-    return xlog1py(x - 1, -p) + jnp.log(p)
+    return _xlog1py(x - 1, -p) + jnp.log(p)
 
 
 # --- samplers, each one traced as a named site ------------------------------------------

@@ -4,7 +4,18 @@ Each is an `AbstractApplication`: a simulator, the estimator that fits it, and a
 computed independently. `simgrad optimize NAME` runs one from the command line.
 """
 
+from .ai import LinearQuadraticPathwise as LinearQuadraticPathwise
+from .ai import LinearQuadraticReinforce as LinearQuadraticReinforce
 from .base import AbstractApplication as AbstractApplication
+from .biology import ChainBinomialEpidemic as ChainBinomialEpidemic
 from .engineering import TunedMassDamper as TunedMassDamper
 
-APPLICATIONS: dict[str, AbstractApplication] = {app.name: app for app in (TunedMassDamper(),)}
+APPLICATIONS: dict[str, AbstractApplication] = {
+    app.name: app
+    for app in (
+        TunedMassDamper(),
+        ChainBinomialEpidemic(),
+        LinearQuadraticReinforce(),
+        LinearQuadraticPathwise(),
+    )
+}
