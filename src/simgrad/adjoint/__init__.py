@@ -1,0 +1,10 @@
+"""ODE and PDE gradients two ways — discretise-then-differentiate and the continuous adjoint —
+and whether they agree (adjoint consistency)."""
+
+from ._ode import ROBERTSON_RATES as ROBERTSON_RATES
+from ._ode import ODEGradient as ODEGradient
+from ._ode import ODEProblem as ODEProblem
+from ._ode import ode_gradient as ode_gradient
+from ._ode import robertson as robertson
+from ._taylor import TaylorResult as TaylorResult
+from ._taylor import taylor_test as taylor_test
