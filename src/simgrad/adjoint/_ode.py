@@ -267,7 +267,9 @@ def _robertson_field(t, y, k):
     )
 
 
-def robertson(t1: float = 10.0, species: int = 0, *, rtol: float = 1e-8) -> ODEProblem:
+def robertson(
+    t1: float = 10.0, species: int = 0, *, rtol: float = 1e-8, max_steps: int = 16_384
+) -> ODEProblem:
     r"""Robertson's stiff chemical kinetics: the final concentration of one species.
 
     $\dot y_1 = -k_1 y_1 + k_3 y_2 y_3$, $\dot y_2 = k_1 y_1 - k_2 y_2^2 - k_3 y_2 y_3$,
@@ -298,6 +300,7 @@ def robertson(t1: float = 10.0, species: int = 0, *, rtol: float = 1e-8) -> ODEP
         solver=dfx.Kvaerno5(),
         rtol=rtol,
         atol=1e-12,
+        max_steps=max_steps,
     )
 
 

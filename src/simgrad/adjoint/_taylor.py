@@ -7,6 +7,7 @@ should move to it and this file should be deleted.
 import dataclasses
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,7 +43,7 @@ def taylor_test(f, theta, grad, direction=None, *, n: int = 6) -> TaylorResult:
     $\epsilon_i = 10^{-2}/2^i$, $i = 0, \dots, n-1$, relative to the size of ``theta``.
 
     Arguments:
-        f: ``f(theta) -> scalar``, deterministic.
+        f: ``f(theta) -> scalar``, deterministic and jittable.
         theta: the point; a float, an array or a pytree of them.
         grad: the gradient to test, ``theta``'s structure.
         direction: $h$, ``theta``'s structure; ``None`` draws a fixed random direction.
@@ -63,6 +64,7 @@ def taylor_test(f, theta, grad, direction=None, *, n: int = 6) -> TaylorResult:
         raise TypeError(f"f must be a function f(theta) -> scalar, got {type(f).__name__}.")
     if isinstance(n, bool) or not isinstance(n, int) or n < 3:
         raise ValueError(f"n={n!r}: the Taylor test needs at least 3 steps (an int >= 3).")
+    f = eqx.filter_jit(f)  # one compilation for the n + 1 evaluations
     x, unravel = ravel_pytree(theta)
     g, _ = ravel_pytree(grad)
     if g.shape != x.shape:
