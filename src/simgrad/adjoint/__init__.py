@@ -8,3 +8,8 @@ from ._ode import ode_gradient as ode_gradient
 from ._ode import robertson as robertson
 from ._taylor import TaylorResult as TaylorResult
 from ._taylor import taylor_test as taylor_test
+from ._consistency import ConsistencyReport as ConsistencyReport
+from ._consistency import consistency as consistency
+from ._pde import AbstractPDEProblem as AbstractPDEProblem
+from ._pde import AdvectionProblem as AdvectionProblem
+from ._pde import HeatProblem as HeatProblem
