@@ -13,3 +13,5 @@ from ._consistency import consistency as consistency
 from ._pde import AbstractPDEProblem as AbstractPDEProblem
 from ._pde import AdvectionProblem as AdvectionProblem
 from ._pde import HeatProblem as HeatProblem
+from ._pde import DiffusivityFit as DiffusivityFit
+from ._pde import fit_diffusivity as fit_diffusivity

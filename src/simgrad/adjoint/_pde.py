@@ -11,10 +11,12 @@ Both converge to the gradient of the PDE's objective when the discretisation is 
 """
 
 import abc
+import dataclasses
 import math
 from typing import ClassVar, Literal
 
 import equinox as eqx
+import optax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -157,6 +159,10 @@ class HeatProblem(AbstractPDEProblem):
     def value(self, theta, n):
         *_, dx, m, dt, phi0, g, u_final, history, target = self._forward(theta, n)
         return 0.5 * dx * jnp.sum((u_final - target) ** 2)
+
+    def final_state(self, theta, n) -> Array:
+        """The temperatures $u(x_i, T)$ at the ``n - 1`` interior nodes $x_i = i/n$."""
+        return self._forward(theta, n)[7]
 
     def continuous_gradient(self, theta, n):
         return _heat_adjoint(self, self.check(theta, n), n)
@@ -331,3 +337,116 @@ def _advection_adjoint(problem: AdvectionProblem, theta, n):
         "c": -jnp.sum(w * dx * jnp.sum(ws * d_squares, axis=1)),  # λ u_x = w̃ (u²)_x
         "a": dx * jnp.sum(2 * w0 * states[0] * phi0),
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusivityFit:
+    """What `fit_diffusivity` returns.
+
+    Attributes:
+        kappa: the least-squares diffusivity $\hat\kappa$.
+        kappa_stderr: its standard error from the Gauss–Newton curvature,
+            $s / \|\partial u / \partial\kappa\|$, with $s$ the residual standard deviation.
+        losses: the misfit $\tfrac12 \sum_i (u_i(\kappa) - u^{obs}_i)^2$ at every iteration.
+        grad_norm: $|\partial L / \partial \log\kappa|$ at the end (small when converged).
+    """
+
+    kappa: float
+    kappa_stderr: float
+    losses: tuple[float, ...]
+    grad_norm: float
+
+
+def fit_diffusivity(
+    observed,
+    problem: HeatProblem | None = None,
+    theta: dict | None = None,
+    *,
+    kappa0: float = 0.5,
+    steps: int = 30,
+    optimizer: optax.GradientTransformation | None = None,
+) -> DiffusivityFit:
+    r"""Inverse heat conduction: recover $\kappa$ from noisy final temperatures, with optax.
+
+    Minimises $L(\kappa) = \tfrac12 \sum_i (u_i(T; \kappa) - u^{obs}_i)^2$ over
+    $\log\kappa$ (so $\kappa$ stays positive), $u$ the `HeatProblem`'s discrete solution
+    on the grid that matches ``observed`` (``n - 1`` interior nodes), with the gradient by
+    AD through the time stepping and L-BFGS (``optax.lbfgs``) by default. The other
+    parameters (``a``, ``sigma``) are held at ``theta``'s values.
+
+    Arguments:
+        observed: the measured $u(x_i, T)$ at the interior nodes $x_i = i/n$, shape
+            ``(n - 1,)``.
+        problem: the forward model; ``HeatProblem()`` by default.
+        theta: the known parameters (``kappa`` in it is ignored); the defaults otherwise.
+        kappa0: the initial guess, in ``(0, problem.kappa_max]``.
+        steps: optimiser iterations.
+        optimizer: an optax optimiser; ``None`` uses ``optax.lbfgs()``.
+
+    Example:
+        >>> import jax, simgrad as sg
+        >>> problem = sg.adjoint.HeatProblem()
+        >>> true = dict(problem.default_theta(), kappa=0.8)
+        >>> u = problem.final_state(true, 32)
+        >>> noisy = u + 0.01 * jax.random.normal(jax.random.key(0), u.shape)
+        >>> fit = sg.adjoint.fit_diffusivity(noisy)
+        >>> abs(fit.kappa - 0.8) < 4 * fit.kappa_stderr
+        True
+    """
+    problem = HeatProblem() if problem is None else problem
+    if not isinstance(problem, HeatProblem):
+        raise TypeError(f"problem must be a HeatProblem, got {type(problem).__name__}.")
+    observed = jnp.asarray(observed)
+    if observed.ndim != 1 or observed.shape[0] < problem.min_resolution - 1:
+        raise ValueError(
+            f"observed must be the temperatures at the n - 1 interior nodes, a 1-D array of "
+            f"length >= {problem.min_resolution - 1}; got shape {observed.shape}."
+        )
+    if not jnp.issubdtype(observed.dtype, jnp.floating) or not bool(
+        jnp.all(jnp.isfinite(observed))
+    ):
+        raise ValueError("observed must hold finite floating-point temperatures.")
+    if not 0 < kappa0 <= problem.kappa_max:
+        raise ValueError(f"kappa0={kappa0}: must lie in (0, kappa_max={problem.kappa_max}].")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r}: a positive int.")
+    n = observed.shape[0] + 1
+    theta = problem.default_theta() if theta is None else theta
+    theta = problem.check(dict(theta), n)
+    optimizer = optax.lbfgs() if optimizer is None else optimizer
+    log_kappa, losses, grad = _fit(problem, theta, observed, kappa0, steps, optimizer)
+    kappa = jnp.exp(log_kappa)
+    residual = problem.final_state(dict(theta, kappa=kappa), n) - observed
+    du_dkappa = jax.jacfwd(lambda k: problem.final_state(dict(theta, kappa=k), n))(kappa)
+    dof = max(observed.shape[0] - 1, 1)
+    s = jnp.sqrt(jnp.sum(residual**2) / dof)
+    return DiffusivityFit(
+        kappa=float(kappa),
+        kappa_stderr=float(s / jnp.linalg.norm(du_dkappa)),
+        losses=tuple(float(x) for x in losses),
+        grad_norm=float(jnp.abs(grad)),
+    )
+
+
+@eqx.filter_jit
+def _fit(problem, theta, observed, kappa0, steps, optimizer):
+    n = observed.shape[0] + 1
+
+    def loss(log_kappa):
+        u = problem.final_state(dict(theta, kappa=jnp.exp(log_kappa)), n)
+        return 0.5 * jnp.sum((u - observed) ** 2)
+
+    optimizer = optax.with_extra_args_support(optimizer)
+    value_and_grad = optax.value_and_grad_from_state(loss)
+    start = jnp.log(jnp.asarray(kappa0, dtype=observed.dtype))
+
+    def step(carry, _):
+        params, state = carry
+        value, grad = value_and_grad(params, state=state)
+        updates, state = optimizer.update(
+            grad, state, params, value=value, grad=grad, value_fn=loss
+        )
+        return (optax.apply_updates(params, updates), state), value
+
+    (params, _), losses = jax.lax.scan(step, (start, optimizer.init(start)), None, length=steps)
+    return params, losses, jax.grad(loss)(params)
