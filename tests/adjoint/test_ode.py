@@ -21,9 +21,7 @@ def lotka_volterra():
     """Predator–prey with a pytree theta; the objective mixes the final state and theta."""
 
     def field(t, y, p):
-        return jnp.stack(
-            [p["a"] * y[0] - p["b"] * y[0] * y[1], p["b"] * y[0] * y[1] - 0.8 * y[1]]
-        )
+        return jnp.stack([p["a"] * y[0] - p["b"] * y[0] * y[1], p["b"] * y[0] * y[1] - 0.8 * y[1]])
 
     return ODEProblem(
         field, jnp.array([1.0, 0.5]), 0.0, 3.0, lambda y, p: y[0] * y[1] + 0.1 * p["a"] ** 2
@@ -82,7 +80,7 @@ def test_robertson_gradient():
     discrete = ode_gradient(problem, k, "discrete", repeats=1)
     assert float(discrete.value) == pytest.approx(0.841370, abs=1e-5)  # Hairer–Wanner table
     interpolated = ode_gradient(problem, k, "interpolated", repeats=1)
-    for d, c in zip(discrete.grad, interpolated.grad):
+    for d, c in zip(discrete.grad, interpolated.grad, strict=True):
         assert float(c) == pytest.approx(float(d), rel=1e-5)
     # the Taylor test along relative perturbations of the rates stands in for finite differences
     assert taylor_test(problem, k, discrete.grad, direction=k).passed

@@ -1,6 +1,7 @@
 """Adjoint consistency: do the discrete and continuous gradients converge, and together?"""
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -60,8 +61,12 @@ class ConsistencyReport:
             rows.append(row)
         orders = f"observed orders: difference {self.difference_order:.2f}"
         if self.discrete_order is not None:
-            orders += f", discrete {self.discrete_order:.2f}, continuous {self.continuous_order:.2f}"
-        orders += f" (theory: discrete {self.expected_orders[0]}, continuous {self.expected_orders[1]})"
+            orders += (
+                f", discrete {self.discrete_order:.2f}, continuous {self.continuous_order:.2f}"
+            )
+        orders += (
+            f" (theory: discrete {self.expected_orders[0]}, continuous {self.expected_orders[1]})"
+        )
         return "\n".join([*rows, orders, self.verdict])
 
     def __str__(self) -> str:
@@ -78,9 +83,13 @@ class ConsistencyReport:
             ax.loglog(n, self.discrete_error, "o-", label="discrete (AD) − exact")
             ax.loglog(n, self.continuous_error, "s-", label="continuous adjoint − exact")
         ax.loglog(n, self.difference, "k^--", label="discrete − continuous")
-        for p, style in zip(sorted({q for q in self.expected_orders if q}), (":", "-.")):
-            first = max(self.difference[0], 1e-300) if self.discrete_error is None else max(
-                self.discrete_error[0], 1e-300
+        for p, style in zip(
+            sorted({q for q in self.expected_orders if q}), (":", "-."), strict=False
+        ):
+            first = (
+                max(self.difference[0], 1e-300)
+                if self.discrete_error is None
+                else max(self.discrete_error[0], 1e-300)
             )
             ax.loglog(n, first * (n / n[0]) ** -p, "k" + style, lw=0.8, label=f"order {p:g}")
         ax.set_xlabel("grid cells n")
@@ -150,7 +159,7 @@ def consistency(
             f"resolutions={resolutions!r}: give at least 3 ints (grid cells), e.g. (16, 32, 64); "
             "an order needs three points to be trusted."
         )
-    if any(b <= a for a, b in zip(resolutions, resolutions[1:])):
+    if any(b <= a for a, b in itertools.pairwise(resolutions)):
         raise ValueError(f"resolutions={resolutions!r} must be strictly increasing.")
     if not (isinstance(min_order, (int, float)) and min_order > 0):
         raise ValueError(f"min_order={min_order!r}: a positive number, e.g. 0.5.")
@@ -191,8 +200,12 @@ def consistency(
             f"order {difference_order:.2f} < {min_order})."
         )
         if ref is not None:
-            bad = [w for w, p in zip(("discrete", "continuous"), orders) if p < min_order]
-            good = [w for w, p in zip(("discrete", "continuous"), orders) if p >= min_order]
+            bad = [
+                w for w, p in zip(("discrete", "continuous"), orders, strict=True) if p < min_order
+            ]
+            good = [
+                w for w, p in zip(("discrete", "continuous"), orders, strict=True) if p >= min_order
+            ]
             if bad:
                 verdict += f" Not converging to the reference: the {' and the '.join(bad)} gradient"
                 verdict += f"; the {good[0]} one does." if good else "."

@@ -163,9 +163,7 @@ def ode_gradient(
         -0.135335
     """
     if not isinstance(problem, ODEProblem):
-        raise TypeError(
-            f"problem must be an sg.adjoint.ODEProblem, got {type(problem).__name__}."
-        )
+        raise TypeError(f"problem must be an sg.adjoint.ODEProblem, got {type(problem).__name__}.")
     if adjoint not in _ADJOINTS:
         raise ValueError(f"adjoint={adjoint!r}: choose 'discrete' or 'continuous'.")
     if checkpoints is not None and (
@@ -216,7 +214,6 @@ def temp_bytes(compiled) -> int:
     return -1 if memory is None else int(memory.temp_size_in_bytes)
 
 
-
 def _interpolated_adjoint(problem: ODEProblem, theta: Theta):
     """Forward solve with dense output, then the adjoint ODE alone, backwards along it."""
     controller, dt0 = problem._controller()
@@ -262,9 +259,7 @@ def _check_theta(theta) -> Theta:
 
 def _robertson_field(t, y, k):
     fast = k[2] * y[1] * y[2]
-    return jnp.stack(
-        [-k[0] * y[0] + fast, k[0] * y[0] - k[1] * y[1] ** 2 - fast, k[1] * y[1] ** 2]
-    )
+    return jnp.stack([-k[0] * y[0] + fast, k[0] * y[0] - k[1] * y[1] ** 2 - fast, k[1] * y[1] ** 2])
 
 
 def robertson(

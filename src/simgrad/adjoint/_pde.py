@@ -16,10 +16,10 @@ import math
 from typing import ClassVar, Literal
 
 import equinox as eqx
-import optax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jaxtyping import Array
 
 
@@ -341,7 +341,7 @@ def _advection_adjoint(problem: AdvectionProblem, theta, n):
 
 @dataclasses.dataclass(frozen=True)
 class DiffusivityFit:
-    """What `fit_diffusivity` returns.
+    r"""What `fit_diffusivity` returns.
 
     Attributes:
         kappa: the least-squares diffusivity $\hat\kappa$.
@@ -414,7 +414,8 @@ def fit_diffusivity(
     theta = problem.default_theta() if theta is None else theta
     theta = problem.check(dict(theta), n)
     optimizer = optax.lbfgs() if optimizer is None else optimizer
-    log_kappa, losses, grad = _fit(problem, theta, observed, kappa0, steps, optimizer)
+    with jax.numpy_dtype_promotion("standard"):  # optax's L-BFGS mixes int32 and int64
+        log_kappa, losses, grad = _fit(problem, theta, observed, kappa0, steps, optimizer)
     kappa = jnp.exp(log_kappa)
     residual = problem.final_state(dict(theta, kappa=kappa), n) - observed
     du_dkappa = jax.jacfwd(lambda k: problem.final_state(dict(theta, kappa=k), n))(kappa)

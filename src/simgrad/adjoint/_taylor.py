@@ -5,6 +5,7 @@ should move to it and this file should be deleted.
 """
 
 import dataclasses
+import itertools
 import math
 
 import equinox as eqx
@@ -78,8 +79,7 @@ def taylor_test(f, theta, grad, direction=None, *, n: int = 6) -> TaylorResult:
         h, _ = ravel_pytree(direction)
         if h.shape != x.shape:
             raise ValueError(
-                f"direction has {h.size} entries but theta has {x.size}: give it theta's "
-                "structure."
+                f"direction has {h.size} entries but theta has {x.size}: give it theta's structure."
             )
     scale = float(jnp.maximum(1.0, jnp.max(jnp.abs(x)))) / float(jnp.max(jnp.abs(h)))
     f0 = float(f(theta))
@@ -89,7 +89,8 @@ def taylor_test(f, theta, grad, direction=None, *, n: int = 6) -> TaylorResult:
     # Remainders this small are rounding noise: a rate cannot be read from them.
     noise = 1e3 * float(np.finfo(np.dtype(x.dtype)).eps) * max(abs(f0), abs(slope) * eps[0], 1e-300)
     rates = tuple(
-        math.log2(a / b) if a > noise and b > noise else math.inf for a, b in zip(rem, rem[1:])
+        math.log2(a / b) if a > noise and b > noise else math.inf
+        for a, b in itertools.pairwise(rem)
     )
     finite = [r for r in rates if math.isfinite(r)]
     rate = float(np.median(finite)) if finite else math.inf
