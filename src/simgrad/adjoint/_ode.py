@@ -33,7 +33,7 @@ class ODEProblem(eqx.Module):
         solver: a diffrax solver; implicit ones (``Kvaerno5``) for stiff problems.
         rtol, atol: tolerances of the adaptive controller (ignored with ``n_steps``).
         n_steps: a constant number of steps, or ``None`` for adaptive stepping.
-        max_steps: the most steps a solve may take.
+        max_steps: the most steps an adaptive solve may take (memory is sized by it).
 
     Example:
         >>> import jax.numpy as jnp, simgrad as sg
@@ -71,6 +71,9 @@ class ODEProblem(eqx.Module):
         if not (self.rtol > 0 and self.atol > 0):
             raise ValueError(f"ODEProblem: rtol={self.rtol}, atol={self.atol} must be positive.")
 
+    def _max_steps(self) -> int:
+        return self.max_steps if self.n_steps is None else self.n_steps
+
     def _controller(self):
         if self.n_steps is not None:
             return dfx.ConstantStepSize(), (self.t1 - self.t0) / self.n_steps
@@ -90,7 +93,7 @@ class ODEProblem(eqx.Module):
             saveat=dfx.SaveAt(t1=True),
             stepsize_controller=controller,
             adjoint=dfx.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
-            max_steps=self.max_steps,
+            max_steps=self._max_steps(),
         )
         return sol.ys[-1]
 
@@ -135,9 +138,9 @@ def ode_gradient(
     r"""The gradient $\nabla_\theta J(y(t_1; \theta), \theta)$ of an ODE simulator, two ways.
 
     - ``"discrete"`` (discretise-then-differentiate): reverse-mode AD through the solver's
-      steps, with diffrax's ``RecursiveCheckpointAdjoint`` (binomial checkpointing,
-      ``checkpoints`` of them; ``None`` lets diffrax choose). It is the exact gradient of
-      the computed $J$, so it agrees with finite differences of the solver to rounding.
+      steps, with diffrax's ``RecursiveCheckpointAdjoint`` (binomial checkpointing). It
+      is the exact gradient of the computed $J$: it agrees with finite differences of the
+      solver to rounding.
     - ``"continuous"`` (differentiate-then-discretise): the adjoint ODE
       $\dot a = -a^\top \partial_y f$, $a(t_1) = \partial_y J$, solved backwards together
       with $y$ (diffrax's ``BacksolveAdjoint``), $\nabla_\theta J = \partial_\theta J +
@@ -150,8 +153,10 @@ def ode_gradient(
         problem: an `ODEProblem`.
         theta: the parameters, a float, an array or a pytree of them.
         adjoint: ``"discrete"`` or ``"continuous"``.
-        checkpoints: for ``"discrete"``: the number of checkpoints (``None``: diffrax's
-            default; with ``n_steps`` set it stores every step).
+        checkpoints: for ``"discrete"``: how many steps to store. ``None`` stores about
+            $\sqrt{2 \cdot \text{max\_steps}}$ (equinox's default for binomial
+            checkpointing), so memory grows like the square root of the number of steps
+            and the reverse pass recomputes the rest.
         repeats: timed calls after compilation; the best is reported.
 
     Example:
@@ -170,7 +175,7 @@ def ode_gradient(
         isinstance(checkpoints, bool) or not isinstance(checkpoints, int) or checkpoints < 1
     ):
         raise ValueError(f"checkpoints={checkpoints!r}: a positive int or None.")
-    if checkpoints is not None and adjoint == "continuous":
+    if checkpoints is not None and adjoint != "discrete":
         raise ValueError("checkpoints only applies to adjoint='discrete'; drop it.")
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats={repeats!r}: a positive int.")
@@ -221,7 +226,7 @@ def _interpolated_adjoint(problem: ODEProblem, theta: Theta):
     forward = dfx.diffeqsolve(
         term, problem.solver, problem.t0, problem.t1, dt0, problem.y0, args=theta,
         saveat=dfx.SaveAt(t1=True, dense=True), stepsize_controller=controller,
-        max_steps=problem.max_steps,
+        max_steps=problem._max_steps(), adjoint=dfx.ForwardMode(),
     )  # fmt: skip
     y1 = forward.ys[-1]
     value, (dJ_dy, dJ_dtheta) = jax.value_and_grad(problem.objective, argnums=(0, 1))(y1, theta)
@@ -236,7 +241,8 @@ def _interpolated_adjoint(problem: ODEProblem, theta: Theta):
     backward = dfx.diffeqsolve(
         dfx.ODETerm(adjoint_field), problem.solver, problem.t1, problem.t0,
         None if dt0 is None else -dt0, (dJ_dy, g0), saveat=dfx.SaveAt(t1=True),
-        stepsize_controller=controller, max_steps=problem.max_steps,
+        stepsize_controller=controller, max_steps=problem._max_steps(),
+        adjoint=dfx.ForwardMode(),  # a plain while loop: nothing differentiates through it
     )  # fmt: skip
     g = jax.tree.map(lambda x: x[-1], backward.ys[1])  # g(t0) = ∫ a·∂f/∂θ dt
     return value, jax.tree.map(jnp.add, dJ_dtheta, g)
