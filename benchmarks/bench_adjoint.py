@@ -81,7 +81,7 @@ def side_by_side(name, problem, theta, adjoints):
 def memory_against_steps():
     theta = jnp.array([0.5, 0.3])
     rows = []
-    for n_steps in (64, 256, 1024, 4096) if QUICK else (64, 256, 1024, 4096, 16384):
+    for n_steps in (64, 256, 1024, 4096):
         problem = oscillator_chain(n_steps=n_steps, t1=1.0)
         row = {"n_steps": n_steps, "forward_temp_bytes": forward_cost(problem, theta)[1]}
         variants = {

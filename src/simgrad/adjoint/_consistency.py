@@ -92,9 +92,13 @@ class ConsistencyReport:
                 else max(self.discrete_error[0], 1e-300)
             )
             ax.loglog(n, first * (n / n[0]) ** -p, "k" + style, lw=0.8, label=f"order {p:g}")
+        from matplotlib.ticker import NullFormatter
+
+        ax.set_xticks(n, [str(int(v)) for v in n])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("grid cells n")
         ax.set_ylabel("relative gradient error")
-        ax.set_title(title or ("consistent" if self.consistent else "inconsistent"))
+        ax.set_title(title or ("consistent" if self.consistent else "inconsistent"), fontsize=9)
         ax.legend(fontsize=7)
         return ax
 
