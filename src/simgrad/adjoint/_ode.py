@@ -282,14 +282,22 @@ def robertson(
     ``adjoint="continuous"`` (``BacksolveAdjoint``) fails on it: solving the stiff state
     backwards explodes. Use ``"discrete"`` or ``"interpolated"``.
 
+    It needs float64 (nine decades of rates, ``atol=1e-12``): enable it first.
+
     Example:
-        >>> import simgrad as sg
+        >>> import jax, simgrad as sg
+        >>> jax.config.update("jax_enable_x64", True)
         >>> problem = sg.adjoint.robertson(t1=10.0)
         >>> round(float(problem(sg.adjoint.ROBERTSON_RATES)), 6)
         0.84137
     """
     if not (math.isfinite(t1) and t1 > 0):
         raise ValueError(f"robertson(t1={t1!r}): t1 must be a positive time.")
+    if not jax.config.jax_enable_x64:
+        raise ValueError(
+            "robertson() needs float64: call jax.config.update('jax_enable_x64', True) first "
+            "(float32 cannot meet the tolerances that nine decades of rate constants need)."
+        )
     if species not in (0, 1, 2):
         raise ValueError(f"robertson(species={species!r}): the species index is 0, 1 or 2.")
     return ODEProblem(
