@@ -148,6 +148,10 @@ def ode_gradient(
       only an approximation of the gradient of the computed $J$, accurate to the solver
       tolerance; and solving $y$ backwards is unstable for dissipative or stiff problems
       (do not use it there: prefer ``"discrete"``).
+    - ``"interpolated"``: the same continuous adjoint, solved backwards alone along the
+      dense forward solution (stable for stiff problems). Memory and time grow with
+      ``problem.max_steps`` (the dense output is allocated for it): keep it close to the
+      number of steps the solve needs.
 
     Arguments:
         problem: an `ODEProblem`.
