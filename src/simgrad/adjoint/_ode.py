@@ -107,7 +107,7 @@ class ODEGradient(eqx.Module):
     Attributes:
         value: $J(y(t_1), \\theta)$.
         grad: $\\nabla_\\theta J$, ``theta``'s structure.
-        adjoint: ``"discrete"`` or ``"continuous"``.
+        adjoint: ``"discrete"``, ``"continuous"`` or ``"interpolated"``.
         seconds: wall time of one compiled value-and-gradient call (best of ``repeats``).
         temp_bytes: the compiled call's temporary memory (XLA's memory analysis; on CPU it
             is deterministic, the figure that grows with the number of stored steps).
@@ -130,7 +130,7 @@ def _diffrax_adjoint(problem: ODEProblem, adjoint: str, checkpoints: int | None)
 def ode_gradient(
     problem: ODEProblem,
     theta: Theta,
-    adjoint: Literal["discrete", "continuous"] = "discrete",
+    adjoint: Literal["discrete", "continuous", "interpolated"] = "discrete",
     *,
     checkpoints: int | None = None,
     repeats: int = 3,
@@ -156,7 +156,7 @@ def ode_gradient(
     Arguments:
         problem: an `ODEProblem`.
         theta: the parameters, a float, an array or a pytree of them.
-        adjoint: ``"discrete"`` or ``"continuous"``.
+        adjoint: ``"discrete"``, ``"continuous"`` or ``"interpolated"``.
         checkpoints: for ``"discrete"``: how many steps to store. ``None`` stores about
             $\sqrt{2 \cdot \text{max\_steps}}$ (equinox's default for binomial
             checkpointing), so memory grows like the square root of the number of steps
@@ -174,7 +174,7 @@ def ode_gradient(
     if not isinstance(problem, ODEProblem):
         raise TypeError(f"problem must be an sg.adjoint.ODEProblem, got {type(problem).__name__}.")
     if adjoint not in _ADJOINTS:
-        raise ValueError(f"adjoint={adjoint!r}: choose 'discrete' or 'continuous'.")
+        raise ValueError(f"adjoint={adjoint!r}: choose 'discrete', 'continuous' or 'interpolated'.")
     if checkpoints is not None and (
         isinstance(checkpoints, bool) or not isinstance(checkpoints, int) or checkpoints < 1
     ):
