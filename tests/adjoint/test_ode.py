@@ -108,3 +108,24 @@ def test_input_validation():
         ODEProblem(lambda t, y, k: y, jnp.array([1.0]), 1.0, 0.0, lambda y, k: y[0])
     with pytest.raises(TypeError, match="y0"):
         ODEProblem(lambda t, y, k: y, [1.0], 0.0, 1.0, lambda y, k: y[0])
+
+
+def test_checkpointing_memory_grows_slower_than_steps():
+    """Storing every step grows linearly in the steps; √n checkpoints and backsolve do not."""
+
+    def problem(n_steps):
+        return ODEProblem(
+            lambda t, y, k: -k * jnp.sin(y), jnp.linspace(0.1, 1.0, 32), 0.0, 1.0,
+            lambda y, k: jnp.sum(y), n_steps=n_steps,
+        )  # fmt: skip
+
+    k = jnp.array(0.7)
+    small, large = problem(64), problem(1024)  # 16 times the steps
+    store_all = [
+        ode_gradient(p, k, checkpoints=p.n_steps, repeats=1).temp_bytes for p in (small, large)
+    ]
+    sqrt_n = [ode_gradient(p, k, repeats=1).temp_bytes for p in (small, large)]
+    backsolve = [ode_gradient(p, k, "continuous", repeats=1).temp_bytes for p in (small, large)]
+    assert store_all[1] / store_all[0] > 8
+    assert sqrt_n[1] / sqrt_n[0] < 5 and sqrt_n[1] < store_all[1] / 4
+    assert backsolve[1] == backsolve[0]

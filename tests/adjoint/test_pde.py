@@ -178,3 +178,15 @@ def test_input_validation():
         sg.adjoint.fit_diffusivity(jnp.ones((2, 3)))
     with pytest.raises(ValueError, match="kappa0"):
         sg.adjoint.fit_diffusivity(jnp.ones(15), kappa0=-1.0)
+
+
+def test_report_without_reference_still_judges_the_difference():
+    class NoClosedForm(HeatProblem):
+        def exact_gradient(self, theta):
+            return None
+
+    problem = NoClosedForm()
+    report = consistency(problem, problem.default_theta(), (8, 16, 32))
+    assert report.reference is None and report.discrete_error is None
+    assert report.consistent and abs(report.difference_order - 2.0) < 0.2
+    assert "disc error" not in report.table()
