@@ -130,6 +130,15 @@ def main():
                 ADJOINTS | {"discrete_store_all": ("discrete", 4096)},
             ),
         ],
+        "ratio_vs_state_size": [
+            side_by_side(
+                f"oscillator chain ({2 * size} states)",
+                oscillator_chain(size=size),
+                theta,
+                {k: ADJOINTS[k] for k in ("discrete_sqrt_checkpoints", "continuous_backsolve")},
+            )
+            for size in ((128, 1024) if QUICK else (128, 1024, 8192))
+        ],
         "memory_vs_steps": memory_against_steps(),
     }
     print(json.dumps(report, indent=1))
