@@ -168,6 +168,10 @@ def test_input_validation():
         AdvectionProblem().value({"c": -1.0, "a": 1.0}, 16)
     with pytest.raises(ValueError, match="scheme"):
         AdvectionProblem(scheme="minmod")
+    with pytest.raises(ValueError, match="final time"):
+        HeatProblem(T=-1.0)
+    with pytest.raises(ValueError, match="courant"):
+        AdvectionProblem(courant=1.5)
     with pytest.raises(ValueError, match="at least 3"):
         consistency(heat, theta, (16, 32))
     with pytest.raises(ValueError, match="increasing"):

@@ -118,6 +118,14 @@ class HeatProblem(AbstractPDEProblem):
 
     expected_orders = (2.0, 2.0)
 
+    def __check_init__(self):
+        if not (math.isfinite(self.T) and self.T > 0):
+            raise ValueError(f"HeatProblem(T={self.T}): the final time must be positive.")
+        if not (math.isfinite(self.kappa_max) and self.kappa_max > 0):
+            raise ValueError(f"HeatProblem(kappa_max={self.kappa_max}): must be positive.")
+        if not math.isfinite(self.d1):
+            raise ValueError(f"HeatProblem(d1={self.d1}): the target amplitude must be finite.")
+
     def default_theta(self):
         return {"kappa": 1.0, "a": 1.0, "sigma": 1.0}
 
@@ -244,6 +252,10 @@ class AdvectionProblem(AbstractPDEProblem):
             raise ValueError(f"AdvectionProblem(scheme={self.scheme!r}): 'upwind' or 'superbee'.")
         if self.initial not in ("sine", "square"):
             raise ValueError(f"AdvectionProblem(initial={self.initial!r}): 'sine' or 'square'.")
+        if not (math.isfinite(self.T) and self.T > 0 and self.c_max > 0):
+            raise ValueError(
+                f"AdvectionProblem(T={self.T}, c_max={self.c_max}): both must be positive."
+            )
         if not 0 < self.courant <= 1:
             raise ValueError(f"AdvectionProblem(courant={self.courant}): must be in (0, 1].")
 
