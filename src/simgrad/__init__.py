@@ -5,6 +5,7 @@
 ...                   jax.random.key(0), method=sg.Pathwise(), n_samples=10_000)
 """
 
+from . import adjoint as adjoint
 from . import estimators as estimators
 from . import models as models
 from . import random as random

@@ -1,0 +1,17 @@
+"""ODE and PDE gradients two ways — discretise-then-differentiate and the continuous adjoint —
+and whether they agree (adjoint consistency)."""
+
+from ._consistency import ConsistencyReport as ConsistencyReport
+from ._consistency import consistency as consistency
+from ._ode import ROBERTSON_RATES as ROBERTSON_RATES
+from ._ode import ODEGradient as ODEGradient
+from ._ode import ODEProblem as ODEProblem
+from ._ode import ode_gradient as ode_gradient
+from ._ode import robertson as robertson
+from ._pde import AbstractPDEProblem as AbstractPDEProblem
+from ._pde import AdvectionProblem as AdvectionProblem
+from ._pde import DiffusivityFit as DiffusivityFit
+from ._pde import HeatProblem as HeatProblem
+from ._pde import fit_diffusivity as fit_diffusivity
+from ._taylor import TaylorResult as TaylorResult
+from ._taylor import taylor_test as taylor_test
