@@ -11,11 +11,13 @@ import simgrad as sg
 
 def gaussian_mean_loss(theta, key):
     """E[(X - 2)²] for X ~ N(θ, 1) = (θ - 2)² + 1: optimum θ = 2, curvature 2."""
-    x = theta + jax.random.normal(key, dtype=theta.dtype)
+    x = sg.random.normal(key, theta, 1.0)
     return (x - 2.0) ** 2
 
 
-@pytest.mark.parametrize("method", [sg.Pathwise(), sg.FiniteDifference()], ids=repr)
+@pytest.mark.parametrize(
+    "method", [sg.Pathwise(), sg.FiniteDifference(), sg.ScoreFunction()], ids=repr
+)
 def test_reaches_the_gaussian_mean_within_the_final_standard_error(method, key):
     res = sg.optimize(
         gaussian_mean_loss,
@@ -33,6 +35,28 @@ def test_reaches_the_gaussian_mean_within_the_final_standard_error(method, key):
     assert abs(float(res.value) - 1.0) < 4 * float(res.value_stderr) + 0.05
     assert res.history.value.shape == (200,)
     assert res.n_evals == 200 * 256 * method.evals_per_sample(1)
+
+
+def test_reaches_a_bernoulli_parameter_by_score_function(key):
+    # b1, b2 ~ Bernoulli(p): E[(b1 + b2 - 0.8)²] = 2p(1 - p) + 4(p - 0.4)², minimum at p = 0.3,
+    # curvature 4. Discrete draws: only the score function sees the dependence on p.
+    def loss(p, key):
+        b = sg.random.bernoulli(key, p, shape=(2,))
+        return (jnp.sum(b) - 0.8) ** 2
+
+    res = sg.optimize(
+        loss,
+        0.5,
+        key,
+        method=sg.ScoreFunction(),
+        steps=300,
+        n_samples=256,
+        optimizer=optax.sgd(0.05),
+        bounds=(0.01, 0.99),
+        progress=False,
+    )
+    assert abs(float(res.theta) - 0.3) < 4 * float(res.history.grad_stderr[-1]) / 4
+    assert not bool(res.history.projected.any())
 
 
 def test_maximize_ascends(key):

@@ -107,3 +107,60 @@ def test_every_application_has_a_consistent_answer():
         verdict = application.judge(application.optimum())
         assert verdict["reached"] and verdict["relative_gap"] == pytest.approx(0.0, abs=1e-12)
         assert np.isfinite(verdict["objective"])
+
+
+def test_epidemic_dynamic_programme_is_a_distribution_matching_monte_carlo(key):
+    epidemic = APPLICATIONS["epidemic"]
+    beta = 1.5
+    pmf = epidemic.final_size_distribution(beta)
+    assert pmf.sum() == pytest.approx(1.0, abs=1e-12) and np.all(pmf >= 0)
+    sizes = jax.vmap(lambda k: epidemic.final_size(jnp.asarray(beta), k))(
+        jax.random.split(key, 40_000)
+    )
+    z = np.arange(len(pmf))
+    mean = float(np.sum(z * pmf))
+    stderr = float(np.sqrt(np.sum((z - mean) ** 2 * pmf) / 40_000))
+    assert abs(float(sizes.mean()) - mean) < 4 * stderr
+
+
+def test_epidemic_optimum_is_a_minimum_of_the_exact_objective():
+    epidemic = APPLICATIONS["epidemic"]
+    best = epidemic.optimum()
+    j = epidemic.exact_objective
+    assert j(best) < j(best - 0.02) and j(best) < j(best + 0.02)
+    h = 1e-4  # the exact objective is smooth in β: its central difference vanishes at β*
+    assert abs(j(best + h) - j(best - h)) / (2 * h) < 0.05
+
+
+def test_epidemic_score_function_gradient_matches_the_exact_derivative(key):
+    epidemic = APPLICATIONS["epidemic"]
+    beta, h = 1.5, 1e-4
+    exact = (epidemic.exact_objective(beta + h) - epidemic.exact_objective(beta - h)) / (2 * h)
+    est = sg.gradient(epidemic.simulator, beta, key, method=epidemic.method(), n_samples=20_000)
+    assert abs(float(est.grad) - exact) < 4 * float(est.grad_stderr)
+    pathwise = sg.gradient(epidemic.simulator, beta, key, method=sg.Pathwise(), n_samples=64)
+    assert float(pathwise.grad) == 0.0  # integer outbreak sizes: every path is flat in β
+
+
+@pytest.mark.parametrize("name", ["epidemic", "control-reinforce", "control-pathwise"])
+def test_application_reaches_its_answer(name, key):
+    application = APPLICATIONS[name]
+    verdict = application.judge(application.run(key, progress=False).theta)
+    assert verdict["reached"], verdict
+
+
+def test_control_exact_reward_matches_monte_carlo_and_both_gradients(key):
+    reinforce, pathwise = APPLICATIONS["control-reinforce"], APPLICATIONS["control-pathwise"]
+    gain, h = 0.2, 1e-6
+    exact = reinforce.exact_objective(gain)
+    exact_grad = (reinforce.exact_objective(gain + h) - reinforce.exact_objective(gain - h)) / (
+        2 * h
+    )
+    by_score = sg.gradient(
+        reinforce.simulator, gain, key, method=reinforce.method(), n_samples=20_000
+    )
+    by_path = sg.gradient(pathwise.simulator, gain, key, method=pathwise.method(), n_samples=20_000)
+    assert abs(float(by_path.value) - exact) < 4 * float(by_path.value_stderr)
+    for est in (by_score, by_path):
+        assert abs(float(est.grad) - exact_grad) < 4 * float(est.grad_stderr)
+    assert float(by_path.grad_std) < float(by_score.grad_std) / 2  # pathwise: lower variance
