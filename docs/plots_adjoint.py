@@ -1,6 +1,6 @@
 """Draw docs/img/adjoint_convergence.png: both gradients against resolution, three problems.
 
-python docs/make_adjoint_plot.py
+python docs/plots_adjoint.py
 """
 
 import pathlib
