@@ -146,10 +146,21 @@ def _estimate(sim, method, theta, key, n, batch_size):
     grad_std = jax.tree.map(lambda p: p[1], grad_and_std, is_leaf=is_pair)
     grad_stderr = jax.tree.map(lambda s: s / math.sqrt(n), grad_std)
 
-    bad_value = ~jnp.isfinite(values)
-    bad_grad = jnp.zeros_like(bad_value)
-    for leaf in jax.tree.leaves(grads):
-        bad_grad = bad_grad | ~jnp.all(jnp.isfinite(leaf.reshape(n, -1)), axis=1)
+    # A non-finite sample makes its mean or standard deviation non-finite, so the cheap
+    # check is on the aggregates; the samples are counted only when that check fails.
+    aggregates = [value, value_std, *jax.tree.leaves(grad), *jax.tree.leaves(grad_std)]
+    all_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in aggregates]))
+
+    def count_bad():
+        bad_value = ~jnp.isfinite(values)
+        bad_grad = jnp.zeros_like(bad_value)
+        for leaf in jax.tree.leaves(grads):
+            bad_grad = bad_grad | ~jnp.all(jnp.isfinite(leaf.reshape(n, -1)), axis=1)
+        count = lambda mask: jnp.sum(mask, dtype=jnp.int32)  # noqa: E731
+        return count(bad_value), count(bad_grad & ~bad_value)
+
+    zero = jnp.zeros((), jnp.int32)
+    n_bad_value, n_bad_grad = jax.lax.cond(all_finite, lambda: (zero, zero), count_bad)
     n_params = sum(leaf.size for leaf in jax.tree.leaves(theta))
     estimate = Estimate(
         value=value,
@@ -161,7 +172,7 @@ def _estimate(sim, method, theta, key, n, batch_size):
         n_evals=n * method.evals_per_sample(n_params),
         method=repr(method),
     )
-    return estimate, jnp.sum(bad_value), jnp.sum(bad_grad & ~bad_value)
+    return estimate, n_bad_value, n_bad_grad
 
 
 def _nonfinite_message(method: AbstractEstimator, n_samples: int) -> str:
