@@ -3,7 +3,7 @@
 The core reads jaxprs (public types from `jax.extend.core`) and re-binds their equations.
 What is not public — the primitive names of control flow, their parameter names, and
 `Primitive.get_bind_params` — is gathered here so that a JAX upgrade touches one file.
-Tested with JAX 0.8.2 and 0.10.2 (CPU); JAX 0.11 is yet to be checked.
+Tested with JAX 0.8.2 and 0.10.2 (CPU) and 0.11.2 (CUDA).
 """
 
 from jax.extend.core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var
@@ -17,6 +17,7 @@ __all__ = [
     "Var",
     "bind",
     "call_jaxpr",
+    "scan_counts",
 ]
 
 # Primitives that apply one sub-jaxpr to their inputs, output for output. ``jit`` was named
@@ -48,6 +49,19 @@ def call_jaxpr(eqn: JaxprEqn) -> ClosedJaxpr:
     if isinstance(inner, Jaxpr):
         return ClosedJaxpr(inner, ())
     return inner
+
+
+def scan_counts(params) -> tuple[int, int]:
+    """``(number of consts, number of carries)`` of a ``scan`` equation's inputs.
+
+    The inputs are ``[consts..., carry..., xs...]``. JAX < 0.11 states the counts as
+    ``num_consts``/``num_carry``; JAX 0.11 replaced them by ``ft_in``, a flat-tree tuple of
+    the three groups.
+    """
+    if "num_consts" in params:
+        return params["num_consts"], params["num_carry"]
+    consts, carry, _ = (len(group) for group in params["ft_in"].unpack())
+    return consts, carry
 
 
 def jit_name(eqn: JaxprEqn) -> str | None:

@@ -26,6 +26,7 @@ from ._jax_compat import (
     Var,
     bind,
     call_jaxpr,
+    scan_counts,
 )
 from .sites import DrawSite, site_distribution
 
@@ -225,7 +226,7 @@ def _eval_eqn(eqn, invals, interpretation, state, live, out_live):
 
 def _scan(eqn, invals, interpretation, state):
     p = eqn.params
-    n_consts, n_carry = p["num_consts"], p["num_carry"]
+    n_consts, n_carry = scan_counts(p)
     consts = invals[:n_consts]
     carry = invals[n_consts : n_consts + n_carry]
     xs = invals[n_consts + n_carry :]
