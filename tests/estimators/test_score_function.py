@@ -199,7 +199,8 @@ def test_chunked_equals_all_at_once_and_no_recompilation(baseline, key):
     whole = sg.gradient(sim, 0.3, key, method=method, n_samples=96)
     chunked = sg.gradient(sim, 0.3, key, method=method, n_samples=96, batch_size=32)
     np.testing.assert_allclose(chunked.grad, whole.grad, rtol=1e-12)
-    np.testing.assert_allclose(chunked.grad_std, whole.grad_std, rtol=1e-10)
+    # "cv" is exact here: its spread is pure rounding (~1e-17), so compare on an absolute scale
+    np.testing.assert_allclose(chunked.grad_std, whole.grad_std, rtol=1e-10, atol=1e-12)
     first = len(traces)
     sg.gradient(sim, 0.6, jax.random.key(1), method=method, n_samples=96)
     assert len(traces) == first
