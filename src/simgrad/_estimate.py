@@ -117,14 +117,23 @@ def gradient(
     _check_key(key)
     theta = _check_theta(theta)
 
-    estimate, n_bad_value, n_bad_grad = _estimate(sim, method, theta, key, n_samples, batch_size)
-    n_bad = n_bad_value + n_bad_grad
-    message = _nonfinite_message(method, n_samples)
-    if isinstance(n_bad, jax.core.Tracer):  # inside an outer jit: check at run time
-        estimate = eqx.error_if(estimate, n_bad > 0, message.format(n="some", what=""))
-    elif n_bad > 0:
+    estimate, status = _estimate(sim, method, theta, key, n_samples, batch_size)
+    if isinstance(status[0], jax.core.Tracer):  # inside an outer jit: check at run time
+        theta_finite, n_bad_value, n_bad_grad = status
+        estimate = eqx.error_if(
+            estimate, ~theta_finite, "sg.gradient: theta is not finite: parameters must be finite."
+        )
+        message = _nonfinite_message(method, n_samples, "some", "")
+        return eqx.error_if(estimate, n_bad_value + n_bad_grad > 0, message)
+    theta_finite, n_bad_value, n_bad_grad = (x.item() for x in jax.device_get(status))
+    if not theta_finite:
+        for path, leaf in jax.tree_util.tree_flatten_with_path(theta)[0]:
+            if not np.isfinite(np.asarray(leaf)).all():
+                where = f"theta{jax.tree_util.keystr(path)}"
+                raise ValueError(f"{where} is not finite ({leaf}): parameters must be finite.")
+    if n_bad_value + n_bad_grad:
         what = f" (the value itself in {n_bad_value})" if n_bad_value else " (the gradient only)"
-        raise SimulationError(message.format(n=int(n_bad), what=what))
+        raise SimulationError(_nonfinite_message(method, n_samples, n_bad_value + n_bad_grad, what))
     return estimate
 
 
@@ -172,12 +181,13 @@ def _estimate(sim, method, theta, key, n, batch_size):
         n_evals=n * method.evals_per_sample(n_params),
         method=repr(method),
     )
-    return estimate, n_bad_value, n_bad_grad
+    theta_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(theta)]))
+    return estimate, (theta_finite, n_bad_value, n_bad_grad)
 
 
-def _nonfinite_message(method: AbstractEstimator, n_samples: int) -> str:
+def _nonfinite_message(method: AbstractEstimator, n_samples: int, n, what: str) -> str:
     return (
-        f"{method!r}: the simulator gave NaN or inf in {{n}} of {n_samples} samples{{what}}. "
+        f"{method!r}: the simulator gave NaN or inf in {n} of {n_samples} samples{what}. "
         "Look for log, sqrt, division or overflow that the sampled randomness can reach; "
         "NaN in the gradient only often comes from jnp.where with a NaN branch, or from "
         "sqrt/abs at 0. Fix the simulator; simgrad does not drop samples silently."
@@ -220,15 +230,16 @@ def _check_theta(theta) -> Theta:
             leaf, (float, int, np.ndarray, np.generic, jax.Array)
         ):
             raise TypeError(f"{where} must be a float or a floating array, got {_describe(leaf)}.")
-        leaf = jnp.asarray(leaf)
-        if not jnp.issubdtype(leaf.dtype, jnp.floating):
+        dtype = leaf.dtype if isinstance(leaf, jax.Array) else np.asarray(leaf).dtype
+        if not jnp.issubdtype(dtype, jnp.floating):
             raise TypeError(
-                f"{where} has dtype {leaf.dtype}: parameters must be floating, e.g. 1.0 "
+                f"{where} has dtype {dtype}: parameters must be floating, e.g. 1.0 "
                 "instead of 1, or x.astype(float)."
             )
-        if not isinstance(leaf, jax.core.Tracer) and not np.isfinite(np.asarray(leaf)).all():
+        # Host values are checked here; device arrays inside the compiled call (no transfer).
+        if not isinstance(leaf, jax.Array) and not np.isfinite(leaf).all():
             raise ValueError(f"{where} is not finite ({leaf}): parameters must be finite.")
-        leaves.append(leaf)
+        leaves.append(jnp.asarray(leaf))
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
