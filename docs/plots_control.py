@@ -1,6 +1,6 @@
 """Make docs/img/control-side-by-side.png: REINFORCE against pathwise on the same task.
 
-    .venv/bin/python docs/plots_control.py
+.venv/bin/python docs/plots_control.py
 """
 
 import pathlib
@@ -24,12 +24,18 @@ for name, colour in (("control-reinforce", "C3"), ("control-pathwise", "C0")):
     left.plot(steps, np.asarray(result.history.theta), color=colour, label=label)
     std = np.asarray(result.history.grad_stderr) * np.sqrt(application.n_samples)
     right.semilogy(steps, std, color=colour, label=label)
-left.axhline(APPLICATIONS["control-pathwise"].optimum(), color="k", ls="--", lw=1,
-             label="optimum k* (closed form)")
+left.axhline(
+    APPLICATIONS["control-pathwise"].optimum(),
+    color="k",
+    ls="--",
+    lw=1,
+    label="optimum k* (closed form)",
+)
 left.set(xlabel="step", ylabel="feedback gain k", title="the same task, two estimators")
 left.legend(fontsize=8)
-right.set(xlabel="step", ylabel="per-sample std of ∂E[reward]/∂k",
-          title="gradient noise per sample")
+right.set(
+    xlabel="step", ylabel="per-sample std of ∂E[reward]/∂k", title="gradient noise per sample"
+)
 right.legend(fontsize=8)
 fig.tight_layout()
 out = pathlib.Path(__file__).parent / "img" / "control-side-by-side.png"
