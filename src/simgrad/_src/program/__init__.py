@@ -29,3 +29,4 @@ from .sites import Distribution as Distribution
 from .sites import DrawSite as DrawSite
 from .sites import register as register
 from .sites import site_distribution as site_distribution
+from .taint import depends_on as depends_on
