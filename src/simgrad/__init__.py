@@ -11,6 +11,7 @@ from . import models as models
 from . import random as random
 from . import reference as reference
 from . import relax as relax
+from . import surrogate as surrogate
 from ._estimate import Estimate as Estimate
 from ._estimate import SimulationError as SimulationError
 from ._estimate import gradient as gradient
