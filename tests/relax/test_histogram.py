@@ -25,7 +25,10 @@ def test_zero_bandwidth_is_numpys_histogram_and_small_bandwidth_converges(key):
     h0 = sr.soft_histogram(x, edges, 0.0)
     np.testing.assert_array_equal(h0.counts, hard)  # no event sits on the last edge
     np.testing.assert_array_equal(h0.underflow, np.sum(np.asarray(x) < -2.0))
-    errors = [float(jnp.abs(sr.soft_histogram(x, edges, h).counts - jnp.asarray(hard)).max()) for h in (1e-2, 1e-4, 1e-6)]
+    errors = [
+        float(jnp.abs(sr.soft_histogram(x, edges, h).counts - jnp.asarray(hard)).max())
+        for h in (1e-2, 1e-4, 1e-6)
+    ]
     assert errors[-1] < 1e-2 and errors[0] >= errors[-1]
 
 

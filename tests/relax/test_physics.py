@@ -36,8 +36,14 @@ def test_soft_histogram_optimisation_reaches_the_brute_force_significance(key):
 
     soft = CutAndCount(tau=0.1, bandwidth=0.1)
     res = sg.optimize(
-        soft, 0.0, key, steps=150, n_samples=8, maximize=True,
-        optimizer=optax.adam(0.05), progress=False,
+        soft,
+        0.0,
+        key,
+        steps=150,
+        n_samples=8,
+        maximize=True,
+        optimizer=optax.adam(0.05),
+        progress=False,
     )
     z_found = float(hard(res.theta, scan_key))  # the soft optimum, judged by the hard analysis
     assert z_found > 0.98 * best_scan
@@ -53,7 +59,9 @@ def test_gumbel_softmax_choice_bias_vanishes_as_tau_shrinks(key):
     exact = model.exact_grad(theta)
     errors, budgets = [], []
     for tau in (1.0, 0.2):
-        est = sg.gradient(DiscreteChoice(tau=tau), theta, key, method=sg.Pathwise(), n_samples=2**15)
+        est = sg.gradient(
+            DiscreteChoice(tau=tau), theta, key, method=sg.Pathwise(), n_samples=2**15
+        )
         errors.append(np.abs(np.asarray(est.grad) - exact).max())
         budgets.append(4 * np.asarray(est.grad_stderr).max())
     assert errors[0] > 10 * budgets[0]  # tau = 1: clearly biased

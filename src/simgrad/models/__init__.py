@@ -7,8 +7,8 @@ demo runs every applicable estimator on each.
 
 from . import applications as applications
 from .bandit import Bandit as Bandit
-from .choice import DiscreteChoice as DiscreteChoice
 from .base import AbstractModel as AbstractModel
+from .choice import DiscreteChoice as DiscreteChoice
 from .digital import DigitalCall as DigitalCall
 from .digital import digital_call as digital_call
 from .finance import AsianCall as AsianCall

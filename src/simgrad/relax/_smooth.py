@@ -111,7 +111,9 @@ class Smooth(Interpretation):
 
 
 def _float_of(values):
-    floats = [jnp.result_type(v) for v in values if jnp.issubdtype(jnp.result_type(v), jnp.floating)]
+    floats = [
+        jnp.result_type(v) for v in values if jnp.issubdtype(jnp.result_type(v), jnp.floating)
+    ]
     return floats[0] if floats else jnp.result_type(float)
 
 
@@ -206,12 +208,21 @@ class SweepResult(eqx.Module):
         fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
         for ax, name, (b, bs, s, r) in zip(axes[0], names, leaves, strict=True):
             b, bs = np.abs(np.asarray(b)).reshape(len(self.taus), -1)[:, 0], np.asarray(bs)
-            ax.errorbar(self.taus, b, yerr=bs.reshape(len(self.taus), -1)[:, 0], fmt="o-",
-                        label="|bias| ± s.e.", capsize=2)
-            ax.plot(self.taus, np.asarray(s).reshape(len(self.taus), -1)[:, 0], "s--",
-                    label="standard error")
-            ax.plot(self.taus, np.asarray(r).reshape(len(self.taus), -1)[:, 0], "k:",
-                    label="RMSE")
+            ax.errorbar(
+                self.taus,
+                b,
+                yerr=bs.reshape(len(self.taus), -1)[:, 0],
+                fmt="o-",
+                label="|bias| ± s.e.",
+                capsize=2,
+            )
+            ax.plot(
+                self.taus,
+                np.asarray(s).reshape(len(self.taus), -1)[:, 0],
+                "s--",
+                label="standard error",
+            )
+            ax.plot(self.taus, np.asarray(r).reshape(len(self.taus), -1)[:, 0], "k:", label="RMSE")
             ax.axvline(self.taus[self.best], color="grey", lw=0.8)
             ax.set(xscale="log", yscale="log", xlabel="tau", title=f"grad{name}")
         axes[0][0].legend(fontsize=8)

@@ -51,8 +51,12 @@ def _build(config: dict, key: Key) -> Surrogate:
     shape_out = () if config["out_size"] == "scalar" else (config["out_size"],)
     zeros, ones = jnp.zeros, jnp.ones
     return Surrogate(
-        mlp, zeros(shape_in, dtype), ones(shape_in, dtype), zeros(shape_out, dtype),
-        ones(shape_out, dtype), config,
+        mlp,
+        zeros(shape_in, dtype),
+        ones(shape_in, dtype),
+        zeros(shape_out, dtype),
+        ones(shape_out, dtype),
+        config,
     )
 
 
@@ -97,9 +101,7 @@ def fit(
     if not jnp.issubdtype(xs.dtype, jnp.floating) or not jnp.issubdtype(ys.dtype, jnp.floating):
         raise TypeError("xs and ys must be floating arrays (cast integer counts with .astype).")
     if xs.ndim not in (1, 2) or ys.ndim not in (1, 2) or xs.shape[0] != ys.shape[0]:
-        raise ValueError(
-            f"xs {xs.shape} and ys {ys.shape} must be (n,) or (n, d) with the same n."
-        )
+        raise ValueError(f"xs {xs.shape} and ys {ys.shape} must be (n,) or (n, d) with the same n.")
     n = xs.shape[0]
     for name, value, minimum in (
         ("width", width, 1), ("depth", depth, 0), ("steps", steps, 1),
@@ -184,8 +186,14 @@ def fit(
 
 def _progress_bar(show: bool, total: int, done: int):
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-    from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     bar = Progress(
         TextColumn("fitting surrogate"),
@@ -289,6 +297,10 @@ def assess(surrogate: Surrogate, xs, ys, grads, grad_stderr=None) -> Assessment:
     if grad_stderr is not None:
         z = float(np.max(np.abs(g - grads) / np.asarray(grad_stderr, float).reshape(grads.shape)))
     return Assessment(
-        rms(pred - ys), rms(pred - ys) / rms(ys), rms(g - grads), rms(g - grads) / rms(grads), z,
+        rms(pred - ys),
+        rms(pred - ys) / rms(ys),
+        rms(g - grads),
+        rms(g - grads) / rms(grads),
+        z,
         len(xs),
     )
