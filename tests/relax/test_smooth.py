@@ -108,3 +108,19 @@ def test_sweep_plot_writes_a_figure(sweep, tmp_path):
     r.plot(tmp_path / "bv.png", title="digital call")
     assert (tmp_path / "bv.png").stat().st_size > 1000
     assert math.isfinite(float(r.rmse["S0"][r.best]))
+
+
+def test_smoothing_the_digital_call_is_the_hand_written_sigmoid_payoff(key):
+    model = sg.models.DigitalCall()
+    theta = model.default_theta()
+
+    def by_hand(theta, key):
+        S0, sigma = theta["S0"], theta["sigma"]
+        log_st = sg.random.normal(key, jnp.log(S0) + (model.r - 0.5 * sigma**2), sigma)
+        return math.exp(-model.r) * jax.nn.sigmoid((log_st - math.log(model.K)) / 0.05)
+
+    soft = sg.smooth(model, 0.05)
+    np.testing.assert_allclose(soft(theta, key), by_hand(theta, key), rtol=1e-14)
+    g1, g2 = jax.grad(soft)(theta, key), jax.grad(by_hand)(theta, key)
+    for name in theta:
+        np.testing.assert_allclose(g1[name], g2[name], rtol=1e-12)
