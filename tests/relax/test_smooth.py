@@ -124,3 +124,24 @@ def test_smoothing_the_digital_call_is_the_hand_written_sigmoid_payoff(key):
     g1, g2 = jax.grad(soft)(theta, key), jax.grad(by_hand)(theta, key)
     for name in theta:
         np.testing.assert_allclose(g1[name], g2[name], rtol=1e-12)
+
+
+def test_smooth_reaches_inside_loops_and_hardens_booleans_entering_them(key):
+    def sim(theta, key):
+        def body(c, x):  # a θ-dependent threshold inside a scan body
+            return c + jnp.where(theta * x > 1.0, 1.0, 0.0), None
+
+        count, _ = lax.scan(body, 0.0, jnp.arange(1.0, 6.0))
+        flag = theta > 0.3  # a relaxed boolean entering a loop carry: hardened
+        out = lax.fori_loop(
+            0, 2, lambda i, c: (c[0] + jnp.where(c[1], 1.0, 0.0), c[1]), (count, flag)
+        )
+        return out[0]
+
+    theta = 0.45
+    soft = sg.smooth(sim, 0.01)
+    np.testing.assert_allclose(soft(theta, key), sim(theta, key), atol=1e-3)
+    # d/dθ Σ_x σ((θx - 1)/τ): only x = 2 (θx = 0.9) contributes visibly.
+    s = 1 / (1 + np.exp(-(theta * np.arange(1.0, 6.0) - 1) / 0.01))
+    expected = float(np.sum(s * (1 - s) * np.arange(1.0, 6.0) / 0.01))
+    np.testing.assert_allclose(jax.grad(soft)(theta, key), expected, rtol=1e-10)

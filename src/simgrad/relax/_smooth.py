@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._estimate import Estimate, gradient
-from .._src.program import Interpretation, depends_on, evaluate, trace
-from .._src.program._jax_compat import CALL_PRIMITIVES, Var, bind, call_jaxpr
+from .._src.program import Interpretation, depends_on, descend, evaluate, trace
+from .._src.program._jax_compat import CALL_PRIMITIVES, Var
 from .._types import Key, Simulator, Theta
 from ..estimators import AbstractEstimator, Pathwise, ScoreFunction
 from . import _soft
@@ -50,14 +50,17 @@ class Smooth(Interpretation):
     def wants(self, eqn) -> bool:
         if not any(isinstance(v, Var) and v in self.tainted for v in eqn.invars):
             return False
-        has_bool = any(v.aval.dtype == jnp.bool_ for v in eqn.invars)
-        return eqn.primitive.name in RELAXED or eqn.primitive.name in CALL_PRIMITIVES or has_bool
+        bool_in = any(
+            isinstance(v, Var) and v.aval.dtype == jnp.bool_ and v in self.tainted
+            for v in eqn.invars
+        )
+        return eqn.primitive.name in RELAXED or bool_in
 
     def apply(self, eqn, invals, state):
         name, tau = eqn.primitive.name, self.tau
         soft = [_is_soft(x, v) for x, v in zip(invals, eqn.invars, strict=True)]
-        if name in CALL_PRIMITIVES:  # inline: soft booleans may flow into the call
-            return evaluate(call_jaxpr(eqn), invals, self, state)
+        if name in CALL_PRIMITIVES:  # inline: relaxed booleans may flow into the call
+            return descend(eqn, invals, self, state)
         if name in _COMPARE and not any(soft):
             a, b = (_soft._float(x) for x in invals)
             dtype = jnp.result_type(a, b)
@@ -83,8 +86,10 @@ class Smooth(Interpretation):
                 return [invals[0].astype(eqn.params["new_dtype"])], state
         if name in _REAL and not any(soft) and _all_float(invals):
             return [self._real(eqn, invals).astype(eqn.outvars[0].aval.dtype)], state
+        # Anything else (an integer conversion, a loop or branch receiving a relaxed
+        # boolean): harden the booleans, then evaluate as usual — inside loops too.
         invals = [_harden(x, v) for x, v in zip(invals, eqn.invars, strict=True)]
-        return bind(eqn, invals), state
+        return descend(eqn, invals, self, state)
 
     def _real(self, eqn, x):
         name, tau = eqn.primitive.name, self.tau

@@ -18,6 +18,7 @@ Extension points: subclass `Interpretation` and override ``draw`` (random draws,
 """
 
 from .core import Interpretation as Interpretation
+from .core import descend as descend
 from .core import draw_sites as draw_sites
 from .core import evaluate as evaluate
 from .core import find as find
