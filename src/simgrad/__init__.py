@@ -10,6 +10,8 @@ from . import estimators as estimators
 from . import models as models
 from . import random as random
 from . import reference as reference
+from . import relax as relax
+from . import surrogate as surrogate
 from ._estimate import Estimate as Estimate
 from ._estimate import SimulationError as SimulationError
 from ._estimate import gradient as gradient
@@ -21,5 +23,8 @@ from .estimators import FiniteDifference as FiniteDifference
 from .estimators import Hybrid as Hybrid
 from .estimators import Pathwise as Pathwise
 from .estimators import ScoreFunction as ScoreFunction
+from .relax._smooth import SweepResult as SweepResult
+from .relax._smooth import smooth as smooth
+from .relax._smooth import smooth_sweep as smooth_sweep
 
 __version__ = "0.1.0"

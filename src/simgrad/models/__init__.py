@@ -8,11 +8,14 @@ demo runs every applicable estimator on each.
 from . import applications as applications
 from .bandit import Bandit as Bandit
 from .base import AbstractModel as AbstractModel
+from .choice import DiscreteChoice as DiscreteChoice
 from .digital import DigitalCall as DigitalCall
 from .digital import digital_call as digital_call
 from .finance import AsianCall as AsianCall
 from .finance import EuropeanCall as EuropeanCall
 from .finance import black_scholes_call as black_scholes_call
+from .physics import CutAndCount as CutAndCount
+from .physics import asimov_significance as asimov_significance
 from .queues import MM1Queue as MM1Queue
 from .textbook import EulerDecay as EulerDecay
 from .textbook import Kink as Kink

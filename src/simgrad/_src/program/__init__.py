@@ -18,6 +18,7 @@ Extension points: subclass `Interpretation` and override ``draw`` (random draws,
 """
 
 from .core import Interpretation as Interpretation
+from .core import descend as descend
 from .core import draw_sites as draw_sites
 from .core import evaluate as evaluate
 from .core import find as find
@@ -29,3 +30,4 @@ from .sites import Distribution as Distribution
 from .sites import DrawSite as DrawSite
 from .sites import register as register
 from .sites import site_distribution as site_distribution
+from .taint import depends_on as depends_on

@@ -206,6 +206,23 @@ def _eval_eqn(eqn, invals, interpretation, state, live, out_live):
         return [x], state
     if interpretation.wants(eqn):
         return interpretation.apply(eqn, invals, state)
+    return _descend(eqn, invals, interpretation, state, live, out_live)
+
+
+def descend(
+    eqn: JaxprEqn, invals: list, interpretation: Interpretation, state: State
+) -> tuple[list, State]:
+    """Evaluate ``eqn`` as the core does for an equation the interpretation did not want.
+
+    Re-bind it, or walk into its sub-programs (calls inlined, loops and branches rebuilt)
+    under ``interpretation``. Call it from ``apply`` to adjust an equation's inputs and
+    then let the core continue inside it (smoothing hardens a relaxed boolean that enters
+    a loop, then still smooths the loop body).
+    """
+    return _descend(eqn, invals, interpretation, state, True, None)
+
+
+def _descend(eqn, invals, interpretation, state, live, out_live):
     subs = _sub_jaxprs(eqn)
     if not subs or not any(_needs_visit(s.jaxpr, interpretation) for s in subs):
         return bind(eqn, invals), state

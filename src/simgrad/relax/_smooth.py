@@ -1,0 +1,301 @@
+"""Automatic smoothing: relax every θ-dependent hard operation of a simulator."""
+
+from collections.abc import Callable, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._estimate import Estimate, gradient
+from .._src.program import Interpretation, depends_on, descend, evaluate, trace
+from .._src.program._jax_compat import CALL_PRIMITIVES, Var
+from .._types import Key, Simulator, Theta
+from ..estimators import AbstractEstimator, Pathwise, ScoreFunction
+from . import _soft
+
+_COMPARE = {"gt": 1, "ge": 1, "lt": -1, "le": -1}
+_LOGIC = {"and", "or", "not", "xor"}
+_REAL = {"floor", "ceil", "round", "max", "min", "abs", "sign", "clamp", "reduce_max", "reduce_min"}
+RELAXED = frozenset({*_COMPARE, *_LOGIC, *_REAL, "select_n", "convert_element_type"})
+
+
+def _is_soft(value, var) -> bool:
+    """A boolean of the original program that smoothing turned into a probability."""
+    return var.aval.dtype == jnp.bool_ and jnp.issubdtype(jnp.result_type(value), jnp.floating)
+
+
+def _harden(value, var):
+    return value > 0.5 if _is_soft(value, var) else value
+
+
+class Smooth(Interpretation):
+    """Replace θ-dependent comparisons (and what consumes them), selects, floor/round,
+    min/max, abs, sign and clamp by their relaxations at temperature ``tau``.
+
+    A comparison becomes a probability (a float in [0, 1], `simgrad.relax.step` of its
+    margin) where the original program had a boolean; ``select_n``, logic and
+    ``convert_element_type`` to a float type consume it softly. Anything else that
+    receives such a probability (an integer conversion, a ``cond`` index, a loop carry)
+    gets it hardened back (``p > 1/2``): correct, but not smoothed.
+    """
+
+    def __init__(self, tau: float, tainted: frozenset):
+        self.tau = tau
+        self.tainted = tainted
+
+    def initial_state(self):
+        return ()
+
+    def wants(self, eqn) -> bool:
+        if not any(isinstance(v, Var) and v in self.tainted for v in eqn.invars):
+            return False
+        bool_in = any(
+            isinstance(v, Var) and v.aval.dtype == jnp.bool_ and v in self.tainted
+            for v in eqn.invars
+        )
+        return eqn.primitive.name in RELAXED or bool_in
+
+    def apply(self, eqn, invals, state):
+        name, tau = eqn.primitive.name, self.tau
+        soft = [_is_soft(x, v) for x, v in zip(invals, eqn.invars, strict=True)]
+        if name in CALL_PRIMITIVES:  # inline: relaxed booleans may flow into the call
+            return descend(eqn, invals, self, state)
+        if name in _COMPARE and not any(soft):
+            a, b = (_soft._float(x) for x in invals)
+            dtype = jnp.result_type(a, b)
+            margin = (a - b).astype(dtype) * _COMPARE[name]
+            return [jnp.broadcast_to(_soft.step(margin, tau), eqn.outvars[0].aval.shape)], state
+        if name in _LOGIC and eqn.outvars[0].aval.dtype == jnp.bool_ and any(soft):
+            x = [jnp.asarray(v, _float_of(invals)) for v in invals]
+            if name == "not":
+                out = 1 - x[0]
+            elif name == "and":
+                out = x[0] * x[1]
+            elif name == "or":
+                out = x[0] + x[1] - x[0] * x[1]
+            else:
+                out = x[0] + x[1] - 2 * x[0] * x[1]
+            return [out], state
+        if name == "select_n" and soft[0] and len(invals) == 3:
+            p, case0, case1 = invals
+            if jnp.issubdtype(case0.dtype, jnp.floating):
+                return [(case1 * p + case0 * (1 - p)).astype(case0.dtype)], state
+        if name == "convert_element_type" and soft[0]:
+            if jnp.issubdtype(eqn.params["new_dtype"], jnp.floating):
+                return [invals[0].astype(eqn.params["new_dtype"])], state
+        if name in _REAL and not any(soft) and _all_float(invals):
+            return [self._real(eqn, invals).astype(eqn.outvars[0].aval.dtype)], state
+        # Anything else (an integer conversion, a loop or branch receiving a relaxed
+        # boolean): harden the booleans, then evaluate as usual — inside loops too.
+        invals = [_harden(x, v) for x, v in zip(invals, eqn.invars, strict=True)]
+        return descend(eqn, invals, self, state)
+
+    def _real(self, eqn, x):
+        name, tau = eqn.primitive.name, self.tau
+        if name == "floor":
+            return _soft.soft_floor(x[0], tau)
+        if name == "ceil":
+            return -_soft.soft_floor(-x[0], tau)
+        if name == "round":
+            return _soft.soft_round(x[0], tau)
+        if name == "max":
+            return _soft.soft_max(x[0], x[1], tau=tau)
+        if name == "min":
+            return _soft.soft_min(x[0], x[1], tau=tau)
+        if name == "abs":
+            return _soft.soft_abs(x[0], tau)
+        if name == "sign":
+            return jnp.tanh(x[0] / tau)
+        if name == "clamp":  # lax.clamp(lo, x, hi)
+            return _soft.soft_clip(x[1], x[0], x[2], tau)
+        axes = tuple(eqn.params["axes"])
+        if name == "reduce_max":
+            return _soft.soft_max(x[0], tau=tau, axis=axes)
+        return _soft.soft_min(x[0], tau=tau, axis=axes)
+
+
+def _float_of(values):
+    floats = [
+        jnp.result_type(v) for v in values if jnp.issubdtype(jnp.result_type(v), jnp.floating)
+    ]
+    return floats[0] if floats else jnp.result_type(float)
+
+
+def _all_float(values) -> bool:
+    return all(jnp.issubdtype(jnp.result_type(v), jnp.floating) for v in values)
+
+
+class _Smoothed(eqx.Module):
+    sim: Callable
+    tau: float = eqx.field(static=True)
+
+    def __call__(self, theta, key):
+        leaves = jax.tree.leaves(theta)
+        program = trace(self.sim, theta, key)
+        n_key = len(program.jaxpr.invars) - len(leaves)
+        tainted = depends_on(program, [True] * len(leaves) + [False] * n_key)
+        args = [*leaves, *jax.tree.leaves(key)]
+        outs, _ = evaluate(program, args, Smooth(self.tau, tainted))
+        outs = [_harden(x, v) for x, v in zip(outs, program.jaxpr.outvars, strict=True)]
+        treedef = jax.tree.structure(jax.eval_shape(self.sim, theta, key))
+        return jax.tree.unflatten(treedef, outs)
+
+
+def smooth(sim: Simulator, tau: float) -> Simulator:
+    r"""A smoothed copy of ``sim``: every θ-dependent hard operation relaxed at ``tau``.
+
+    The simulator is traced through the program core; a forward taint from θ
+    (`depends_on`) finds the comparisons ``>, ≥, <, ≤``, selects (``jnp.where``), logic on
+    their results, ``floor``/``ceil``/``round``, ``min``/``max`` (also reductions),
+    ``abs``, ``sign`` and ``clip`` that θ can reach, and replaces each by its relaxation
+    from `simgrad.relax` at temperature ``tau``. Random draws are untouched, so any
+    estimator runs on the result. Operations that do not depend on θ stay exact.
+
+    The smoothed simulator is *biased* for ``tau > 0``: measure the bias with
+    `smooth_sweep`. A ``lax.cond``/``switch`` on a θ-dependent predicate is not relaxed
+    (write ``jnp.where`` to have it smoothed); neither is equality.
+
+    Example:
+        >>> import jax, simgrad as sg
+        >>> soft = sg.smooth(lambda t, k: jax.numpy.where(t > 1.0, 1.0, 0.0), tau=0.1)
+        >>> round(float(jax.grad(soft)(1.0, jax.random.key(0))), 3)   # σ'(0) / τ
+        2.5
+    """
+    if not callable(sim):
+        raise TypeError(f"sim must be a function sim(theta, key), got {type(sim)}.")
+    t = np.asarray(tau)
+    if t.ndim != 0 or not np.issubdtype(t.dtype, np.number) or not float(t) > 0:
+        raise ValueError(f"tau={tau!r}: must be a positive number (the relaxation temperature).")
+    return _Smoothed(sim, float(t))
+
+
+class SweepResult(eqx.Module):
+    """`smooth_sweep`'s report: per temperature, the smoothed gradient and its bias.
+
+    Attributes:
+        taus: the temperatures, shape ``(m,)``.
+        estimates: the `Estimate` of the smoothed simulator at each tau.
+        reference: the unbiased gradient (an `Estimate`), or None when ``exact`` was given.
+        grad, grad_stderr: per tau, θ's structure with a leading axis ``m``.
+        bias, bias_stderr: ``grad - reference`` and its standard error.
+        rmse: per tau, ``sqrt(max(bias² - bias_stderr², 0) + grad_stderr²)`` per leaf: the
+            estimated root-mean-square error of one run at that tau.
+        best: the index of the tau with the smallest total ``rmse`` (summed over leaves).
+    """
+
+    taus: np.ndarray
+    estimates: list
+    reference: Estimate | None
+    grad: Theta
+    grad_stderr: Theta
+    bias: Theta
+    bias_stderr: Theta
+    rmse: Theta
+    best: int = eqx.field(static=True)
+
+    def plot(self, path=None, *, title: str = ""):
+        """Bias and standard error against tau (log–log), one panel per scalar of θ."""
+        import matplotlib
+
+        if path is not None:
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        names = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(self.grad)]
+        leaves = zip(
+            jax.tree.leaves(self.bias),
+            jax.tree.leaves(self.bias_stderr),
+            jax.tree.leaves(self.grad_stderr),
+            jax.tree.leaves(self.rmse),
+            strict=True,
+        )
+        fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+        for ax, name, (b, bs, s, r) in zip(axes[0], names, leaves, strict=True):
+            b, bs = np.abs(np.asarray(b)).reshape(len(self.taus), -1)[:, 0], np.asarray(bs)
+            ax.errorbar(
+                self.taus,
+                b,
+                yerr=bs.reshape(len(self.taus), -1)[:, 0],
+                fmt="o-",
+                label="|bias| ± s.e.",
+                capsize=2,
+            )
+            ax.plot(
+                self.taus,
+                np.asarray(s).reshape(len(self.taus), -1)[:, 0],
+                "s--",
+                label="standard error",
+            )
+            ax.plot(self.taus, np.asarray(r).reshape(len(self.taus), -1)[:, 0], "k:", label="RMSE")
+            ax.axvline(self.taus[self.best], color="grey", lw=0.8)
+            ax.set(xscale="log", yscale="log", xlabel="tau", title=f"grad{name}")
+        axes[0][0].legend(fontsize=8)
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=90)
+            plt.close(fig)
+        return fig
+
+
+def smooth_sweep(
+    sim: Simulator,
+    theta: Theta,
+    key: Key,
+    taus: Sequence[float],
+    *,
+    n_samples: int,
+    method: AbstractEstimator | None = None,
+    reference: AbstractEstimator | None = None,
+    exact: Theta | None = None,
+) -> SweepResult:
+    r"""The bias–variance trade of `smooth`: per tau, the gradient, its error, its bias.
+
+    For each ``tau`` the smoothed simulator's gradient is estimated with ``method``
+    (default `Pathwise`) from ``n_samples`` replicates, all taus with the *same* key
+    (common random numbers, so the curve is smooth in tau). Its bias is measured against
+    ``exact`` when given, else against an unbiased estimator of the original simulator
+    (``reference``, default `ScoreFunction`, run with an independent key), and
+    ``bias_stderr`` includes both standard errors.
+
+    Example:
+        >>> import jax, simgrad as sg
+        >>> m = sg.models.DigitalCall()
+        >>> r = sg.smooth_sweep(m, m.default_theta(), jax.random.key(0), [0.3, 0.03],
+        ...                     n_samples=4096)
+        >>> bias = abs(r.bias["S0"])
+        >>> bool(bias[1] < bias[0])
+        True
+    """
+    method = Pathwise() if method is None else method
+    taus_arr = np.asarray(taus, dtype=float)
+    if taus_arr.ndim != 1 or taus_arr.size == 0 or not np.all(taus_arr > 0):
+        raise ValueError(f"taus={taus!r}: must be a non-empty list of positive temperatures.")
+    k_sweep, k_ref = jax.random.split(key)
+    estimates = [
+        gradient(smooth(sim, float(t)), theta, k_sweep, method=method, n_samples=n_samples)
+        for t in taus_arr
+    ]
+    stack = lambda *xs: np.stack([np.asarray(x) for x in xs])  # noqa: E731
+    grad = jax.tree.map(stack, *[e.grad for e in estimates])
+    grad_se = jax.tree.map(stack, *[e.grad_stderr for e in estimates])
+    if exact is not None:
+        ref = None
+        ref_grad = jax.tree.map(np.asarray, exact)
+        ref_se = jax.tree.map(lambda x: np.zeros_like(np.asarray(x, float)), exact)
+    else:
+        reference = ScoreFunction() if reference is None else reference
+        ref = gradient(sim, theta, k_ref, method=reference, n_samples=n_samples)
+        ref_grad = jax.tree.map(np.asarray, ref.grad)
+        ref_se = jax.tree.map(np.asarray, ref.grad_stderr)
+    bias = jax.tree.map(lambda g, r: g - r, grad, ref_grad)
+    bias_se = jax.tree.map(lambda s, r: np.sqrt(s**2 + r**2), grad_se, ref_se)
+    rmse = jax.tree.map(
+        lambda b, bs, s: np.sqrt(np.maximum(b**2 - bs**2, 0) + s**2), bias, bias_se, grad_se
+    )
+    total = sum(r.reshape(len(taus_arr), -1).sum(axis=1) for r in jax.tree.leaves(rmse))
+    return SweepResult(
+        taus_arr, estimates, ref, grad, grad_se, bias, bias_se, rmse, int(np.argmin(total))
+    )

@@ -1,0 +1,179 @@
+"""Soft (relaxed) versions of hard operations, each with a temperature ``tau``.
+
+Every function reduces to its hard operation as ``tau → 0``; ``tau=0`` (a Python number)
+gives the hard operation itself, exactly. The relaxation is biased for ``tau > 0``: the
+bias is measured by `simgrad.smooth_sweep`, never hidden.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._types import Array, Key
+
+
+def _check_tau(tau, name: str = "tau") -> bool:
+    """Validate ``tau``; True when it is a static zero (use the hard operation)."""
+    if isinstance(tau, jax.core.Tracer) or (isinstance(tau, jax.Array) and tau.ndim == 0):
+        return False  # traced or on device: a relaxation, no check possible without a sync
+    t = np.asarray(tau)
+    if t.ndim != 0 or not np.issubdtype(t.dtype, np.number):
+        raise ValueError(f"{name} must be a non-negative scalar, got {tau!r}.")
+    if float(t) < 0:
+        raise ValueError(f"{name}={float(t)}: must be ≥ 0 (0 gives the hard operation).")
+    return float(t) == 0.0
+
+
+def _float(x) -> Array:
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
+
+
+def step(x, tau) -> Array:
+    r"""A soft threshold $\sigma(x/\tau)$; ``tau → 0`` gives $\mathbf 1\{x > 0\}$ (½ at 0).
+
+    >>> import simgrad.relax as sr
+    >>> float(sr.step(0.3, 0.0)), round(float(sr.step(0.3, 0.1)), 3)
+    (1.0, 0.953)
+    """
+    x = _float(x)
+    if _check_tau(tau):
+        return jnp.where(x > 0, 1.0, jnp.where(x < 0, 0.0, 0.5)).astype(x.dtype)
+    return jax.nn.sigmoid(x / tau)
+
+
+def soft_cut(x, threshold, tau, *, keep: str = "above") -> Array:
+    """The soft weight of a cut ``x > threshold`` (``keep="above"``) or ``x < threshold``.
+
+    An event's weight is `step` of its distance to the threshold: 1 far inside the cut, 0
+    far outside, smooth in ``threshold`` — so selections become differentiable.
+    """
+    if keep not in ("above", "below"):
+        raise ValueError(f"keep={keep!r}: must be 'above' or 'below'.")
+    margin = _float(x) - threshold
+    return step(margin if keep == "above" else -margin, tau)
+
+
+def soft_where(margin, x, y, tau) -> Array:
+    """``where(margin > 0, x, y)`` relaxed: ``step(margin) * x + (1 - step(margin)) * y``."""
+    p = step(margin, tau)
+    return p * x + (1 - p) * y
+
+
+def soft_max(x, y=None, *, tau, axis=None) -> Array:
+    r"""$\tau \log \sum e^{x/\tau}$: the elementwise max of ``x`` and ``y`` when ``y`` is
+    given, else the max of ``x`` over ``axis``. Over-estimates by at most $\tau\log n$.
+
+    >>> import simgrad.relax as sr
+    >>> float(sr.soft_max(1.0, 2.0, tau=0.0)), round(float(sr.soft_max(1.0, 2.0, tau=0.1)), 4)
+    (2.0, 2.0)
+    """
+    x = _float(x)
+    hard = _check_tau(tau)
+    if y is not None:
+        y = _float(y)
+        if hard:
+            return jnp.maximum(x, y)
+        return tau * jnp.logaddexp(x / tau, y / tau)
+    if hard:
+        return jnp.max(x, axis=axis)
+    return tau * jax.nn.logsumexp(x / tau, axis=axis)
+
+
+def soft_min(x, y=None, *, tau, axis=None) -> Array:
+    """``-soft_max(-x, -y)``: the soft minimum (see `soft_max`)."""
+    return -soft_max(-_float(x), None if y is None else -_float(y), tau=tau, axis=axis)
+
+
+def soft_abs(x, tau) -> Array:
+    r"""$\sqrt{x^2 + \tau^2} - \tau$: smooth at 0, within $\tau$ of $|x|$."""
+    x = _float(x)
+    if _check_tau(tau):
+        return jnp.abs(x)
+    return jnp.sqrt(x * x + tau * tau) - tau
+
+
+def soft_clip(x, lo, hi, tau) -> Array:
+    """``clip(x, lo, hi)`` relaxed: ``soft_min(soft_max(x, lo), hi)``."""
+    return soft_min(soft_max(x, lo, tau=tau), hi, tau=tau)
+
+
+def soft_round(x, tau) -> Array:
+    r"""Round to the nearest integer, relaxed: $\lfloor x\rfloor + \sigma((\{x\} - ½)/\tau)$.
+
+    Continuous up to a jump of $2\sigma(-1/2\tau)$ at the integers (negligible for
+    $\tau \lesssim 0.05$); ``tau → 0`` gives rounding (halves round up).
+    """
+    x = _float(x)
+    f = jnp.floor(x)
+    return f + step(x - f - 0.5, tau) if not _check_tau(tau) else jnp.floor(x + 0.5)
+
+
+def soft_floor(x, tau) -> Array:
+    """``floor(x)`` relaxed: ``soft_round(x - 1/2)``."""
+    x = _float(x)
+    if _check_tau(tau):
+        return jnp.floor(x)
+    return soft_round(x - 0.5, tau)
+
+
+def soft_sort(x, tau) -> Array:
+    r"""Sort a vector ascending, relaxed (NeuralSort, Grover et al. 2019).
+
+    Row $i$ of a soft permutation matrix is a softmax over the elements, peaked at the
+    $i$-th smallest; the result is that matrix times ``x``. ``tau → 0`` gives ``sort(x)``
+    for distinct values.
+    """
+    x = _float(x)
+    if x.ndim != 1:
+        raise ValueError(f"soft_sort sorts a vector; got shape {x.shape}.")
+    if _check_tau(tau):
+        return jnp.sort(x)
+    n = x.shape[0]
+    s = -x  # NeuralSort sorts descending: sort -x descending = x ascending
+    pairwise = jnp.abs(s[:, None] - s[None, :]).sum(axis=1)
+    scaling = (n + 1 - 2 * (jnp.arange(n) + 1)).astype(x.dtype)
+    p = jax.nn.softmax((scaling[:, None] * s[None, :] - pairwise[None, :]) / tau, axis=-1)
+    return p @ x
+
+
+def soft_rank(x, tau) -> Array:
+    r"""Ascending ranks 1..n, relaxed: $\tfrac12 + \sum_j \sigma((x_i - x_j)/\tau)$.
+
+    ``tau → 0`` gives $1 + \#\{j : x_j < x_i\}$ for distinct values.
+    """
+    x = _float(x)
+    if x.ndim != 1:
+        raise ValueError(f"soft_rank ranks a vector; got shape {x.shape}.")
+    d = x[:, None] - x[None, :]
+    if _check_tau(tau):
+        return 1.0 + jnp.sum(d > 0, axis=1).astype(x.dtype)
+    return 0.5 + jnp.sum(jax.nn.sigmoid(d / tau), axis=1)
+
+
+def gumbel_softmax(key: Key, logits, tau, *, hard: bool = False) -> Array:
+    r"""A relaxed one-hot draw from $\mathrm{Categorical}(\mathrm{softmax}(\text{logits}))$.
+
+    $\mathrm{softmax}((\text{logits} + g)/\tau)$ with Gumbel noise $g$ (Jang et al. 2017;
+    Maddison et al. 2017). ``tau → 0`` gives the exact one-hot sample
+    ``one_hot(argmax(logits + g))`` — the Gumbel-max trick — for the same key.
+    ``hard=True`` returns that one-hot sample with the relaxed gradient (`straight_through`).
+    """
+    logits = _float(logits)
+    g = jax.random.gumbel(key, logits.shape, logits.dtype)
+    onehot = jax.nn.one_hot(jnp.argmax(logits + g, axis=-1), logits.shape[-1], dtype=logits.dtype)
+    if _check_tau(tau):
+        return onehot
+    soft = jax.nn.softmax((logits + g) / tau, axis=-1)
+    return straight_through(onehot, soft) if hard else soft
+
+
+def straight_through(hard, soft) -> Array:
+    """The value of ``hard`` with the gradient of ``soft``: ``soft + stop_gradient(hard - soft)``.
+
+    Biased (the gradient is that of the relaxation) but the forward pass is exact.
+    """
+    hard, soft = _float(hard), _float(soft)
+    if hard.shape != soft.shape:
+        raise ValueError(f"hard {hard.shape} and soft {soft.shape} must have one shape.")
+    return soft + jax.lax.stop_gradient(hard - soft)

@@ -1,0 +1,306 @@
+"""Learned differentiable surrogates: an MLP fitted to a non-differentiable component."""
+
+import json
+import os
+import pathlib
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .._types import Array, Key
+
+
+class Surrogate(eqx.Module):
+    """A fitted MLP standing in for a component ``x -> y``; differentiable in ``x``.
+
+    Inputs are standardised and outputs de-standardised with the training data's mean and
+    spread, so the network sees unit-scale numbers. Call it like the component:
+    ``surrogate(x)`` for one input (a scalar or a vector of ``in_size``), and swap it into
+    the simulator where the component was.
+    """
+
+    mlp: eqx.nn.MLP
+    x_mean: Array
+    x_std: Array
+    y_mean: Array
+    y_std: Array
+    config: dict = eqx.field(static=True)
+
+    def __call__(self, x):
+        x = jnp.asarray(x, self.x_mean.dtype)
+        return self.mlp((x - self.x_mean) / self.x_std) * self.y_std + self.y_mean
+
+
+def _build(config: dict, key: Key) -> Surrogate:
+    dtype = jnp.dtype(config["dtype"])
+    size = lambda n: "scalar" if n == "scalar" else int(n)  # noqa: E731
+    mlp = eqx.nn.MLP(
+        size(config["in_size"]),
+        size(config["out_size"]),
+        config["width"],
+        config["depth"],
+        activation=jax.nn.gelu,
+        key=key,
+        dtype=dtype,
+    )
+    shape_in = () if config["in_size"] == "scalar" else (config["in_size"],)
+    shape_out = () if config["out_size"] == "scalar" else (config["out_size"],)
+    zeros, ones = jnp.zeros, jnp.ones
+    return Surrogate(
+        mlp,
+        zeros(shape_in, dtype),
+        ones(shape_in, dtype),
+        zeros(shape_out, dtype),
+        ones(shape_out, dtype),
+        config,
+    )
+
+
+def fit(
+    xs,
+    ys,
+    *,
+    key: Key,
+    width: int = 64,
+    depth: int = 2,
+    steps: int = 2000,
+    learning_rate: float = 3e-3,
+    batch_size: int = 256,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 500,
+    resume: bool = False,
+    progress: bool = True,
+    callback=None,
+) -> Surrogate:
+    r"""Fit an MLP ``x -> y`` to input–output samples by least squares (Adam, minibatches).
+
+    For a *stochastic* component (``ys`` are noisy draws given ``xs``) least squares fits
+    the conditional mean $\mathbb E[y \mid x]$, whose gradient is what a simulator's
+    expectation needs.
+
+    Arguments:
+        xs: inputs, shape ``(n,)`` (scalar inputs) or ``(n, d_in)``.
+        ys: outputs, shape ``(n,)`` or ``(n, d_out)``.
+        key: initialises the network and draws the minibatches.
+        width, depth: the MLP's hidden width and number of hidden layers.
+        steps, learning_rate, batch_size: the optimisation (cosine-decayed Adam).
+        checkpoint: a file; every ``checkpoint_every`` steps, and on Ctrl-C, the network,
+            the optimiser state and the step are written there (equinox serialisation, no
+            pickle). ``resume=True`` continues from it and reproduces an uninterrupted run.
+        progress: show a progress bar with the training loss.
+        callback: ``callback(step, loss)`` after each step (logging; early stopping by
+            raising an exception — a ``KeyboardInterrupt`` writes the checkpoint first).
+
+    Returns a `Surrogate`; measure its error with `assess`, save it with `save`.
+    """
+    xs, ys = jnp.asarray(xs), jnp.asarray(ys)
+    if not jnp.issubdtype(xs.dtype, jnp.floating) or not jnp.issubdtype(ys.dtype, jnp.floating):
+        raise TypeError("xs and ys must be floating arrays (cast integer counts with .astype).")
+    if xs.ndim not in (1, 2) or ys.ndim not in (1, 2) or xs.shape[0] != ys.shape[0]:
+        raise ValueError(f"xs {xs.shape} and ys {ys.shape} must be (n,) or (n, d) with the same n.")
+    n = xs.shape[0]
+    for name, value, minimum in (
+        ("width", width, 1), ("depth", depth, 0), ("steps", steps, 1),
+        ("batch_size", batch_size, 1), ("checkpoint_every", checkpoint_every, 1),
+    ):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"{name}={value!r}: must be an int ≥ {minimum}.")
+    if n < 2:
+        raise ValueError(f"need at least 2 samples to fit, got {n}.")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs checkpoint=PATH: the file to resume from.")
+    dtype = jnp.result_type(xs.dtype, ys.dtype)
+    xs, ys = xs.astype(dtype), ys.astype(dtype)
+    config = {
+        "in_size": "scalar" if xs.ndim == 1 else int(xs.shape[1]),
+        "out_size": "scalar" if ys.ndim == 1 else int(ys.shape[1]),
+        "width": int(width),
+        "depth": int(depth),
+        "dtype": str(jnp.dtype(dtype)),
+    }
+    k_init, k_batch = jax.random.split(key)
+    model = _build(config, k_init)
+    model = eqx.tree_at(
+        lambda m: (m.x_mean, m.x_std, m.y_mean, m.y_std),
+        model,
+        (xs.mean(0), xs.std(0) + 1e-12, ys.mean(0), ys.std(0) + 1e-12),
+    )
+    schedule = optax.cosine_decay_schedule(learning_rate, steps)
+    optimizer = optax.adam(schedule)
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes int step counts and floats
+        opt_state = optimizer.init(eqx.filter(model.mlp, eqx.is_inexact_array))
+    step = 0
+    meta = {"config": config, "steps": steps, "n": int(n), "batch_size": batch_size}
+    if checkpoint is not None:
+        checkpoint = pathlib.Path(checkpoint)
+        if resume and checkpoint.exists():
+            model, opt_state, step = _load_state(checkpoint, (model, opt_state), meta)
+        elif checkpoint.exists():
+            raise FileExistsError(
+                f"checkpoint {checkpoint} exists: pass resume=True to continue that run, "
+                "or delete the file to start afresh."
+            )
+
+    @eqx.filter_jit
+    def train_step(model, opt_state, i):
+        idx = jax.random.randint(jax.random.fold_in(k_batch, i), (min(batch_size, n),), 0, n)
+        x, y = xs[idx], ys[idx]
+
+        def loss(mlp):
+            pred = jax.vmap(eqx.tree_at(lambda m: m.mlp, model, mlp))(x)
+            return jnp.mean(((pred - y) / model.y_std) ** 2)
+
+        value, grads = eqx.filter_value_and_grad(loss)(model.mlp)
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimizer.update(grads, opt_state)
+        mlp = eqx.apply_updates(model.mlp, updates)
+        return eqx.tree_at(lambda m: m.mlp, model, mlp), opt_state, value
+
+    bar = _progress_bar(progress, steps, step)
+    done = step
+    try:
+        with bar:
+            shown = time.monotonic()
+            for i in range(step, steps):
+                model, opt_state, loss = train_step(model, opt_state, jnp.asarray(i))
+                done = i + 1
+                if callback is not None:
+                    callback(i, loss)
+                if bar.tasks and (time.monotonic() - shown > 0.1 or i == steps - 1):
+                    bar.update(bar.tasks[0].id, completed=i + 1, loss=f"{float(loss):.3g}")
+                    shown = time.monotonic()
+                if checkpoint is not None and (i + 1) % checkpoint_every == 0:
+                    _save_state(checkpoint, (model, opt_state), i + 1, meta)
+    except KeyboardInterrupt:
+        if checkpoint is not None:
+            _save_state(checkpoint, (model, opt_state), done, meta)
+        raise
+    if checkpoint is not None:
+        _save_state(checkpoint, (model, opt_state), steps, meta)
+    return model
+
+
+def _progress_bar(show: bool, total: int, done: int):
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("fitting surrogate"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not show,
+    )
+    if show:
+        bar.add_task("fit", total=total, completed=done, loss="…")
+    return bar
+
+
+def _save_state(path: pathlib.Path, state, step: int, meta: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:  # a file object: equinox adds no ".eqx" suffix
+        eqx.tree_serialise_leaves(f, (state, jnp.asarray(step)))
+    path.with_name(path.name + ".json").write_text(json.dumps(meta | {"step": step}))
+    os.replace(tmp, path)
+
+
+def _load_state(path: pathlib.Path, like, meta: dict):
+    meta_path = path.with_name(path.name + ".json")
+    saved = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    mismatched = {k: (saved.get(k), v) for k, v in meta.items() if saved.get(k) != v}
+    if mismatched:
+        raise ValueError(
+            f"checkpoint {path} was written by a different fit {mismatched} (saved, now): "
+            "resume with the same data shape, network and steps, or start afresh."
+        )
+    with open(path, "rb") as f:
+        (model, opt_state), step = eqx.tree_deserialise_leaves(f, (like, jnp.asarray(0)))
+    return model, opt_state, int(step)
+
+
+def save(path: str | os.PathLike, surrogate: Surrogate) -> None:
+    """Write ``surrogate`` to ``path``: a JSON header line, then equinox-serialised leaves."""
+    if not isinstance(surrogate, Surrogate):
+        raise TypeError(f"save expects a Surrogate, got {type(surrogate).__name__}.")
+    with open(path, "wb") as f:
+        f.write((json.dumps(surrogate.config) + "\n").encode())
+        eqx.tree_serialise_leaves(f, surrogate)
+
+
+def load(path: str | os.PathLike) -> Surrogate:
+    """Read a surrogate written by `save` (no pickle: the header rebuilds the network)."""
+    with open(path, "rb") as f:
+        config = json.loads(f.readline().decode())
+        skeleton = _build(config, jax.random.key(0))
+        return eqx.tree_deserialise_leaves(f, skeleton)
+
+
+class Assessment(eqx.Module):
+    """The surrogate's error on held-out points, on values and on gradients.
+
+    ``value_rmse`` / ``grad_rmse``: root-mean-square errors; ``value_rel`` / ``grad_rel``:
+    the same divided by the RMS of the reference; ``grad_z``: the largest
+    ``|surrogate grad - reference| / reference stderr`` (when standard errors are given).
+    """
+
+    value_rmse: float
+    value_rel: float
+    grad_rmse: float
+    grad_rel: float
+    grad_z: float | None
+    n: int
+
+    def __repr__(self) -> str:
+        z = "" if self.grad_z is None else f", max |z| {self.grad_z:.2f}"
+        return (
+            f"Assessment(n={self.n}: values rmse {self.value_rmse:.3g} "
+            f"({100 * self.value_rel:.2g}%), gradients rmse {self.grad_rmse:.3g} "
+            f"({100 * self.grad_rel:.2g}%){z})"
+        )
+
+
+def assess(surrogate: Surrogate, xs, ys, grads, grad_stderr=None) -> Assessment:
+    """Compare ``surrogate`` with held-out reference values and gradients.
+
+    ``ys`` are reference values at ``xs`` (the component's mean, or its exact value) and
+    ``grads`` reference gradients there — exact, or an unbiased estimate such as
+    ``sg.gradient(component, x, key, method=sg.ScoreFunction(), ...)`` with its
+    ``grad_stderr``. Gradients are ``d surrogate / d x`` (scalar outputs).
+    """
+    if not isinstance(surrogate, Surrogate):
+        raise TypeError(f"assess expects a Surrogate, got {type(surrogate).__name__}.")
+    xs, ys, grads = (np.asarray(a, float) for a in (xs, ys, grads))
+    if surrogate.config["out_size"] != "scalar":
+        raise ValueError("assess compares gradients of scalar-output surrogates only.")
+    if not (len(xs) == len(ys) == len(grads)):
+        raise ValueError(f"xs, ys, grads need one length, got {len(xs)}, {len(ys)}, {len(grads)}.")
+    dtype = surrogate.x_mean.dtype
+    x = jnp.asarray(xs, dtype)
+    pred = np.asarray(jax.vmap(surrogate)(x))
+    g = np.asarray(jax.vmap(jax.grad(surrogate))(x)).reshape(grads.shape)
+    rms = lambda a: float(np.sqrt(np.mean(np.square(a))))  # noqa: E731
+    z = None
+    if grad_stderr is not None:
+        z = float(np.max(np.abs(g - grads) / np.asarray(grad_stderr, float).reshape(grads.shape)))
+    return Assessment(
+        rms(pred - ys),
+        rms(pred - ys) / rms(ys),
+        rms(g - grads),
+        rms(g - grads) / rms(grads),
+        z,
+        len(xs),
+    )
