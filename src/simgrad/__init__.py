@@ -21,5 +21,6 @@ from .estimators import FiniteDifference as FiniteDifference
 from .estimators import Hybrid as Hybrid
 from .estimators import Pathwise as Pathwise
 from .estimators import ScoreFunction as ScoreFunction
+from .estimators import StochasticTriples as StochasticTriples
 
 __version__ = "0.1.0"
