@@ -119,7 +119,7 @@ class Triples(Interpretation):
     # Every equation without a draw inside is applied as a whole (jvp + a second run);
     # calls and scans with draws inside are walked by the core; cond and while here.
     def wants(self, eqn) -> bool:
-        if eqn.primitive.name in CALL_PRIMITIVES or eqn.primitive.name == "scan":
+        if eqn.primitive.name in CALL_PRIMITIVES:
             return not _has_draw(eqn)
         return True
 
@@ -130,6 +130,8 @@ class Triples(Interpretation):
             return self._cond(eqn, ins, state)
         if name == "while" and _has_draw(eqn):
             return self._while(eqn, ins, state)
+        if name == "scan" and _has_draw(eqn):
+            return self._scan(eqn, ins, state)
         return _plain(eqn, ins, state), state
 
     def draw(self, site: DrawSite, state: TripleState):
@@ -193,6 +195,51 @@ class Triples(Interpretation):
         ]
         return out, new_state
 
+    def _scan(self, eqn, ins, state):
+        # Tags are scalars, so the scanned-over inputs travel as (primal, tangent, alt)
+        # slices with their tag alongside, and the stacked outputs get one tag per
+        # iteration, resolved against the final state.
+        p = eqn.params
+        n_consts, n_carry = p["num_consts"], p["num_carry"]
+        consts = ins[:n_consts]
+        carry = [_with_tangent(c) for c in ins[n_consts : n_consts + n_carry]]
+        xs = ins[n_consts + n_carry :]
+        xs_tags = [x.tag for x in xs]
+        xs_slices = [(x.primal, x.tangent, x.alt) for x in xs]
+
+        born = state.counter  # alternatives with a larger tag are born inside this loop
+
+        def body(c, x):
+            s_in, escaped, carry = c
+            x = [Triple(*sl, tag) for sl, tag in zip(x, xs_tags, strict=True)]
+            outs, s = evaluate(p["jaxpr"], [*consts, *carry, *x], self, s_in)
+            outs = [lift(o, s) for o in outs]
+            carry = [Triple(o.primal, o.tangent, o.alt, s.tag) for o in outs[:n_carry]]
+            ys = outs[n_carry:]
+            # An alternative born inside the loop that has merged back into the main path
+            # (every carry equal on both paths, nothing different emitted since it was
+            # born) contributes exactly zero from now on: drop it, so that the next
+            # candidate is not pruned against a dead one. Unbiased; less variance.
+            escaped = (escaped & (s.tag == s_in.tag)) | _differs(ys, s)
+            dead = (s.tag > born) & ~escaped & ~_differs(carry, s)
+            s = s._replace(weight=jnp.where(dead, 0, s.weight).astype(s.weight.dtype))
+            return (s, escaped, carry), [(o.primal, o.tangent, o.alt, o.tag) for o in ys]
+
+        (state, _, carry), ys = lax.scan(
+            body,
+            (state, jnp.zeros((), bool), carry),
+            xs_slices,
+            length=p["length"],
+            reverse=p["reverse"],
+            unroll=p["unroll"],
+        )
+        outs = [*carry]
+        for primal, tangent, alt, tags in ys:
+            keep = jnp.reshape(tags == state.tag, tags.shape + (1,) * (primal.ndim - 1))
+            alt = lax.select(jnp.broadcast_to(keep, primal.shape), alt, primal)
+            outs.append(Triple(primal, tangent, alt, state.tag))
+        return outs, state
+
     def _while(self, eqn, ins, state):
         p = eqn.params
         n_cond, n_body = p["cond_nconsts"], p["body_nconsts"]
@@ -219,7 +266,9 @@ class Triples(Interpretation):
         def body(c):
             s, carry = c
             main, alt = goes_on(carry, s)
-            outs, s_new = evaluate(p["body_jaxpr"], [*body_consts, *carry], self, s._replace(enabled=s.enabled & main))
+            outs, s_new = evaluate(
+                p["body_jaxpr"], [*body_consts, *carry], self, s._replace(enabled=s.enabled & main)
+            )
             s_new = s_new._replace(enabled=s.enabled)
             changed = s_new.tag != s.tag
             s_out = jax.tree.map(lambda a, b: _select(main, a, b), s_new, s)
@@ -228,12 +277,32 @@ class Triples(Interpretation):
                 new = lift(new, s_new)
                 tangent = None if new.tangent is None else _select(main, new.tangent, old.tangent)
                 alt = _select(alt | changed, resolve(new, s_new), resolve(old, s))
-                new_carry.append(Triple(_select(main, new.primal, old.primal), tangent, alt, s_out.tag))
+                new_carry.append(
+                    Triple(_select(main, new.primal, old.primal), tangent, alt, s_out.tag)
+                )
             return s_out, new_carry
 
-        carry = [Triple(c.primal, c.tangent if c.tangent is not None else _zero_tangent(c.primal), c.alt, c.tag) for c in carry]
+        carry = [_with_tangent(c) for c in carry]
         state, carry = lax.while_loop(cond, body, (state, carry))
         return list(carry), state
+
+
+def _differs(values, state):
+    """Does any of ``values`` differ between the main and the current alternative path?"""
+    flags = [jnp.zeros((), bool)]
+    for t in values:
+        a, b = resolve(t, state), t.primal
+        if _is_key(a):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        flags.append(jnp.any(a != b))
+    return jnp.any(jnp.stack(flags))
+
+
+def _with_tangent(t: Triple) -> Triple:
+    """A loop carry must have the same structure in and out: give floats a tangent."""
+    if t.tangent is None:
+        return t._replace(tangent=_zero_tangent(t.primal))
+    return t
 
 
 def _plain(eqn, ins, state) -> list:
