@@ -1,7 +1,6 @@
 r"""Stochastic triples (Arya, Schauer, Schäfer & Rackauckas, 2022): unbiased derivatives of
 programs with discrete randomness, by propagating one weighted alternative path."""
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
@@ -57,7 +56,7 @@ def _geometric(x, params, dparams):
 def _categorical(x, params, dparams):
     (logits,), (dlogits,) = params, dparams  # boundaries of the inverse CDF move
     prob, dprob = jax.jvp(lambda z: jax.nn.softmax(z, axis=-1), (logits,), (dlogits,))
-    cdf, dcdf = jnp.cumsum(prob, axis=-1), jnp.cumsum(dprob, axis=-1)
+    dcdf = jnp.cumsum(dprob, axis=-1)
     n_cat = prob.shape[-1]
     shape = x.shape + (n_cat,)
     prob, dcdf = jnp.broadcast_to(prob, shape), jnp.broadcast_to(dcdf, shape)
@@ -66,7 +65,6 @@ def _categorical(x, params, dparams):
     p_k = take(prob, k)
     up = jnp.where(k[..., 0] < n_cat - 1, _safe_div(jnp.maximum(-take(dcdf, k), 0), p_k), 0)
     down = jnp.where(k[..., 0] > 0, _safe_div(jnp.maximum(take(dcdf, k - 1), 0), p_k), 0)
-    del cdf
     return jnp.stack([x + 1, x - 1], -1), jnp.stack([up, down], -1)
 
 
@@ -154,7 +152,8 @@ class StochasticTriples(AbstractEstimator):
                     state = interp.initial_state()
                     leaves = jax.tree.leaves(theta)
                     tangents = jax.tree.leaves(unravel(direction))
-                    args = [Triple(x, t, x, state.tag) for x, t in zip(leaves, tangents)]
+                    pairs = zip(leaves, tangents, strict=True)
+                    args = [Triple(x, t, x, state.tag) for x, t in pairs]
                     args.append(Triple(key, None, key, state.tag))
                     (out,), state = evaluate(program, args, interp, state)
                     jump = state.weight * (resolve(out, state) - out.primal)

@@ -9,9 +9,9 @@ from . import applications as applications
 from .bandit import Bandit as Bandit
 from .base import AbstractModel as AbstractModel
 from .digital import DigitalCall as DigitalCall
+from .digital import digital_call as digital_call
 from .discrete import BirthDeath as BirthDeath
 from .discrete import StateDependentWalk as StateDependentWalk
-from .digital import digital_call as digital_call
 from .finance import AsianCall as AsianCall
 from .finance import EuropeanCall as EuropeanCall
 from .finance import black_scholes_call as black_scholes_call

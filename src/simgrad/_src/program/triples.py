@@ -265,7 +265,7 @@ class Triples(Interpretation):
 
         def body(c):
             s, carry = c
-            main, alt = goes_on(carry, s)
+            main, alt_on = goes_on(carry, s)
             outs, s_new = evaluate(
                 p["body_jaxpr"], [*body_consts, *carry], self, s._replace(enabled=s.enabled & main)
             )
@@ -276,7 +276,7 @@ class Triples(Interpretation):
             for old, new in zip(carry, outs, strict=True):
                 new = lift(new, s_new)
                 tangent = None if new.tangent is None else _select(main, new.tangent, old.tangent)
-                alt = _select(alt | changed, resolve(new, s_new), resolve(old, s))
+                alt = _select(alt_on | changed, resolve(new, s_new), resolve(old, s))
                 new_carry.append(
                     Triple(_select(main, new.primal, old.primal), tangent, alt, s_out.tag)
                 )
