@@ -153,8 +153,8 @@ class StochasticTriples(AbstractEstimator):
                     leaves = jax.tree.leaves(theta)
                     tangents = jax.tree.leaves(unravel(direction))
                     pairs = zip(leaves, tangents, strict=True)
-                    args = [Triple(x, t, x, state.tag) for x, t in pairs]
-                    args.append(Triple(key, None, key, state.tag))
+                    args = [Triple(x, t, None, state.tag) for x, t in pairs]
+                    args.append(Triple(key, None, None, state.tag))
                     (out,), state = evaluate(program, args, interp, state)
                     jump = state.weight * (resolve(out, state) - out.primal)
                     return out.primal, out.tangent + jump.astype(out.tangent.dtype)

@@ -7,6 +7,8 @@ Every value of the program becomes a `Triple` ``(primal, tangent, alt, tag)``:
   integer and key values) — the continuous part of the derivative;
 * ``alt``: its value on the one *alternative path* the sample carries — the main path with
   one discrete draw moved to a neighbouring value, the rest of the randomness shared;
+  ``None`` when the value is the same on both paths by construction (it does not depend on
+  any draw: parameters, keys and their splits), so that nothing is computed twice there;
 * ``tag``: which alternative ``alt`` belongs to. The interpretation's state holds the tag
   of the current alternative and its weight; a value whose tag is older belongs to an
   alternative that pruning discarded, and its alternative value is its primal value.
@@ -75,12 +77,19 @@ def lift(x, state: TripleState) -> Triple:
     if not _is_key(x):
         x = jnp.asarray(x)
     tangent = jnp.zeros_like(x) if not _is_key(x) and _is_float(x) else None
-    return Triple(x, tangent, x, state.tag)
+    return Triple(x, tangent, None, state.tag)
 
 
 def resolve(t: Triple, state: TripleState):
     """The value on the current alternative path (the primal if ``t``'s is discarded)."""
+    if t.alt is None:
+        return t.primal
     return _select(t.tag == state.tag, t.alt, t.primal)
+
+
+def materialise(t: Triple, state: TripleState) -> Triple:
+    """``t`` with an explicit alternative value (a loop carry or branch output needs one)."""
+    return t._replace(alt=resolve(t, state), tag=state.tag)
 
 
 def _zero_tangent(x):
@@ -144,10 +153,13 @@ class Triples(Interpretation):
             return bind(site.eqn, [key.primal, *ps])[0]
 
         x, dx = jax.jvp(sample, primals, tangents)
-        x_alt = bind(site.eqn, [resolve(key, state), *[resolve(p, state) for p in params]])[0]
+        if key.alt is None and all(p.alt is None for p in params):
+            x_alt = x  # same key, same parameters: the same draw on both paths
+        else:
+            x_alt = bind(site.eqn, [resolve(key, state), *[resolve(p, state) for p in params]])[0]
         rule = self.proposals.get(site.distribution.name)
         if rule is None:
-            return Triple(x, dx, x_alt, state.tag), state
+            return Triple(x, dx, None if x_alt is x else x_alt, state.tag), state
         alts, weights = rule(x, primals, tangents)
         return self._propose(x, dx, x_alt, alts, weights, state)
 
@@ -178,7 +190,7 @@ class Triples(Interpretation):
         for k, branch in enumerate(eqn.params["branches"]):
             gated = state._replace(enabled=state.enabled & (i_main == k))
             outs, s = evaluate(branch, ops, self, gated)
-            outs = [lift(o, s) for o in outs]
+            outs = [materialise(lift(o, s), s) for o in outs]
             results.append((outs, s._replace(enabled=state.enabled)))
         pick = lambda i, tree: jax.tree.map(  # noqa: E731
             lambda *xs: lax.select_n(i, *xs) if len(xs) > 1 else xs[0], *tree
@@ -202,19 +214,29 @@ class Triples(Interpretation):
         p = eqn.params
         n_consts, n_carry = p["num_consts"], p["num_carry"]
         consts = ins[:n_consts]
-        carry = [_with_tangent(c) for c in ins[n_consts : n_consts + n_carry]]
+        carry_in = [_with_tangent(c) for c in ins[n_consts : n_consts + n_carry]]
         xs = ins[n_consts + n_carry :]
         xs_tags = [x.tag for x in xs]
         xs_slices = [(x.primal, x.tangent, x.alt) for x in xs]
 
         born = state.counter  # alternatives with a larger tag are born inside this loop
+        # Which carries need an explicit alternative: a fixpoint, as JAX finds which
+        # carries need a tangent. Start from the inputs' own; widen where the body makes one.
+        explicit = [c.alt is not None for c in carry_in]
+        grown = []
 
         def body(c, x):
             s_in, escaped, carry = c
             x = [Triple(*sl, tag) for sl, tag in zip(x, xs_tags, strict=True)]
             outs, s = evaluate(p["jaxpr"], [*consts, *carry, *x], self, s_in)
             outs = [lift(o, s) for o in outs]
-            carry = [Triple(o.primal, o.tangent, o.alt, s.tag) for o in outs[:n_carry]]
+            if not grown:
+                pairs = zip(outs[:n_carry], explicit, strict=True)
+                grown.extend(o.alt is not None and not e for o, e in pairs)
+            carry = [
+                materialise(o, s) if e else o._replace(alt=None, tag=s.tag)
+                for o, e in zip(outs[:n_carry], explicit, strict=True)
+            ]
             ys = outs[n_carry:]
             # An alternative born inside the loop that has merged back into the main path
             # (every carry equal on both paths, nothing different emitted since it was
@@ -225,16 +247,28 @@ class Triples(Interpretation):
             s = s._replace(weight=jnp.where(dead, 0, s.weight).astype(s.weight.dtype))
             return (s, escaped, carry), [(o.primal, o.tangent, o.alt, o.tag) for o in ys]
 
-        (state, _, carry), ys = lax.scan(
-            body,
-            (state, jnp.zeros((), bool), carry),
-            xs_slices,
-            length=p["length"],
-            reverse=p["reverse"],
-            unroll=p["unroll"],
-        )
+        while True:
+            carry = [
+                materialise(c, state) if e else c for c, e in zip(carry_in, explicit, strict=True)
+            ]
+            grown.clear()
+            result = lax.scan(
+                body,
+                (state, jnp.zeros((), bool), carry),
+                xs_slices,
+                length=p["length"],
+                reverse=p["reverse"],
+                unroll=p["unroll"],
+            )
+            if not any(grown[:n_carry]):
+                break
+            explicit = [e or g for e, g in zip(explicit, grown, strict=False)]
+        (state, _, carry), ys = result
         outs = [*carry]
         for primal, tangent, alt, tags in ys:
+            if alt is None:
+                outs.append(Triple(primal, tangent, None, state.tag))
+                continue
             keep = jnp.reshape(tags == state.tag, tags.shape + (1,) * (primal.ndim - 1))
             alt = lax.select(jnp.broadcast_to(keep, primal.shape), alt, primal)
             outs.append(Triple(primal, tangent, alt, state.tag))
@@ -282,7 +316,7 @@ class Triples(Interpretation):
                 )
             return s_out, new_carry
 
-        carry = [_with_tangent(c) for c in carry]
+        carry = [materialise(_with_tangent(c), state) for c in carry]
         state, carry = lax.while_loop(cond, body, (state, carry))
         return list(carry), state
 
@@ -291,6 +325,8 @@ def _differs(values, state):
     """Does any of ``values`` differ between the main and the current alternative path?"""
     flags = [jnp.zeros((), bool)]
     for t in values:
+        if t.alt is None:
+            continue
         a, b = resolve(t, state), t.primal
         if _is_key(a):
             a, b = jax.random.key_data(a), jax.random.key_data(b)
@@ -321,7 +357,10 @@ def _plain(eqn, ins, state) -> list:
     else:
         outs = bind(eqn, primals)
         touts = [None] * len(outs)
-    alts = bind(eqn, [resolve(t, state) for t in ins])
+    if all(t.alt is None for t in ins):
+        alts = [None] * len(outs)
+    else:
+        alts = bind(eqn, [resolve(t, state) for t in ins])
     result = []
     for x, dx, a in zip(outs, touts, alts, strict=True):
         if _is_key(x) or not _is_float(x):
