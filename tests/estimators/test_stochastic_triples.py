@@ -2,6 +2,7 @@
 dynamic programming for the state-dependent walk, a moment recursion for birth–death, and
 control flow on perturbed values (cond, where, while with a random trip count)."""
 
+import itertools
 import math
 
 import jax
@@ -91,9 +92,32 @@ def test_state_dependent_walk_exact_dp_and_low_variance(key):
         assert walk.exact_grad(p) == pytest.approx(fd, rel=1e-7)
         est = sg.gradient(walk, p, key, method=sg.StochasticTriples(), n_samples=8192)
         assert within(est, walk.exact_grad(p))
+        assert abs(float(est.value) - walk.exact_value(p)) <= 4 * float(est.value_stderr)
         assert float(est.grad_std) < 1.05 * published
         score = sg.gradient(walk, p, key, method=sg.ScoreFunction(baseline="cv"), n_samples=8192)
         assert float(est.grad_std) < 0.6 * float(score.grad_std)
+
+
+def test_walk_dp_matches_enumeration_of_all_paths():
+    # An independent truth for the DP: all 2^8 step sequences, their probability and X_n².
+    n, p = 8, 3.0
+    walk = sg.models.StateDependentWalk(n_steps=n)
+
+    def expectation(p):
+        total = 0.0
+        for steps in itertools.product((1, -1), repeat=n):
+            x, prob = 0, 1.0
+            for s in steps:
+                up = math.exp(-x / p)
+                prob *= up if s == 1 else 1 - up
+                x += s
+            total += prob * x**2
+        return total
+
+    h = 1e-5
+    assert walk.exact_value(p) == pytest.approx(expectation(p), rel=1e-12)
+    slope = (expectation(p + h) - expectation(p - h)) / (2 * h)
+    assert walk.exact_grad(p) == pytest.approx(slope, rel=1e-7)
 
 
 def test_birth_death_two_directions(key):
