@@ -23,6 +23,7 @@ from .estimators import FiniteDifference as FiniteDifference
 from .estimators import Hybrid as Hybrid
 from .estimators import Pathwise as Pathwise
 from .estimators import ScoreFunction as ScoreFunction
+from .estimators import StochasticTriples as StochasticTriples
 from .relax._smooth import SweepResult as SweepResult
 from .relax._smooth import smooth as smooth
 from .relax._smooth import smooth_sweep as smooth_sweep

@@ -9,8 +9,14 @@ import jax
 
 from ._estimate import Estimate, gradient
 from ._src.names import named_components
-from ._src.program import draw_sites, trace
-from .estimators import ESTIMATORS, AbstractEstimator, AbstractScoreEstimator, FiniteDifference
+from ._src.program import draw_sites, site_distribution, trace
+from .estimators import (
+    ESTIMATORS,
+    AbstractEstimator,
+    AbstractScoreEstimator,
+    FiniteDifference,
+    StochasticTriples,
+)
 from .models import GALLERY, AbstractModel
 
 
@@ -65,12 +71,16 @@ class DemoRow:
 def applicable_estimators(model: AbstractModel) -> dict[str, AbstractEstimator]:
     """All registered estimators; independent keys (no CRN) only matter for random models,
     and estimators that need `simgrad.random` draws only run on models that make them."""
-    has_sites = bool(draw_sites(trace(model, model.default_theta(), jax.random.key(0))))
+    sites = draw_sites(trace(model, model.default_theta(), jax.random.key(0)))
+    has_sites = bool(sites)
+    # Without a discrete draw, stochastic triples are forward-mode AD: the same row again.
+    has_discrete = any(site_distribution(eqn).discrete for eqn, _ in sites)
     return {
         name: est
         for name, est in ESTIMATORS.items()
         if (model.stochastic or not (isinstance(est, FiniteDifference) and not est.crn))
         and (has_sites or not (isinstance(est, AbstractScoreEstimator) and est.needs_draw_sites))
+        and (has_discrete or not isinstance(est, StochasticTriples))
     }
 
 

@@ -8,6 +8,7 @@ from .hybrid import Hybrid as Hybrid
 from .pathwise import Pathwise as Pathwise
 from .score_function import AbstractScoreEstimator as AbstractScoreEstimator
 from .score_function import ScoreFunction as ScoreFunction
+from .stochastic_triples import StochasticTriples as StochasticTriples
 
 # Every estimator joins this registry; tests/estimators/test_contract.py holds each entry to
 # the same checks (unbiasedness on exact cases, dtypes, pytree theta, no recompilation).
@@ -23,4 +24,5 @@ ESTIMATORS: dict[str, AbstractEstimator] = {
     "score-loo": ScoreFunction(baseline="loo"),
     "score-cv": ScoreFunction(baseline="cv"),
     "hybrid": Hybrid(),
+    "stochastic-triples": StochasticTriples(),
 }

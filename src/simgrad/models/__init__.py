@@ -11,6 +11,8 @@ from .base import AbstractModel as AbstractModel
 from .choice import DiscreteChoice as DiscreteChoice
 from .digital import DigitalCall as DigitalCall
 from .digital import digital_call as digital_call
+from .discrete import BirthDeath as BirthDeath
+from .discrete import StateDependentWalk as StateDependentWalk
 from .finance import AsianCall as AsianCall
 from .finance import EuropeanCall as EuropeanCall
 from .finance import black_scholes_call as black_scholes_call

@@ -8,8 +8,10 @@ interpretation of this core, not a new walker:
 
 * `LogProb` (here): accumulate ``log p(draw; θ)`` over every `simgrad.random` draw — the
   score-function and hybrid estimators.
+* `triples.Triples`: run every value as (primal, tangent, alternative, tag) and perturb
+  discrete draws — stochastic triples (`sg.StochasticTriples`).
 * later: the differentiability checker (record comparisons and their margins), automatic
-  smoothing (replace hard comparisons by soft ones), stochastic triples (perturb draws).
+  smoothing (replace hard comparisons by soft ones).
 
 Extension points: subclass `Interpretation` and override ``draw`` (random draws, seen as
 `DrawSite` objects with their `Distribution` and parameter values) and/or ``wants`` +
