@@ -8,8 +8,10 @@ interpretation of this core, not a new walker:
 
 * `LogProb` (here): accumulate ``log p(draw; θ)`` over every `simgrad.random` draw — the
   score-function and hybrid estimators.
-* later: the differentiability checker (record comparisons and their margins), automatic
-  smoothing (replace hard comparisons by soft ones), stochastic triples (perturb draws).
+* `simgrad.check`: `dataflow` (which equations depend on θ and reach the output) and
+  interpretations for one-sided derivatives and eigenvalue gaps.
+* later: automatic smoothing (replace hard comparisons by soft ones), stochastic triples
+  (perturb draws).
 
 Extension points: subclass `Interpretation` and override ``draw`` (random draws, seen as
 `DrawSite` objects with their `Distribution` and parameter values) and/or ``wants`` +
@@ -17,12 +19,15 @@ Extension points: subclass `Interpretation` and override ``draw`` (random draws,
 `_jax_compat.py`.
 """
 
+from .core import Flow as Flow
 from .core import Interpretation as Interpretation
+from .core import dataflow as dataflow
 from .core import draw_sites as draw_sites
 from .core import evaluate as evaluate
 from .core import find as find
 from .core import output_depends_on as output_depends_on
 from .core import trace as trace
+from ._jax_compat import source_line as source_line
 from .logprob import LogProb as LogProb
 from .sites import SITE_PREFIX as SITE_PREFIX
 from .sites import Distribution as Distribution

@@ -17,6 +17,8 @@ __all__ = [
     "Var",
     "bind",
     "call_jaxpr",
+    "jit_name",
+    "source_line",
 ]
 
 # Primitives that apply one sub-jaxpr to their inputs, output for output. ``jit`` was named
@@ -72,3 +74,31 @@ def bind(eqn: JaxprEqn, invals: list) -> list:
         with manager:
             out = eqn.primitive.bind(*subfuns, *invals, **bind_params)
     return list(out) if eqn.primitive.multiple_results else [out]
+
+
+# Functions of `jax.random` that trace as a `jit` named after the function. The checker
+# treats them as draws (their inside is JAX's sampling code, not the user's); the discrete
+# ones have a zero pathwise derivative.
+JAX_RANDOM_DISCRETE = frozenset({"_bernoulli", "_randint", "_poisson", "_binomial", "_geometric"})
+JAX_RANDOM_JITS = JAX_RANDOM_DISCRETE | frozenset(
+    {"_uniform", "_normal", "_gumbel", "_exponential", "_gamma", "_beta", "_truncated_normal"}
+)
+
+
+def source_line(eqn: JaxprEqn) -> tuple[str, int, str] | None:
+    """``(file, line, function)`` of the user code that emitted ``eqn``, or None.
+
+    Read from the equation's ``source_info`` with JAX's own rule for skipping JAX-internal
+    frames (`jax._src.source_info_util.user_frame`).
+    """
+    from jax._src import source_info_util
+
+    info = getattr(eqn, "source_info", None)
+    traceback = getattr(info, "traceback", None)
+    if traceback is None:
+        return None
+    frame = source_info_util.user_frame(traceback)
+    if frame is None:
+        return None
+    return frame.file_name, frame.start_line, frame.function_name
+

@@ -9,6 +9,9 @@ contain nothing of interest are re-bound whole (their custom derivatives intact)
 """
 
 import abc
+import dataclasses
+import functools
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -280,3 +283,119 @@ def _cond(eqn, invals, interpretation, state):
 def _swap(pair):
     outs, state = pair
     return state, outs
+
+
+# --- forward dataflow ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Flow:
+    """One equation seen by `dataflow`: what flows into it and whether it matters.
+
+    Attributes:
+        eqn: the equation.
+        context: the enclosing control-flow primitive names, outermost first (as `find`).
+        inputs: the flags of each input (an int bit set, one per ``eqn.invars``).
+        outputs: the flags of each output.
+        live: whether the equation can reach the program's outputs (the core's liveness;
+            inside a live loop or branch every equation counts as live).
+        decides: the flags of what decides control flow — a ``cond``'s branch index, a
+            ``while``'s stopping condition; 0 for other equations.
+    """
+
+    eqn: JaxprEqn
+    context: tuple
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    live: bool
+    decides: int = 0
+
+
+Transfer = Callable[[JaxprEqn, tuple[int, ...]], "tuple[int, ...] | None"]
+
+
+def dataflow(
+    closed: ClosedJaxpr, seeds: Sequence[int], transfer: Transfer | None = None
+) -> tuple[list[Flow], list[int]]:
+    """Propagate bit flags forward through the program: ``(flows, output flags)``.
+
+    Each input of ``closed`` starts with the flags in ``seeds`` (e.g. 1 for "depends on θ",
+    2 for "random"); an equation's outputs get the union of its inputs' flags, through
+    nested calls, loops (to a fixed point over the carry) and branches (a flagged branch
+    index flags every output). ``transfer(eqn, input_flags)`` may return the output flags
+    itself — adding a flag (a draw makes its output random) — and the core then does not
+    look inside that equation; return None for the default. This is a taint analysis: an
+    unflagged value certainly does not depend on the seeded inputs.
+    """
+    if len(seeds) != len(closed.jaxpr.invars):
+        raise ValueError(f"the program takes {len(closed.jaxpr.invars)} inputs, got {len(seeds)}.")
+    flows: list[Flow] = []
+    outs = _flow(closed.jaxpr, list(seeds), transfer, (), None, flows)
+    return flows, outs
+
+
+def _flow(jaxpr, seeds, transfer, context, live_out, flows):
+    flags = {v: s for v, s in zip(jaxpr.invars, seeds, strict=True)}
+
+    def read(v):
+        return flags.get(v, 0) if isinstance(v, Var) else 0
+
+    live_eqns, live_vars = _liveness(jaxpr, live_out)
+    for eqn, live in zip(jaxpr.eqns, live_eqns, strict=True):
+        ins = tuple(read(v) for v in eqn.invars)
+        out_live = [live and v in live_vars for v in eqn.outvars]
+        outs = transfer(eqn, ins) if transfer is not None else None
+        decides = 0
+        if outs is None:
+            inner = (*context, eqn.primitive.name)
+            outs, decides = _flow_eqn(eqn, ins, transfer, inner, out_live, flows)
+        flows.append(Flow(eqn, context, ins, tuple(outs), live, decides))
+        for v, f in zip(eqn.outvars, outs, strict=True):
+            flags[v] = f
+    return [read(v) for v in jaxpr.outvars]
+
+
+def _flow_eqn(eqn, ins, transfer, context, out_live, flows):
+    name = eqn.primitive.name
+    union = functools.reduce(operator.or_, ins, 0)
+    everything = [any(out_live)] * len(eqn.outvars)
+    if name in CALL_PRIMITIVES:
+        return _flow(call_jaxpr(eqn).jaxpr, list(ins), transfer, context, out_live, flows), 0
+    if name == "scan":
+        p = eqn.params
+        n_c, n_k = p["num_consts"], p["num_carry"]
+        carry = list(ins[n_c : n_c + n_k])
+        while True:
+            trial: list[Flow] = []
+            seeds = [*ins[:n_c], *carry, *ins[n_c + n_k :]]
+            outs = _flow(p["jaxpr"].jaxpr, seeds, transfer, context, everything, trial)
+            new = [a | b for a, b in zip(carry, outs[:n_k], strict=True)]
+            if new == carry:
+                flows.extend(trial)
+                return [*carry, *outs[n_k:]], 0
+            carry = new
+    if name == "while":
+        p = eqn.params
+        n_c, n_b = p["cond_nconsts"], p["body_nconsts"]
+        carry = list(ins[n_c + n_b :])
+        while True:
+            trial = []
+            (stop,) = _flow(p["cond_jaxpr"].jaxpr, [*ins[:n_c], *carry], transfer, context,
+                            [any(out_live)], trial)  # fmt: skip
+            body = _flow(p["body_jaxpr"].jaxpr, [*ins[n_c : n_c + n_b], *carry], transfer,
+                         context, everything, trial)  # fmt: skip
+            # A flagged trip count flags every output: how often the body ran depends on it.
+            new = [a | b | stop for a, b in zip(carry, body, strict=True)]
+            if new == carry:
+                flows.extend(trial)
+                return carry, stop
+            carry = new
+    if name == "cond":
+        outs = [ins[0]] * len(eqn.outvars)
+        for branch in eqn.params["branches"]:
+            got = _flow(branch.jaxpr, list(ins[1:]), transfer, context, out_live, flows)
+            outs = [a | b for a, b in zip(outs, got, strict=True)]
+        return outs, ins[0]
+    if _sub_jaxprs(eqn):
+        raise NotImplementedError(f"the program core cannot follow data inside {name!r} yet.")
+    return [union] * len(eqn.outvars), 0
