@@ -13,5 +13,5 @@ from ._pde import AdvectionProblem as AdvectionProblem
 from ._pde import DiffusivityFit as DiffusivityFit
 from ._pde import HeatProblem as HeatProblem
 from ._pde import fit_diffusivity as fit_diffusivity
-from ._taylor import TaylorResult as TaylorResult
-from ._taylor import taylor_test as taylor_test
+from ..check._taylor import TaylorResult as TaylorResult
+from ..check._taylor import taylor_test as taylor_test

@@ -116,11 +116,11 @@ def _singular(name: str, ins: tuple[int, ...]) -> bool:
     return any(f & THETA and not f & GUARDED for f in watched)
 
 
-def scan(closed, n_theta: int) -> list[Finding]:
+def scan(closed, n_theta: int) -> tuple[list[Finding], list[int]]:
     """The findings of a traced simulator whose first ``n_theta`` inputs are θ's leaves and
-    whose remaining inputs are random (the key)."""
+    whose remaining inputs are random (the key), and the flags of its outputs."""
     seeds = [THETA] * n_theta + [RANDOM] * (len(closed.jaxpr.invars) - n_theta)
-    flows, _ = dataflow(closed, seeds, _transfer)
+    flows, out_flags = dataflow(closed, seeds, _transfer)
     found: dict[tuple, Finding] = {}
     for flow in flows:
         if not flow.live:
@@ -129,7 +129,7 @@ def scan(closed, n_theta: int) -> list[Finding]:
         if finding is None or (finding.file or "").endswith(_DRAW_VALIDATION):
             continue
         found.setdefault((finding.kind, finding.file, finding.line, finding.primitive), finding)
-    return list(found.values())
+    return list(found.values()), out_flags
 
 
 def _classify(flow) -> Finding | None:  # noqa: PLR0911
@@ -141,7 +141,7 @@ def _classify(flow) -> Finding | None:  # noqa: PLR0911
     random = bool(union & RANDOM)
 
     def make(kind, ad_returns, remedy, primitive=name):
-        file, line, function = source_line(eqn) or (None, None, None)
+        file, line, function = location(flow)
         return Finding(kind, primitive, file, line, function, flow.context, random, ad_returns,
                        remedy)  # fmt: skip
 
@@ -204,6 +204,16 @@ def _classify(flow) -> Finding | None:  # noqa: PLR0911
             "jnp.where(mask, jnp.log(jnp.where(mask, x, 1.0)), 0.0)",
         )
     return None
+
+
+def location(flow) -> tuple:
+    """The innermost source line in user code: the equation's own, else its callers' (an
+    equation inside a library `jit` such as `jnp.linalg.eigh` keeps only JAX's frames)."""
+    for eqn in (flow.eqn, *reversed(flow.outer)):
+        where = source_line(eqn)
+        if where is not None:
+            return where
+    return None, None, None
 
 
 def _is_float(v) -> bool:

@@ -301,6 +301,8 @@ class Flow:
             inside a live loop or branch every equation counts as live).
         decides: the flags of what decides control flow — a ``cond``'s branch index, a
             ``while``'s stopping condition; 0 for other equations.
+        outer: the enclosing equations (calls, loops, branches), outermost first — e.g. to
+            find a source line in the user's code for an equation inside `jnp.linalg.eigh`.
     """
 
     eqn: JaxprEqn
@@ -309,6 +311,7 @@ class Flow:
     outputs: tuple[int, ...]
     live: bool
     decides: int = 0
+    outer: tuple = ()
 
 
 Transfer = Callable[[JaxprEqn, tuple[int, ...]], "tuple[int, ...] | None"]
@@ -330,11 +333,11 @@ def dataflow(
     if len(seeds) != len(closed.jaxpr.invars):
         raise ValueError(f"the program takes {len(closed.jaxpr.invars)} inputs, got {len(seeds)}.")
     flows: list[Flow] = []
-    outs = _flow(closed.jaxpr, list(seeds), transfer, (), None, flows)
+    outs = _flow(closed.jaxpr, list(seeds), transfer, (), None, flows, ())
     return flows, outs
 
 
-def _flow(jaxpr, seeds, transfer, context, live_out, flows):
+def _flow(jaxpr, seeds, transfer, context, live_out, flows, outer):
     flags = {v: s for v, s in zip(jaxpr.invars, seeds, strict=True)}
 
     def read(v):
@@ -348,19 +351,19 @@ def _flow(jaxpr, seeds, transfer, context, live_out, flows):
         decides = 0
         if outs is None:
             inner = (*context, eqn.primitive.name)
-            outs, decides = _flow_eqn(eqn, ins, transfer, inner, out_live, flows)
-        flows.append(Flow(eqn, context, ins, tuple(outs), live, decides))
+            outs, decides = _flow_eqn(eqn, ins, transfer, inner, out_live, flows, (*outer, eqn))
+        flows.append(Flow(eqn, context, ins, tuple(outs), live, decides, outer))
         for v, f in zip(eqn.outvars, outs, strict=True):
             flags[v] = f
     return [read(v) for v in jaxpr.outvars]
 
 
-def _flow_eqn(eqn, ins, transfer, context, out_live, flows):
+def _flow_eqn(eqn, ins, transfer, context, out_live, flows, outer):
     name = eqn.primitive.name
     union = functools.reduce(operator.or_, ins, 0)
     everything = [any(out_live)] * len(eqn.outvars)
     if name in CALL_PRIMITIVES:
-        return _flow(call_jaxpr(eqn).jaxpr, list(ins), transfer, context, out_live, flows), 0
+        return _flow(call_jaxpr(eqn).jaxpr, list(ins), transfer, context, out_live, flows, outer), 0
     if name == "scan":
         p = eqn.params
         n_c, n_k = p["num_consts"], p["num_carry"]
@@ -368,7 +371,7 @@ def _flow_eqn(eqn, ins, transfer, context, out_live, flows):
         while True:
             trial: list[Flow] = []
             seeds = [*ins[:n_c], *carry, *ins[n_c + n_k :]]
-            outs = _flow(p["jaxpr"].jaxpr, seeds, transfer, context, everything, trial)
+            outs = _flow(p["jaxpr"].jaxpr, seeds, transfer, context, everything, trial, outer)
             new = [a | b for a, b in zip(carry, outs[:n_k], strict=True)]
             if new == carry:
                 flows.extend(trial)
@@ -381,9 +384,9 @@ def _flow_eqn(eqn, ins, transfer, context, out_live, flows):
         while True:
             trial = []
             (stop,) = _flow(p["cond_jaxpr"].jaxpr, [*ins[:n_c], *carry], transfer, context,
-                            [any(out_live)], trial)  # fmt: skip
+                            [any(out_live)], trial, outer)  # fmt: skip
             body = _flow(p["body_jaxpr"].jaxpr, [*ins[n_c : n_c + n_b], *carry], transfer,
-                         context, everything, trial)  # fmt: skip
+                         context, everything, trial, outer)  # fmt: skip
             # A flagged trip count flags every output: how often the body ran depends on it.
             new = [a | b | stop for a, b in zip(carry, body, strict=True)]
             if new == carry:
@@ -393,7 +396,7 @@ def _flow_eqn(eqn, ins, transfer, context, out_live, flows):
     if name == "cond":
         outs = [ins[0]] * len(eqn.outvars)
         for branch in eqn.params["branches"]:
-            got = _flow(branch.jaxpr, list(ins[1:]), transfer, context, out_live, flows)
+            got = _flow(branch.jaxpr, list(ins[1:]), transfer, context, out_live, flows, outer)
             outs = [a | b for a, b in zip(outs, got, strict=True)]
         return outs, ins[0]
     if _sub_jaxprs(eqn):
