@@ -180,4 +180,3 @@ def check(
             )
         )  # fmt: skip
     return Report(tuple(findings), tuple(clusters), stochastic, sim, theta, key)
-

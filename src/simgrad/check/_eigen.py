@@ -14,12 +14,11 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-
 from jax.flatten_util import ravel_pytree
 
 from .._src.program import Interpretation, dataflow, evaluate
-from ._scan import location
 from .._src.program._jax_compat import bind
+from ._scan import location
 
 
 def eigh_sites(program) -> list:

@@ -166,7 +166,9 @@ def _classify(flow) -> Finding | None:  # noqa: PLR0911
             _SCORE if random else _SMOOTH,
         )
     if name in ROUNDING or (name == "convert_element_type" and _float_to_int(eqn)):
-        return make("rounding", "0 almost everywhere; the jumps are missed", _SCORE if random else _SMOOTH)
+        return make(
+            "rounding", "0 almost everywhere; the jumps are missed", _SCORE if random else _SMOOTH
+        )
     if name in KINKS:
         return make(
             "kink",
@@ -223,8 +225,4 @@ def _is_float(v) -> bool:
 
 def _float_to_int(eqn) -> bool:
     new = eqn.params.get("new_dtype")
-    return (
-        _is_float(eqn.invars[0])
-        and new is not None
-        and np.issubdtype(new, np.integer)
-    )
+    return _is_float(eqn.invars[0]) and new is not None and np.issubdtype(new, np.integer)

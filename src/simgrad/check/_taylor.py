@@ -118,7 +118,7 @@ class DotProductResult:
 
 
 def dot_product_test(f, theta, *, key=None, rtol: float | None = None) -> DotProductResult:
-    r"""Check that forward and reverse mode give the same Jacobian: $w^\top (J v) = (J^\top w)^\top v$.
+    r"""Check that forward and reverse mode agree: $w^\top (J v) = (J^\top w)^\top v$.
 
     With random $v$ (``theta``'s shape) and $w$ (the output's shape). A hand-written
     adjoint or a `custom_vjp` that disagrees with its forward derivative fails it.

@@ -19,6 +19,7 @@ Extension points: subclass `Interpretation` and override ``draw`` (random draws,
 `_jax_compat.py`.
 """
 
+from ._jax_compat import source_line as source_line
 from .core import Flow as Flow
 from .core import Interpretation as Interpretation
 from .core import dataflow as dataflow
@@ -27,7 +28,6 @@ from .core import evaluate as evaluate
 from .core import find as find
 from .core import output_depends_on as output_depends_on
 from .core import trace as trace
-from ._jax_compat import source_line as source_line
 from .logprob import LogProb as LogProb
 from .sites import SITE_PREFIX as SITE_PREFIX
 from .sites import Distribution as Distribution

@@ -101,4 +101,3 @@ def source_line(eqn: JaxprEqn) -> tuple[str, int, str] | None:
     if frame is None:
         return None
     return frame.file_name, frame.start_line, frame.function_name
-
