@@ -126,7 +126,7 @@ def scan(closed, n_theta: int) -> tuple[list[Finding], list[int]]:
         if not flow.live:
             continue
         finding = _classify(flow)
-        if finding is None or (finding.file or "").endswith(_DRAW_VALIDATION):
+        if finding is None or (finding.kind != "discrete_draw" and _in_draw_validation(flow)):
             continue
         found.setdefault((finding.kind, finding.file, finding.line, finding.primitive), finding)
     return list(found.values()), out_flags
@@ -208,11 +208,16 @@ def _classify(flow) -> Finding | None:  # noqa: PLR0911
     return None
 
 
+def _in_draw_validation(flow) -> bool:
+    where = source_line(flow.eqn)
+    return where is not None and where[0].endswith(_DRAW_VALIDATION)
+
+
 def location(flow) -> tuple:
     """The innermost source line in user code: the equation's own, else its callers' (an
     equation inside a library `jit` such as `jnp.linalg.eigh` keeps only JAX's frames)."""
     for eqn in (flow.eqn, *reversed(flow.outer)):
-        where = source_line(eqn)
+        where = source_line(eqn, skip=(_DRAW_VALIDATION,))
         if where is not None:
             return where
     return None, None, None

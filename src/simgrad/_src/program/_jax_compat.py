@@ -85,11 +85,12 @@ JAX_RANDOM_JITS = JAX_RANDOM_DISCRETE | frozenset(
 )
 
 
-def source_line(eqn: JaxprEqn) -> tuple[str, int, str] | None:
+def source_line(eqn: JaxprEqn, skip: tuple[str, ...] = ()) -> tuple[str, int, str] | None:
     """``(file, line, function)`` of the user code that emitted ``eqn``, or None.
 
     Read from the equation's ``source_info`` with JAX's own rule for skipping JAX-internal
-    frames (`jax._src.source_info_util.user_frame`).
+    frames (`jax._src.source_info_util.user_frames`), also skipping files whose path ends
+    with one of ``skip`` (library code of simgrad's own, such as `simgrad.random`).
     """
     from jax._src import source_info_util
 
@@ -97,7 +98,7 @@ def source_line(eqn: JaxprEqn) -> tuple[str, int, str] | None:
     traceback = getattr(info, "traceback", None)
     if traceback is None:
         return None
-    frame = source_info_util.user_frame(traceback)
-    if frame is None:
-        return None
-    return frame.file_name, frame.start_line, frame.function_name
+    for frame in source_info_util.user_frames(traceback):
+        if not frame.file_name.endswith(skip):
+            return frame.file_name, frame.start_line, frame.function_name
+    return None
