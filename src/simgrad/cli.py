@@ -171,7 +171,8 @@ def check(
     try:
         values = [float(v) for v in theta.split(",")]
     except ValueError as e:
-        raise typer.BadParameter(f"{theta!r} is not a list of numbers.", param_hint="--theta") from e
+        hint = f"{theta!r}: give numbers, e.g. 1.0,2.0."
+        raise typer.BadParameter(hint, param_hint="--theta") from e
     jax.config.update("jax_enable_x64", True)
     point = jnp.asarray(values[0] if len(values) == 1 else values, jnp.float64)
     try:

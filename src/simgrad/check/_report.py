@@ -171,4 +171,3 @@ def _page(report, images) -> str:
         )
     parts.append("</body></html>")
     return "\n".join(parts)
-
