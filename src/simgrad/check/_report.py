@@ -111,7 +111,7 @@ def write_html(report, path, *, direction=None, n_samples: int = 256) -> str:
         ax.set_title("finite-difference variance against ε")
         caption = "Finite-difference variance against ε, with and without common random numbers"
     else:
-        grad = jax.grad(lambda t: report.sim(t, report.key))(report.theta)
+        grad = jax.jacfwd(lambda t: report.sim(t, report.key))(report.theta)  # while_loop-safe
         result = taylor_test(lambda t: report.sim(t, report.key), report.theta, grad)
         ax.loglog(result.eps, np.maximum(result.remainders, 1e-300), "o-", color="C0",
                   label=f"|f(θ+εh) − f(θ) − ε∇f·h|, rate {result.rate:.2f}")  # fmt: skip
