@@ -21,10 +21,10 @@ TABLE = [
     ("clip(θ, 0, 1) at 1", lambda t: jnp.clip(t, 0.0, 1.0), 1.0, 1.0, 1.0, 0.0),
     ("clip(θ, 0, 1) at 0", lambda t: jnp.clip(t, 0.0, 1.0), 0.0, 1.0, 0.0, 1.0),
     ("where(θ > 0, θ, -θ) at 0", lambda t: jnp.where(t > 0, t, -t), 0.0, 1.0, -1.0, 1.0),
-    ("where(θ >= 1, 3θ, θ + 2) at 1", lambda t: jnp.where(t >= 1, 3 * t, t + 2), 1.0, 1.0, 1.0, 3.0),
-    ("max of a vector at a tie", lambda t: jnp.max(jnp.stack([t, 2 * t - 1, 1.0])), 1.0, 1.0, 0.0, 2.0),
+    ("where(θ >= 1, 3θ, θ + 2) at 1", lambda t: jnp.where(t >= 1, 3 * t, t + 2), 1.0, 1.0, 1.0, 3.0),  # noqa: E501
+    ("max of a vector at a tie", lambda t: jnp.max(jnp.stack([t, 2 * t - 1, 1.0])), 1.0, 1.0, 0.0, 2.0),  # noqa: E501
     ("|sin θ| at fl(π)", lambda t: jnp.abs(jnp.sin(t)), np.pi, 1.0, -1.0, -1.0),
-    ("min inside a scan", lambda t: jax.lax.scan(lambda c, _: (jnp.minimum(c, 1.0) * t, None), t, None, length=2)[0], 1.0, 1.0, 3.0, 1.0),
+    ("min inside a scan", lambda t: jax.lax.scan(lambda c, _: (jnp.minimum(c, 1.0) * t, None), t, None, length=2)[0], 1.0, 1.0, 3.0, 1.0),  # noqa: E501
 ]  # fmt: skip
 
 
