@@ -154,8 +154,8 @@ def check(
         d = one_sided(f, theta, h)
         if d.kink:
             detail = (
-                f"slope {float(d.left):.6g} from the left, {float(d.right):.6g} from the right "
-                f"along θ[{i}]; AD returns {ad[i]:.6g}"
+                f"slope {_num(d.left)} from the left, {_num(d.right)} from the right "
+                f"along θ[{i}]; AD returns {_num(ad[i])}"
             )
             findings.append(
                 Finding(
@@ -180,3 +180,7 @@ def check(
             )
         )  # fmt: skip
     return Report(tuple(findings), tuple(clusters), stochastic, sim, theta, key)
+
+
+def _num(x) -> str:
+    return f"{float(x) + 0.0:.6g}"  # + 0.0 turns -0.0 into 0.0
