@@ -105,3 +105,9 @@ def black_scholes(theta, key):
     d2 = d1 - sigma * jnp.sqrt(T)
     cdf = lambda x: 0.5 * (1.0 + jax.scipy.special.erf(x / jnp.sqrt(2.0)))  # noqa: E731
     return s0 * cdf(d1) - k * jnp.exp(-r * T) * cdf(d2)
+
+
+def smooth_library(t, key):
+    """Smooth functions that branch inside for accuracy: norm.cdf, softplus, logsumexp."""
+    x = jax.scipy.stats.norm.cdf(t) + jax.nn.softplus(t) + jax.nn.sigmoid(t)
+    return x + jax.scipy.special.logsumexp(jnp.stack([t, 2.0 * t])) + jnp.logaddexp(t, 1.0)

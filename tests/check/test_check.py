@@ -74,8 +74,9 @@ def test_every_finding_says_what_ad_returns_and_the_remedy(key):
         (lambda t, key: sg.models.EulerDecay()(t, key), 0.5),
         (defects.smooth_ode, 0.3),
         (defects.dead_defect, 1.5),
+        (defects.smooth_library, 0.3),
     ],
-    ids=["black_scholes", "euler", "smooth_ode", "dead_defect"],
+    ids=["black_scholes", "euler", "smooth_ode", "dead_defect", "smooth_library"],
 )
 def test_smooth_programs_are_clean(fn, theta, key):
     report = sg.check(fn, theta, key)

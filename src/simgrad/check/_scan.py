@@ -14,7 +14,13 @@ import os
 import numpy as np
 
 from .._src.program import dataflow, site_distribution, source_line
-from .._src.program._jax_compat import JAX_RANDOM_DISCRETE, JAX_RANDOM_JITS, JaxprEqn, jit_name
+from .._src.program._jax_compat import (
+    JAX_RANDOM_DISCRETE,
+    JAX_RANDOM_JITS,
+    JaxprEqn,
+    jit_name,
+    library_frames,
+)
 
 THETA, RANDOM, SINGULAR, GUARDED = 1, 2, 4, 8
 # simgrad.random checks its parameters (``scale > 0``) with eqx.error_if next to each draw:
@@ -31,6 +37,23 @@ EIGEN = frozenset({"eigh", "eig", "svd"})
 SINGULAR_FUNCTIONS = frozenset(
     {"log", "sqrt", "rsqrt", "cbrt", "div", "pow", "log1p", "acos", "asin", "atanh", "acosh",
      "tan", "lgamma", "digamma", "rem"}
+)  # fmt: skip
+
+# Smooth library functions that branch internally for accuracy or overflow (a ``where`` in
+# a range reduction, a ``max`` that is subtracted and added back): their comparisons and
+# kinks are not the user's. Matched on JAX's own frames: (file, function); "*" = any.
+SMOOTH_LIBRARY = frozenset(
+    {("norm.py", "*"), ("logistic.py", "*"), ("special.py", "ndtr"), ("special.py", "_ndtr"),
+     ("special.py", "log_ndtr"), ("special.py", "ndtri"), ("special.py", "logsumexp"),
+     ("special.py", "xlogy"), ("special.py", "xlog1py"), ("special.py", "entr"),
+     ("other.py", "logaddexp"), ("ufuncs.py", "logaddexp"), ("ufuncs.py", "logaddexp2"),
+     ("ufuncs.py", "sinc"), ("ufuncs.py", "hypot"), ("functions.py", "softplus"),
+     ("functions.py", "sigmoid"), ("functions.py", "log_sigmoid"), ("functions.py", "softmax"),
+     ("functions.py", "log_softmax"), ("functions.py", "silu"), ("functions.py", "gelu")}
+)  # fmt: skip
+SMOOTH_JITS = frozenset(
+    {"softplus", "logsumexp", "logaddexp", "logaddexp2", "sigmoid", "log_sigmoid", "softmax",
+     "log_softmax", "silu", "gelu", "xlogy", "xlog1py", "sinc", "hypot"}
 )  # fmt: skip
 
 KINDS = {
@@ -87,9 +110,10 @@ class Finding:
 
     @property
     def where(self) -> str:
-        """``file:line (function)``, or ``"?"`` when JAX kept no source information."""
+        """``file:line (function)``; ``"θ"`` for what was measured at θ (a kink at θ), ``"?"``
+        when JAX kept no source information."""
         if self.file is None:
-            return "?"
+            return "θ" if self.kind == "kink_at_theta" else "?"
         return f"{self.file}:{self.line} ({self.function})"
 
 
@@ -126,7 +150,7 @@ def scan(closed, n_theta: int) -> tuple[list[Finding], list[int]]:
         if not flow.live:
             continue
         finding = _classify(flow)
-        if finding is None or (finding.kind != "discrete_draw" and _in_draw_validation(flow)):
+        if finding is None or (finding.kind != "discrete_draw" and _not_users(flow)):
             continue
         found.setdefault((finding.kind, finding.file, finding.line, finding.primitive), finding)
     return list(found.values()), out_flags
@@ -208,9 +232,15 @@ def _classify(flow) -> Finding | None:  # noqa: PLR0911
     return None
 
 
-def _in_draw_validation(flow) -> bool:
+def _not_users(flow) -> bool:
+    """Inside a smooth library function, or simgrad.random's parameter checks."""
     where = source_line(flow.eqn)
-    return where is not None and where[0].endswith(_DRAW_VALIDATION)
+    if where is not None and where[0].endswith(_DRAW_VALIDATION):
+        return True
+    if any(e.params.get("name") in SMOOTH_JITS for e in flow.outer):
+        return True
+    frames = library_frames(flow.eqn)
+    return any((file, fn) in SMOOTH_LIBRARY or (file, "*") in SMOOTH_LIBRARY for file, fn in frames)
 
 
 def location(flow) -> tuple:

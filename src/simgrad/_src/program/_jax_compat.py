@@ -18,6 +18,7 @@ __all__ = [
     "bind",
     "call_jaxpr",
     "jit_name",
+    "library_frames",
     "source_line",
 ]
 
@@ -102,3 +103,19 @@ def source_line(eqn: JaxprEqn, skip: tuple[str, ...] = ()) -> tuple[str, int, st
         if not frame.file_name.endswith(skip):
             return frame.file_name, frame.start_line, frame.function_name
     return None
+
+
+def library_frames(eqn: JaxprEqn) -> list[tuple[str, str]]:
+    """``(file base name, function)`` of the JAX-internal frames that emitted ``eqn``,
+    innermost first — e.g. ``("norm.py", "cdf")`` for a comparison inside
+    `jax.scipy.stats.norm.cdf`."""
+    from jax._src import source_info_util
+
+    traceback = getattr(getattr(eqn, "source_info", None), "traceback", None)
+    if traceback is None:
+        return []
+    return [
+        (f.file_name.rsplit("/", 1)[-1], f.function_name)
+        for f in traceback.frames
+        if not source_info_util.is_user_filename(f.file_name)
+    ]
