@@ -53,10 +53,12 @@ def while_trip_count(t, key):
 
 
 def discrete_draws(t, key):
-    k1, k2, k3 = jax.random.split(key, 3)
+    k1, k2, k3, k4 = jax.random.split(key, 4)
     a = sg.random.poisson(k1, t)  # DEFECT: discrete_draw
     b = jax.random.bernoulli(k2, t / 10.0)  # DEFECT: discrete_draw
-    return a + b.astype(t.dtype)
+    c = jax.random.categorical(k3, jnp.stack([t, 1.0]))  # DEFECT: discrete_draw
+    d = jax.random.randint(k4, (), 0, (t * 10.0).astype(jnp.int32))  # DEFECT: discrete_draw
+    return a + b.astype(t.dtype) + c.astype(t.dtype) + d.astype(t.dtype)
 
 
 def eigen(t, key):

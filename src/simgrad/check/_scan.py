@@ -200,6 +200,14 @@ def _classify(flow) -> Finding | None:  # noqa: PLR0911
             "fine away from the kink (and almost surely, after a continuous draw); at the kink "
             "use sg.one_sided, or smooth it (softplus, logsumexp)",
         )
+    if name in CHOICES and any(fn == "categorical" for _, fn in library_frames(eqn)):
+        return make(  # jax.random.categorical: the Gumbel-max trick, an argmax of logits + noise
+            "discrete_draw",
+            "0: a discrete draw is piecewise constant in its parameters",
+            "score function (sg.ScoreFunction, sg.Hybrid; draw with sg.random.categorical) or "
+            "stochastic triples",
+            primitive="categorical",
+        )
     if name in CHOICES:
         return make(
             "discrete_choice",
