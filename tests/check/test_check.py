@@ -109,10 +109,17 @@ def test_digital_call_threshold_downstream_of_a_draw_names_the_score_function(ke
     assert report.stochastic
 
 
-def test_kink_at_theta_reports_both_exact_slopes():
+def test_kink_at_theta_reports_both_exact_slopes_and_the_tie():
     report = sg.check(lambda t, key: jnp.minimum(t**2, 2 * t), 2.0)
     (kink,) = report.of_kind("kink_at_theta")
     assert kink.detail == "slope 4 from the left, 2 from the right along θ[0]; AD returns 3"
+    (static,) = report.of_kind("kink")
+    assert (kink.primitive, kink.file, kink.line) == ("min", static.file, static.line)
+    # Of three kinks, the one tied at θ = 1 is named: |θ - 1| (line 1 of `kinks`).
+    report = sg.check(defects.kinks, 1.0)
+    (kink,) = report.of_kind("kink_at_theta")
+    (abs_line,) = [n for n, kind in _marked_lines(defects.kinks).items()][:1]
+    assert (kink.primitive, kink.line) == ("abs", abs_line)
     # Away from the kink the static finding stays, the measured one goes.
     assert not sg.check(lambda t, key: jnp.minimum(t**2, 2 * t), 1.5).of_kind("kink_at_theta")
 

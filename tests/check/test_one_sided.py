@@ -79,3 +79,19 @@ def test_one_sided_validates_its_input():
         sg.one_sided(jnp.abs, {"a": 1.0}, 1.0)
     with pytest.raises(TypeError, match="floating-point"):
         sg.one_sided(jnp.abs, 1, 1)
+
+
+def test_one_sided_through_a_while_loop_with_a_comparison_in_its_condition():
+    """f(t) = t · (number of halvings of t until below 0.1): piecewise linear in t."""
+
+    def f(t):
+        n, _ = jax.lax.while_loop(
+            lambda c: c[1] > 0.1, lambda c: (c[0] + 1.0, c[1] * 0.5), (0.0, t)
+        )
+        return n * t
+
+    d = sg.one_sided(f, 0.7, 1.0)  # 0.7 → 0.35 → 0.175 → 0.0875: n = 3 on both sides
+    assert (float(d.left), float(d.right)) == (3.0, 3.0)
+    # Below 0.4 one halving fewer is needed: n = 2 on both sides of 0.3.
+    d = sg.one_sided(f, 0.3, 1.0)
+    assert (float(d.left), float(d.right)) == (2.0, 2.0)

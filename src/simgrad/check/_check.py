@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .._src.program import trace
+from .._src.program import evaluate, trace
 from ._eigen import Cluster, degenerate_clusters
-from ._one_sided import one_sided
-from ._scan import KINDS, RANDOM, Finding, scan
+from ._one_sided import Ties, one_sided
+from ._scan import KINDS, RANDOM, Finding, location, scan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,12 +143,13 @@ def check(
             "quantity whose gradient you want."
         )
     program = trace(sim, theta, key)
-    findings, out_flags = scan(program, len(leaves))
+    findings, out_flags, kinks = scan(program, len(leaves))
     stochastic = bool(out_flags[0] & RANDOM)
 
     x, unravel = ravel_pytree(theta)
     f = lambda t: sim(t, key)  # noqa: E731
     ad = np.asarray(ravel_pytree(jax.jacfwd(f)(theta))[0])
+    tied = _tied(program, [*leaves, key], kinks)
     for i in range(min(x.size, max_directions)):
         h = unravel(jnp.zeros_like(x).at[i].set(1.0))
         d = one_sided(f, theta, h)
@@ -157,9 +158,12 @@ def check(
                 f"slope {_num(d.left)} from the left, {_num(d.right)} from the right "
                 f"along θ[{i}]; AD returns {_num(ad[i])}"
             )
+            primitive, file, line, function = tied[0] if tied else ("—", None, None, None)
+            if len(tied) > 1:
+                detail += "; ties at lines " + ", ".join(str(t[2]) for t in tied)
             findings.append(
                 Finding(
-                    "kink_at_theta", "—", None, None, None, (), stochastic,
+                    "kink_at_theta", primitive, file, line, function, (), stochastic,
                     "one number, though no derivative exists here",
                     "report both one-sided slopes (sg.one_sided), use a subgradient, or move θ",
                     detail,
@@ -184,3 +188,17 @@ def check(
 
 def _num(x) -> str:
     return f"{float(x) + 0.0:.6g}"  # + 0.0 turns -0.0 into 0.0
+
+
+def _tied(program, args, kinks) -> list[tuple]:
+    """``(primitive, file, line, function)`` of the kinks and comparisons whose operands tie
+    at θ."""
+    if not kinks:
+        return []
+    _, ties = evaluate(program, args, Ties([flow.eqn for flow in kinks]))
+    out = [
+        (flow.eqn.primitive.name, *location(flow))
+        for flow, tie in zip(kinks, ties, strict=True)
+        if bool(tie)
+    ]
+    return list(dict.fromkeys(where for where in out if where[1] is not None))

@@ -16,7 +16,7 @@ import numpy as np
 from jax import lax
 
 from .._src.program import Interpretation, evaluate, trace
-from .._src.program._jax_compat import JaxprEqn
+from .._src.program._jax_compat import JaxprEqn, bind
 
 
 @jax.custom_jvp
@@ -121,6 +121,37 @@ class OneSidedRules(Interpretation):
         return [_compare(name)(*invals) > 0.5], state
 
 
+class Ties(Interpretation):
+    """Record, for each of the given kink and comparison equations, whether its operands
+    tie at θ (``a == b`` for ``min``/``max``/comparisons, ``x == 0`` for ``abs``): where a
+    kink at θ comes from."""
+
+    def __init__(self, eqns):
+        self.index = {id(e): i for i, e in enumerate(eqns)}
+
+    def initial_state(self):
+        return tuple(jnp.zeros((), bool) for _ in self.index)
+
+    def wants(self, eqn: JaxprEqn) -> bool:
+        return id(eqn) in self.index
+
+    def apply(self, eqn: JaxprEqn, invals: list, state):
+        name = eqn.primitive.name
+        if name == "abs":
+            tie = jnp.any(invals[0] == 0)
+        elif name == "clamp":
+            lo, x, hi = invals
+            tie = jnp.any((x == lo) | (x == hi))
+        elif name in ("reduce_max", "reduce_min"):
+            x = invals[0]
+            m = jnp.max(x) if name == "reduce_max" else jnp.min(x)
+            tie = jnp.sum(x == m) > 1
+        else:
+            tie = jnp.any(invals[0] == invals[1])
+        i = self.index[id(eqn)]
+        return bind(eqn, invals), (*state[:i], state[i] | tie, *state[i + 1 :])
+
+
 @dataclasses.dataclass(frozen=True)
 class OneSided:
     r"""One-sided directional derivatives of ``f`` at ``theta`` along ``h``.
@@ -167,7 +198,8 @@ def one_sided(f: Callable, theta, direction) -> OneSided:
 
     Not for jumps: where ``f`` itself jumps (``floor``, a threshold on the value) the
     one-sided derivatives are infinite and this returns the slope of the piece on each side.
-    Ties inside ``sort``/``argmax`` are not resolved.
+    Ties inside ``sort``/``argmax`` are not resolved, nor a tie in a ``while_loop``'s
+    condition (JAX evaluates it on primal values only): the trip count at θ is used.
     """
     if not callable(f):
         raise TypeError(f"f must be a function f(theta) -> array, got {type(f).__name__}.")

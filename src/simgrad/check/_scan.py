@@ -140,12 +140,14 @@ def _singular(name: str, ins: tuple[int, ...]) -> bool:
     return any(f & THETA and not f & GUARDED for f in watched)
 
 
-def scan(closed, n_theta: int) -> tuple[list[Finding], list[int]]:
+def scan(closed, n_theta: int) -> tuple[list[Finding], list[int], list]:
     """The findings of a traced simulator whose first ``n_theta`` inputs are θ's leaves and
-    whose remaining inputs are random (the key), and the flags of its outputs."""
+    whose remaining inputs are random (the key), the flags of its outputs, and the flows of
+    the kinks and thresholds found (where a tie at θ makes a kink at θ)."""
     seeds = [THETA] * n_theta + [RANDOM] * (len(closed.jaxpr.invars) - n_theta)
     flows, out_flags = dataflow(closed, seeds, _transfer)
     found: dict[tuple, Finding] = {}
+    kinks = []
     for flow in flows:
         if not flow.live:
             continue
@@ -153,7 +155,9 @@ def scan(closed, n_theta: int) -> tuple[list[Finding], list[int]]:
         if finding is None or (finding.kind != "discrete_draw" and _not_users(flow)):
             continue
         found.setdefault((finding.kind, finding.file, finding.line, finding.primitive), finding)
-    return list(found.values()), out_flags
+        if finding.kind in ("kink", "threshold"):
+            kinks.append(flow)
+    return list(found.values()), out_flags, kinks
 
 
 def _classify(flow) -> Finding | None:  # noqa: PLR0911

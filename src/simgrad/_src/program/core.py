@@ -160,6 +160,13 @@ def _needs_visit(jaxpr: Jaxpr, interpretation: Interpretation) -> bool:
     return False
 
 
+def _has_draw(jaxpr: Jaxpr) -> bool:
+    return any(
+        site_distribution(eqn) is not None or any(_has_draw(s.jaxpr) for s in _sub_jaxprs(eqn))
+        for eqn in jaxpr.eqns
+    )
+
+
 def _liveness(jaxpr: Jaxpr, live_out: list[bool] | None) -> tuple[list[bool], set]:
     """Backward liveness: which equations can reach a live output (or have effects), and
     which variables are live."""
@@ -250,16 +257,26 @@ def _while(eqn, invals, interpretation, state):
     cond_consts = invals[:n_cond]
     body_consts = invals[n_cond : n_cond + n_body]
     carry = invals[n_cond + n_body :]
-    if _needs_visit(p["cond_jaxpr"].jaxpr, interpretation):
+    cond_closed = p["cond_jaxpr"]
+    if _has_draw(cond_closed.jaxpr):
         raise NotImplementedError(
-            "a random draw (or an equation this interpretation changes) inside the "
-            "condition of a while_loop is not supported; draw in the body and carry a flag."
+            "a random draw inside the condition of a while_loop is not supported; draw in "
+            "the body and carry a flag."
         )
-    cond_fun = jaxpr_as_fun(p["cond_jaxpr"])
+    if _needs_visit(cond_closed.jaxpr, interpretation):
+        # Wanted equations in the condition are applied, but the condition cannot return a
+        # state: whatever they would add to it is dropped (an interpretation that must
+        # record something there should record it in the body too).
+        def cond(c):
+            s, carry = c
+            (keep_going,), _ = _eval_closed(cond_closed, [*cond_consts, *carry], interpretation, s)
+            return keep_going
+    else:
+        cond_fun = jaxpr_as_fun(cond_closed)
 
-    def cond(c):
-        (keep_going,) = cond_fun(*cond_consts, *c[1])
-        return keep_going
+        def cond(c):
+            (keep_going,) = cond_fun(*cond_consts, *c[1])
+            return keep_going
 
     def body(c):
         s, carry = c
