@@ -18,6 +18,12 @@ from ._estimate import gradient as gradient
 from ._optimize import OptimizeHistory as OptimizeHistory
 from ._optimize import OptimizeResult as OptimizeResult
 from ._optimize import optimize as optimize
+from .check import OneSided as OneSided
+from .check import Report as Report
+from .check import check as check
+from .check import dot_product_test as dot_product_test
+from .check import one_sided as one_sided
+from .check import taylor_test as taylor_test
 from .estimators import AbstractEstimator as AbstractEstimator
 from .estimators import FiniteDifference as FiniteDifference
 from .estimators import Hybrid as Hybrid

@@ -138,6 +138,54 @@ def optimize(
     )
 
 
+@app.command()
+def check(
+    target: Annotated[str, typer.Argument(help="The simulator, as module:function.")],
+    theta: Annotated[str, typer.Option(help="θ, comma-separated, e.g. 1.0,2.0.")],
+    seed: Annotated[int, typer.Option(help="Seed of the PRNG key.")] = 0,
+    html: Annotated[
+        str | None, typer.Option(help="Where to write the HTML report; default FUNCTION.html.")
+    ] = None,
+    samples: Annotated[int, typer.Option(help="Draws per point in the plots.", min=2)] = 256,
+) -> None:
+    """Find where AD is wrong in a simulator and write an HTML report with plots.
+
+    FUNCTION is called as function(theta, key), or function(theta) if it takes one
+    argument; theta is a float for one value and an array otherwise.
+    """
+    import importlib
+    import inspect
+
+    import jax
+    import jax.numpy as jnp
+
+    from .check import check as run_check
+
+    module_name, _, name = target.partition(":")
+    if not module_name or not name:
+        raise typer.BadParameter(f"{target!r}: write module:function.", param_hint="TARGET")
+    try:
+        fn = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as e:
+        raise typer.BadParameter(f"cannot load {target!r}: {e}", param_hint="TARGET") from e
+    try:
+        values = [float(v) for v in theta.split(",")]
+    except ValueError as e:
+        hint = f"{theta!r}: give numbers, e.g. 1.0,2.0."
+        raise typer.BadParameter(hint, param_hint="--theta") from e
+    jax.config.update("jax_enable_x64", True)
+    point = jnp.asarray(values[0] if len(values) == 1 else values, jnp.float64)
+    try:
+        n_params = len(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        n_params = 2
+    sim = fn if n_params >= 2 else (lambda t, key: fn(t))  # noqa: E731
+    report = run_check(sim, point, jax.random.key(seed))
+    typer.echo(str(report))
+    path = report.to_html(html or f"{name}.html", n_samples=samples)
+    typer.echo(f"report: {path}")
+
+
 def _row_dict(row) -> dict:
     import dataclasses
 

@@ -1,6 +1,8 @@
 """ODE and PDE gradients two ways — discretise-then-differentiate and the continuous adjoint —
 and whether they agree (adjoint consistency)."""
 
+from ..check._taylor import TaylorResult as TaylorResult
+from ..check._taylor import taylor_test as taylor_test
 from ._consistency import ConsistencyReport as ConsistencyReport
 from ._consistency import consistency as consistency
 from ._ode import ROBERTSON_RATES as ROBERTSON_RATES
@@ -13,5 +15,3 @@ from ._pde import AdvectionProblem as AdvectionProblem
 from ._pde import DiffusivityFit as DiffusivityFit
 from ._pde import HeatProblem as HeatProblem
 from ._pde import fit_diffusivity as fit_diffusivity
-from ._taylor import TaylorResult as TaylorResult
-from ._taylor import taylor_test as taylor_test

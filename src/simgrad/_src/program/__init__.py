@@ -10,8 +10,9 @@ interpretation of this core, not a new walker:
   score-function and hybrid estimators.
 * `triples.Triples`: run every value as (primal, tangent, alternative, tag) and perturb
   discrete draws — stochastic triples (`sg.StochasticTriples`).
-* later: the differentiability checker (record comparisons and their margins), automatic
-  smoothing (replace hard comparisons by soft ones).
+* `simgrad.check`: `dataflow` (which equations depend on θ and reach the output) and
+  interpretations for one-sided derivatives and eigenvalue gaps.
+* `simgrad.relax`: `sg.smooth` replaces θ-dependent hard comparisons by soft ones.
 
 Extension points: subclass `Interpretation` and override ``draw`` (random draws, seen as
 `DrawSite` objects with their `Distribution` and parameter values) and/or ``wants`` +
@@ -19,7 +20,10 @@ Extension points: subclass `Interpretation` and override ``draw`` (random draws,
 `_jax_compat.py`.
 """
 
+from ._jax_compat import source_line as source_line
+from .core import Flow as Flow
 from .core import Interpretation as Interpretation
+from .core import dataflow as dataflow
 from .core import descend as descend
 from .core import draw_sites as draw_sites
 from .core import evaluate as evaluate

@@ -18,6 +18,9 @@ __all__ = [
     "bind",
     "call_jaxpr",
     "scan_counts",
+    "jit_name",
+    "library_frames",
+    "source_line",
 ]
 
 # Primitives that apply one sub-jaxpr to their inputs, output for output. ``jit`` was named
@@ -86,3 +89,47 @@ def bind(eqn: JaxprEqn, invals: list) -> list:
         with manager:
             out = eqn.primitive.bind(*subfuns, *invals, **bind_params)
     return list(out) if eqn.primitive.multiple_results else [out]
+
+
+# Functions of `jax.random` that trace as a `jit` named after the function. The checker
+# treats them as draws (their inside is JAX's sampling code, not the user's); the discrete
+# ones have a zero pathwise derivative.
+JAX_RANDOM_DISCRETE = frozenset({"_bernoulli", "_randint", "_poisson", "_binomial", "_geometric"})
+JAX_RANDOM_JITS = JAX_RANDOM_DISCRETE | frozenset(
+    {"_uniform", "_normal", "_gumbel", "_exponential", "_gamma", "_beta", "_truncated_normal"}
+)
+
+
+def source_line(eqn: JaxprEqn, skip: tuple[str, ...] = ()) -> tuple[str, int, str] | None:
+    """``(file, line, function)`` of the user code that emitted ``eqn``, or None.
+
+    Read from the equation's ``source_info`` with JAX's own rule for skipping JAX-internal
+    frames (`jax._src.source_info_util.user_frames`), also skipping files whose path ends
+    with one of ``skip`` (library code of simgrad's own, such as `simgrad.random`).
+    """
+    from jax._src import source_info_util
+
+    info = getattr(eqn, "source_info", None)
+    traceback = getattr(info, "traceback", None)
+    if traceback is None:
+        return None
+    for frame in source_info_util.user_frames(traceback):
+        if not frame.file_name.endswith(skip):
+            return frame.file_name, frame.start_line, frame.function_name
+    return None
+
+
+def library_frames(eqn: JaxprEqn) -> list[tuple[str, str]]:
+    """``(file base name, function)`` of the JAX-internal frames that emitted ``eqn``,
+    innermost first — e.g. ``("norm.py", "cdf")`` for a comparison inside
+    `jax.scipy.stats.norm.cdf`."""
+    from jax._src import source_info_util
+
+    traceback = getattr(getattr(eqn, "source_info", None), "traceback", None)
+    if traceback is None:
+        return []
+    return [
+        (f.file_name.rsplit("/", 1)[-1], f.function_name)
+        for f in traceback.frames
+        if not source_info_util.is_user_filename(f.file_name)
+    ]

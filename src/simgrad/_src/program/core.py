@@ -9,6 +9,9 @@ contain nothing of interest are re-bound whole (their custom derivatives intact)
 """
 
 import abc
+import dataclasses
+import functools
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -158,6 +161,13 @@ def _needs_visit(jaxpr: Jaxpr, interpretation: Interpretation) -> bool:
     return False
 
 
+def _has_draw(jaxpr: Jaxpr) -> bool:
+    return any(
+        site_distribution(eqn) is not None or any(_has_draw(s.jaxpr) for s in _sub_jaxprs(eqn))
+        for eqn in jaxpr.eqns
+    )
+
+
 def _liveness(jaxpr: Jaxpr, live_out: list[bool] | None) -> tuple[list[bool], set]:
     """Backward liveness: which equations can reach a live output (or have effects), and
     which variables are live."""
@@ -265,16 +275,26 @@ def _while(eqn, invals, interpretation, state):
     cond_consts = invals[:n_cond]
     body_consts = invals[n_cond : n_cond + n_body]
     carry = invals[n_cond + n_body :]
-    if _needs_visit(p["cond_jaxpr"].jaxpr, interpretation):
+    cond_closed = p["cond_jaxpr"]
+    if _has_draw(cond_closed.jaxpr):
         raise NotImplementedError(
-            "a random draw (or an equation this interpretation changes) inside the "
-            "condition of a while_loop is not supported; draw in the body and carry a flag."
+            "a random draw inside the condition of a while_loop is not supported; draw in "
+            "the body and carry a flag."
         )
-    cond_fun = jaxpr_as_fun(p["cond_jaxpr"])
+    if _needs_visit(cond_closed.jaxpr, interpretation):
+        # Wanted equations in the condition are applied, but the condition cannot return a
+        # state: whatever they would add to it is dropped (an interpretation that must
+        # record something there should record it in the body too).
+        def cond(c):
+            s, carry = c
+            (keep_going,), _ = _eval_closed(cond_closed, [*cond_consts, *carry], interpretation, s)
+            return keep_going
+    else:
+        cond_fun = jaxpr_as_fun(cond_closed)
 
-    def cond(c):
-        (keep_going,) = cond_fun(*cond_consts, *c[1])
-        return keep_going
+        def cond(c):
+            (keep_going,) = cond_fun(*cond_consts, *c[1])
+            return keep_going
 
     def body(c):
         s, carry = c
@@ -298,3 +318,122 @@ def _cond(eqn, invals, interpretation, state):
 def _swap(pair):
     outs, state = pair
     return state, outs
+
+
+# --- forward dataflow ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Flow:
+    """One equation seen by `dataflow`: what flows into it and whether it matters.
+
+    Attributes:
+        eqn: the equation.
+        context: the enclosing control-flow primitive names, outermost first (as `find`).
+        inputs: the flags of each input (an int bit set, one per ``eqn.invars``).
+        outputs: the flags of each output.
+        live: whether the equation can reach the program's outputs (the core's liveness;
+            inside a live loop or branch every equation counts as live).
+        decides: the flags of what decides control flow — a ``cond``'s branch index, a
+            ``while``'s stopping condition; 0 for other equations.
+        outer: the enclosing equations (calls, loops, branches), outermost first — e.g. to
+            find a source line in the user's code for an equation inside `jnp.linalg.eigh`.
+    """
+
+    eqn: JaxprEqn
+    context: tuple
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    live: bool
+    decides: int = 0
+    outer: tuple = ()
+
+
+Transfer = Callable[[JaxprEqn, tuple[int, ...]], "tuple[int, ...] | None"]
+
+
+def dataflow(
+    closed: ClosedJaxpr, seeds: Sequence[int], transfer: Transfer | None = None
+) -> tuple[list[Flow], list[int]]:
+    """Propagate bit flags forward through the program: ``(flows, output flags)``.
+
+    Each input of ``closed`` starts with the flags in ``seeds`` (e.g. 1 for "depends on θ",
+    2 for "random"); an equation's outputs get the union of its inputs' flags, through
+    nested calls, loops (to a fixed point over the carry) and branches (a flagged branch
+    index flags every output). ``transfer(eqn, input_flags)`` may return the output flags
+    itself — adding a flag (a draw makes its output random) — and the core then does not
+    look inside that equation; return None for the default. This is a taint analysis: an
+    unflagged value certainly does not depend on the seeded inputs.
+    """
+    if len(seeds) != len(closed.jaxpr.invars):
+        raise ValueError(f"the program takes {len(closed.jaxpr.invars)} inputs, got {len(seeds)}.")
+    flows: list[Flow] = []
+    outs = _flow(closed.jaxpr, list(seeds), transfer, (), None, flows, ())
+    return flows, outs
+
+
+def _flow(jaxpr, seeds, transfer, context, live_out, flows, outer):
+    flags = {v: s for v, s in zip(jaxpr.invars, seeds, strict=True)}
+
+    def read(v):
+        return flags.get(v, 0) if isinstance(v, Var) else 0
+
+    live_eqns, live_vars = _liveness(jaxpr, live_out)
+    for eqn, live in zip(jaxpr.eqns, live_eqns, strict=True):
+        ins = tuple(read(v) for v in eqn.invars)
+        out_live = [live and v in live_vars for v in eqn.outvars]
+        outs = transfer(eqn, ins) if transfer is not None else None
+        decides = 0
+        if outs is None:
+            inner = (*context, eqn.primitive.name)
+            outs, decides = _flow_eqn(eqn, ins, transfer, inner, out_live, flows, (*outer, eqn))
+        flows.append(Flow(eqn, context, ins, tuple(outs), live, decides, outer))
+        for v, f in zip(eqn.outvars, outs, strict=True):
+            flags[v] = f
+    return [read(v) for v in jaxpr.outvars]
+
+
+def _flow_eqn(eqn, ins, transfer, context, out_live, flows, outer):
+    name = eqn.primitive.name
+    union = functools.reduce(operator.or_, ins, 0)
+    everything = [any(out_live)] * len(eqn.outvars)
+    if name in CALL_PRIMITIVES:
+        return _flow(call_jaxpr(eqn).jaxpr, list(ins), transfer, context, out_live, flows, outer), 0
+    if name == "scan":
+        p = eqn.params
+        n_c, n_k = scan_counts(p)
+        carry = list(ins[n_c : n_c + n_k])
+        while True:
+            trial: list[Flow] = []
+            seeds = [*ins[:n_c], *carry, *ins[n_c + n_k :]]
+            outs = _flow(p["jaxpr"].jaxpr, seeds, transfer, context, everything, trial, outer)
+            new = [a | b for a, b in zip(carry, outs[:n_k], strict=True)]
+            if new == carry:
+                flows.extend(trial)
+                return [*carry, *outs[n_k:]], 0
+            carry = new
+    if name == "while":
+        p = eqn.params
+        n_c, n_b = p["cond_nconsts"], p["body_nconsts"]
+        carry = list(ins[n_c + n_b :])
+        while True:
+            trial = []
+            (stop,) = _flow(p["cond_jaxpr"].jaxpr, [*ins[:n_c], *carry], transfer, context,
+                            [any(out_live)], trial, outer)  # fmt: skip
+            body = _flow(p["body_jaxpr"].jaxpr, [*ins[n_c : n_c + n_b], *carry], transfer,
+                         context, everything, trial, outer)  # fmt: skip
+            # A flagged trip count flags every output: how often the body ran depends on it.
+            new = [a | b | stop for a, b in zip(carry, body, strict=True)]
+            if new == carry:
+                flows.extend(trial)
+                return carry, stop
+            carry = new
+    if name == "cond":
+        outs = [ins[0]] * len(eqn.outvars)
+        for branch in eqn.params["branches"]:
+            got = _flow(branch.jaxpr, list(ins[1:]), transfer, context, out_live, flows, outer)
+            outs = [a | b for a, b in zip(outs, got, strict=True)]
+        return outs, ins[0]
+    if _sub_jaxprs(eqn):
+        raise NotImplementedError(f"the program core cannot follow data inside {name!r} yet.")
+    return [union] * len(eqn.outvars), 0

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.extend.core import jaxpr_as_fun
 
-from ._jax_compat import CALL_PRIMITIVES, bind
+from ._jax_compat import CALL_PRIMITIVES, bind, scan_counts
 from .core import Interpretation, _sub_jaxprs, evaluate
 from .sites import DrawSite, site_distribution
 
@@ -212,7 +212,7 @@ class Triples(Interpretation):
         # slices with their tag alongside, and the stacked outputs get one tag per
         # iteration, resolved against the final state.
         p = eqn.params
-        n_consts, n_carry = p["num_consts"], p["num_carry"]
+        n_consts, n_carry = scan_counts(p)
         consts = ins[:n_consts]
         carry_in = [_with_tangent(c) for c in ins[n_consts : n_consts + n_carry]]
         xs = ins[n_consts + n_carry :]

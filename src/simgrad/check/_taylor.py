@@ -1,7 +1,6 @@
-"""A local Taylor test for adjoint gradients (to be replaced by the checker's ``sg.taylor_test``).
+"""Taylor tests of gradients and dot-product tests of Jacobians (as pyadjoint does).
 
-This module is a stop-gap: when the checker issue lands ``sg.taylor_test``, every call here
-should move to it and this file should be deleted.
+The one implementation of ``sg.taylor_test`` (also re-exported by `simgrad.adjoint`).
 """
 
 import dataclasses
@@ -58,8 +57,12 @@ def taylor_test(f, theta, grad, direction=None, *, n: int = 6) -> TaylorResult:
         >>> taylor_test(lambda x: jnp.sum(jnp.sin(x)), jnp.ones(3), jnp.cos(jnp.ones(3))).passed
         True
 
-    This is the local version asked for by issue 7; replace it by the checker's
-    ``sg.taylor_test`` when that lands.
+    References: P. E. Farrell et al., "Automated derivation of the adjoint of high-level
+    transient finite element programs", SIAM J. Sci. Comput. 35 (2013) (pyadjoint's
+    ``taylor_test``).
+
+    Not for kinks or jumps: there the remainder is $O(\epsilon)$ whatever the gradient;
+    use `simgrad.check.one_sided`.
     """
     if not callable(f):
         raise TypeError(f"f must be a function f(theta) -> scalar, got {type(f).__name__}.")
@@ -95,3 +98,67 @@ def taylor_test(f, theta, grad, direction=None, *, n: int = 6) -> TaylorResult:
     finite = [r for r in rates if math.isfinite(r)]
     rate = float(np.median(finite)) if finite else math.inf
     return TaylorResult(eps=eps, remainders=rem, rates=rates, rate=rate, passed=rate >= 1.8)
+
+
+@dataclasses.dataclass(frozen=True)
+class DotProductResult:
+    r"""The outcome of `dot_product_test`.
+
+    Attributes:
+        forward: $w \cdot (J v)$, from forward mode (`jax.jvp`), or from central differences
+            where forward mode is impossible (a `jax.custom_vjp` function).
+        reverse: $(J^\top w) \cdot v$, from reverse mode (`jax.vjp`).
+        relative_error: $|{\rm forward} - {\rm reverse}| / \max(|{\rm forward}|, |{\rm reverse}|)$.
+        passed: ``relative_error <= rtol``.
+    """
+
+    forward: float
+    reverse: float
+    relative_error: float
+    passed: bool
+
+
+def dot_product_test(f, theta, *, key=None, rtol: float | None = None) -> DotProductResult:
+    r"""Check that forward and reverse mode agree: $w^\top (J v) = (J^\top w)^\top v$.
+
+    With random $v$ (``theta``'s shape) and $w$ (the output's shape). A hand-written
+    adjoint (a `jax.custom_vjp`) that is not the transpose of the Jacobian fails it. Such
+    functions have no forward mode, so $J v$ is then taken by central differences and the
+    default tolerance is $10^{-6}$.
+
+    Arguments:
+        f: ``f(theta) -> array or pytree``, jittable.
+        theta: the point.
+        key: a PRNG key for $v$ and $w$; default ``jax.random.key(0)``.
+        rtol: the tolerance; default ``1e3`` times the machine epsilon of ``theta``'s dtype
+            (``1e-6`` with central differences).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> dot_product_test(lambda x: jnp.sin(x) * x[::-1], jnp.arange(3.0)).passed
+        True
+    """
+    if not callable(f):
+        raise TypeError(f"f must be a function f(theta) -> array, got {type(f).__name__}.")
+    key = jax.random.key(0) if key is None else key
+    x, unravel = ravel_pytree(theta)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError("theta must hold floating-point numbers.")
+    k1, k2 = jax.random.split(key)
+    v = jax.random.normal(k1, x.shape, x.dtype)
+    flat_f = lambda x: ravel_pytree(f(unravel(x)))[0]  # noqa: E731
+    eps = float(np.finfo(np.dtype(x.dtype)).eps)
+    try:
+        y, jv = jax.jvp(flat_f, (x,), (v,))
+        tol = 1e3 * eps
+    except TypeError:  # a custom_vjp: no forward mode
+        step = eps ** (1 / 3) * max(1.0, float(jnp.max(jnp.abs(x))))
+        y = flat_f(x)
+        jv = (flat_f(x + step * v) - flat_f(x - step * v)) / (2 * step)
+        tol = 1e-6
+    tol = tol if rtol is None else rtol
+    w = jax.random.normal(k2, y.shape, y.dtype)
+    (jtw,) = jax.vjp(flat_f, x)[1](w)
+    forward, reverse = float(jnp.dot(w, jv)), float(jnp.dot(jtw, v))
+    err = abs(forward - reverse) / max(abs(forward), abs(reverse), 1e-300)
+    return DotProductResult(forward, reverse, err, err <= tol)

@@ -1,0 +1,132 @@
+r"""Degenerate eigenvalues of every `eigh` in a simulator, and what can be differentiated.
+
+When two eigenvalues meet, the eigenvectors of the cluster are not unique and their
+derivative $\partial v_i = \sum_{j \ne i} v_j\, v_j^\top \partial A\, v_i / (\lambda_i -
+\lambda_j)$ blows up. Symmetric functions of the cluster stay differentiable: the sum of
+its eigenvalues is $\operatorname{tr}(P A)$ with $P$ the cluster's projector, whose
+derivative $\operatorname{tr}(P\, \partial A)$ is well defined (Kato; Magnus 1985).
+
+Two interpretations of the program core: `EigenGaps` records each `eigh`'s eigenvalues at
+θ; `ClusterSums` returns ``tr(P_C A)`` for chosen clusters, differentiable in θ.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from .._src.program import Interpretation, dataflow, evaluate
+from .._src.program._jax_compat import bind
+from ._scan import location
+
+
+def eigh_sites(program) -> list:
+    """The `eigh` equations of a program, as `Flow` records (with their enclosing calls)."""
+    flows, _ = dataflow(program, [0] * len(program.jaxpr.invars))
+    return [flow for flow in flows if flow.eqn.primitive.name == "eigh"]
+
+
+class EigenGaps(Interpretation):
+    """Record the eigenvalues each `eigh` site returns (the last call, inside a loop)."""
+
+    def __init__(self, sites):
+        self.index = {id(e): i for i, e in enumerate(sites)}
+        self.shapes = [(e.outvars[1].aval.shape, e.outvars[1].aval.dtype) for e in sites]
+
+    def initial_state(self):
+        return tuple(jnp.zeros(s, d) for s, d in self.shapes)
+
+    def wants(self, eqn):
+        return id(eqn) in self.index
+
+    def apply(self, eqn, invals, state):
+        outs = bind(eqn, invals)
+        i = self.index[id(eqn)]
+        return outs, (*state[:i], outs[1], *state[i + 1 :])
+
+
+class ClusterSums(Interpretation):
+    """Return ``sum_{i in C} v_i^T A v_i`` (eigenvectors held fixed) for each cluster C.
+
+    Its derivative in θ is ``tr(P_C ∂A)``: the derivative of the sum of the cluster's
+    eigenvalues, well defined even when they are equal.
+    """
+
+    def __init__(self, sites, clusters):
+        self.index = {id(e): i for i, e in enumerate(sites)}
+        self.clusters = clusters  # list of (site index, (first, last)) pairs
+        self.dtype = [e.outvars[1].aval.dtype for e in sites]
+
+    def initial_state(self):
+        return tuple(jnp.zeros((), self.dtype[i]) for i, _ in self.clusters)
+
+    def wants(self, eqn):
+        return id(eqn) in self.index
+
+    def apply(self, eqn, invals, state):
+        v, w = bind(eqn, invals)
+        i = self.index[id(eqn)]
+        state = list(state)
+        for k, (site, (lo, hi)) in enumerate(self.clusters):
+            if site == i:
+                vc = jax.lax.stop_gradient(v[..., lo : hi + 1])
+                state[k] = jnp.sum(vc * (invals[0] @ vc))
+        return [v, w], tuple(state)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    """A cluster of (nearly) equal eigenvalues of one `eigh` at θ.
+
+    Attributes:
+        site: the index of the `eigh` in the program (in order of appearance).
+        location: its source ``(file, line, function)``, or Nones.
+        indices: the eigenvalue indices ``(first, last)``, ascending order.
+        eigenvalues: their values at θ.
+        grad_sum: the gradient (θ's structure) of the sum of the cluster's eigenvalues —
+            well defined; divide by the cluster size for the mean.
+    """
+
+    site: int
+    location: tuple
+    indices: tuple[int, int]
+    eigenvalues: tuple[float, ...]
+    grad_sum: object
+
+
+def degenerate_clusters(program, theta, rest: list, tol: float) -> list[Cluster]:
+    """Clusters of eigenvalues closer than ``tol`` (relative to the spectrum's scale) in a
+    program whose inputs are ``theta``'s leaves then ``rest``."""
+    flows = eigh_sites(program)
+    sites = [flow.eqn for flow in flows]
+    if not sites:
+        return []
+    _, spectra = evaluate(program, [*jax.tree.leaves(theta), *rest], EigenGaps(sites))
+    found = []
+    for i, w in enumerate(spectra):
+        if w.ndim != 1:
+            continue  # batched eigh: not analysed
+        w = [float(x) for x in w]
+        scale = max(1.0, max(abs(x) for x in w))
+        lo = 0
+        for j in range(1, len(w) + 1):
+            if j == len(w) or w[j] - w[j - 1] > tol * scale:
+                if j - 1 > lo:
+                    found.append((i, (lo, j - 1)))
+                lo = j
+    if not found:
+        return []
+    interp = ClusterSums(sites, found)
+    x, unravel = ravel_pytree(theta)
+
+    def sums(flat):
+        leaves = jax.tree.leaves(unravel(flat))
+        return jnp.stack(evaluate(program, [*leaves, *rest], interp)[1])
+
+    jac = jax.jacfwd(sums)(x)
+    out = []
+    for k, (i, (lo, hi)) in enumerate(found):
+        values = tuple(float(v) for v in spectra[i][lo : hi + 1])
+        out.append(Cluster(i, location(flows[i]), (lo, hi), values, unravel(jac[k])))
+    return out

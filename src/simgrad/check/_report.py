@@ -1,0 +1,173 @@
+"""The HTML report of `sg.check`: findings and plots in one self-contained file.
+
+Plots are matplotlib PNGs embedded as base64; no script, no stylesheet, no font is fetched,
+so the file opens offline.
+"""
+
+import base64
+import html
+import io
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from ._scan import KINDS
+from ._taylor import taylor_test
+
+_CSS = """
+body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; width: 100%; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; }
+.clean { color: #1a7f37; font-weight: bold; }
+.kind { font-family: monospace; white-space: nowrap; }
+img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
+"""
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def line_data(report, direction, n_samples: int, n_points: int = 161):
+    """Value and AD derivative of the mean simulator along ``theta + t * direction``."""
+    x, unravel = ravel_pytree(report.theta)
+    h = jnp.asarray(direction, x.dtype)
+    width = 0.5 * max(1.0, float(jnp.max(jnp.abs(x))))
+    ts = jnp.linspace(-width, width, n_points, dtype=x.dtype)
+    keys = jax.random.split(report.key, n_samples) if report.stochastic else report.key[None]
+
+    def one(t, key):
+        g = lambda s: report.sim(unravel(x + s * h), key)  # noqa: E731
+        return jax.jvp(g, (t,), (jnp.ones_like(t),))
+
+    values, slopes = jax.vmap(lambda t: jax.vmap(lambda k: one(t, k))(keys))(ts)
+    return np.asarray(ts), np.asarray(values.mean(1)), np.asarray(slopes.mean(1))
+
+
+def fd_variance(report, direction, n_samples: int, eps):
+    """Variance of central differences over keys, with and without common random numbers."""
+    x, unravel = ravel_pytree(report.theta)
+    h = jnp.asarray(direction, x.dtype)
+    k1, k2 = jax.random.split(report.key)
+    keys1, keys2 = jax.random.split(k1, n_samples), jax.random.split(k2, n_samples)
+    f = jax.vmap(lambda s, k: report.sim(unravel(x + s * h), k), in_axes=(None, 0))
+    crn, independent = [], []
+    for e in eps:
+        up = f(jnp.asarray(e, x.dtype), keys1)
+        crn.append(float(jnp.var((up - f(jnp.asarray(-e, x.dtype), keys1)) / (2 * e))))
+        independent.append(float(jnp.var((up - f(jnp.asarray(-e, x.dtype), keys2)) / (2 * e))))
+    return np.asarray(crn), np.asarray(independent)
+
+
+def write_html(report, path, *, direction=None, n_samples: int = 256) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
+        raise ValueError(f"n_samples={n_samples!r} must be an int >= 2.")
+    x, _ = ravel_pytree(report.theta)
+    if direction is None:
+        direction = jnp.zeros_like(x).at[0].set(1.0)
+    else:
+        direction, _ = ravel_pytree(direction)
+        if direction.shape != x.shape:
+            raise ValueError(f"direction needs {x.size} entries (one per parameter).")
+    images = []
+
+    ts, values, slopes = line_data(report, direction, n_samples)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    top.plot(ts, values, color="C0")
+    top.set_ylabel("f" if not report.stochastic else f"mean f ({n_samples} draws)")
+    bottom.plot(ts, slopes, color="C3")
+    bottom.set_ylabel("AD derivative")
+    bottom.set_xlabel("t  (θ + t·h)")
+    for ax in (top, bottom):
+        ax.axvline(0.0, color="0.5", ls=":")
+        ax.grid(alpha=0.3)
+    top.set_title("the function and its AD derivative along a line through θ")
+    images.append(("Along a line through θ: kinks and jumps show here", _png(fig)))
+
+    scale = max(1.0, float(jnp.max(jnp.abs(x))))
+    eps = scale * np.logspace(-5, -0.5, 10)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    if report.stochastic:
+        crn, independent = fd_variance(report, direction, n_samples, eps)
+        # A variance of exactly 0 (no path crossed a jump) cannot be drawn on a log scale.
+        positive = lambda v: np.where(v > 0, v, np.nan)  # noqa: E731
+        ax.loglog(eps, positive(crn), "o-", color="C0", label="common random numbers")
+        ax.loglog(eps, positive(independent), "s-", color="C1", label="independent")
+        ax.set_ylabel("variance of central differences")
+        ax.set_title("finite-difference variance against ε")
+        caption = "Finite-difference variance against ε, with and without common random numbers"
+    else:
+        grad = jax.jacfwd(lambda t: report.sim(t, report.key))(report.theta)  # while_loop-safe
+        result = taylor_test(lambda t: report.sim(t, report.key), report.theta, grad)
+        ax.loglog(result.eps, np.maximum(result.remainders, 1e-300), "o-", color="C0",
+                  label=f"|f(θ+εh) − f(θ) − ε∇f·h|, rate {result.rate:.2f}")  # fmt: skip
+        ref = np.asarray(result.eps) ** 2 * result.remainders[0] / result.eps[0] ** 2
+        ax.loglog(result.eps, ref, "--", color="0.5", label="ε² (a correct gradient)")
+        ax.set_ylabel("Taylor remainder")
+        ax.set_title("Taylor test of AD's gradient")
+        caption = "Taylor test: the remainder must fall like ε²"
+    ax.set_xlabel("ε")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    images.append((caption, _png(fig)))
+
+    out = pathlib.Path(path)
+    out.write_text(_page(report, images), encoding="utf-8")
+    return str(out)
+
+
+def _page(report, images) -> str:
+    esc = html.escape
+    name = getattr(report.sim, "__qualname__", type(report.sim).__name__)
+    theta = ", ".join(f"{v:.6g}" for v in np.ravel(ravel_pytree(report.theta)[0]))
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>simgrad check: {esc(name)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>simgrad check: <code>{esc(name)}</code></h1>",
+        f"<p>θ = [{esc(theta)}]; {'stochastic' if report.stochastic else 'deterministic'}.</p>",
+    ]
+    if report.clean:
+        parts.append('<p class="clean">Clean: no non-differentiable dependence on θ found.</p>')
+    else:
+        parts.append(f"<h2>{len(report.findings)} finding(s)</h2>")
+        parts.append(
+            "<table><tr><th>#</th><th>kind</th><th>where</th><th>what</th>"
+            "<th>AD returns</th><th>remedy</th></tr>"
+        )
+        for i, f in enumerate(report.findings, 1):
+            what = KINDS[f.kind]
+            if f.random:
+                what += "; downstream of a random draw"
+            if f.context:
+                what += f"; inside {' > '.join(f.context)}"
+            if f.detail:
+                what += f". At θ: {f.detail}"
+            parts.append(
+                f"<tr><td>{i}</td><td class='kind'>{esc(f.kind)} ({esc(f.primitive)})</td>"
+                f"<td>{esc(f.where)}</td><td>{esc(what)}</td><td>{esc(f.ad_returns)}</td>"
+                f"<td>{esc(f.remedy)}</td></tr>"
+            )
+        parts.append("</table>")
+    parts.append("<h2>Plots</h2>")
+    for i, (caption, png) in enumerate(images):
+        parts.append(
+            f"<figure><img id='plot-{i}' alt='{esc(caption)}' "
+            f"src='data:image/png;base64,{png}'><figcaption>{esc(caption)}</figcaption></figure>"
+        )
+    parts.append("</body></html>")
+    return "\n".join(parts)
