@@ -1,6 +1,5 @@
 """`optimize`: stochastic gradient descent on E[sim(theta, key)] with any estimator."""
 
-import json
 import os
 import pathlib
 import time
@@ -15,6 +14,7 @@ from jaxtyping import Array
 
 from ._estimate import Estimate, _check_key, _check_method, _check_theta, gradient
 from ._src.names import named_components, path_name
+from ._src.runs import load_checkpoint, progress_bar, save_checkpoint
 from ._types import Key, Simulator, Theta
 from .estimators import AbstractEstimator, Pathwise
 
@@ -188,7 +188,12 @@ def optimize(
     if checkpoint is not None:
         checkpoint = pathlib.Path(checkpoint)
         if resume and checkpoint.exists():
-            state = _load(checkpoint, state, meta)
+            state = load_checkpoint(
+                checkpoint,
+                state,
+                meta,
+                "resume with the same steps, n_samples, method and maximize, or start afresh.",
+            )
         elif checkpoint.exists() and not resume:
             raise FileExistsError(
                 f"checkpoint {checkpoint} exists: pass resume=True to continue that run, "
@@ -206,7 +211,7 @@ def optimize(
         upper,
         _is_typed_key(key),
     )
-    bar = _progress_bar(progress, steps, int(state.step))
+    bar = progress_bar("optimising", "objective", progress, steps, int(state.step))
     try:
         with bar:
             shown = time.monotonic()
@@ -214,18 +219,18 @@ def optimize(
                 state, estimate = _step(state, *statics)
                 # Redraw at most 10 times a second: reading the value waits for the device.
                 if bar.tasks and (time.monotonic() - shown > 0.1 or i == steps - 1):
-                    bar.update(bar.tasks[0].id, completed=i + 1, value=_pm(estimate))
+                    bar.update(bar.tasks[0].id, completed=i + 1, objective=_pm(estimate))
                     shown = time.monotonic()
                 if callback is not None:
                     callback(i, estimate)
                 if checkpoint is not None and (i + 1) % checkpoint_every == 0:
-                    _save(checkpoint, state, meta)
+                    save_checkpoint(checkpoint, state, meta | {"step": int(state.step)})
     except KeyboardInterrupt:
         if checkpoint is not None:
-            _save(checkpoint, state, meta)
+            save_checkpoint(checkpoint, state, meta | {"step": int(state.step)})
         raise
     if checkpoint is not None:
-        _save(checkpoint, state, meta)
+        save_checkpoint(checkpoint, state, meta | {"step": int(state.step)})
     n_params = sum(x.size for x in jax.tree.leaves(theta0))
     return OptimizeResult(
         theta=state.theta,
@@ -306,50 +311,3 @@ def _stack_zeros(theta, steps):
 
 def _pm(estimate) -> str:
     return f"{float(estimate.value):.5g} ± {float(estimate.value_stderr):.2g}"
-
-
-def _progress_bar(show: bool, total: int, done: int):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    bar = Progress(
-        TextColumn("optimising"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("objective {task.fields[value]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),  # like tqdm: stdout stays clean for results
-        disable=not show,
-    )
-    if show:
-        bar.add_task("optimise", total=total, completed=done, value="…")
-    return bar
-
-
-def _save(path: pathlib.Path, state: _State, meta: dict) -> None:
-    """Write atomically: a run killed while writing leaves the previous checkpoint intact."""
-    tmp = path.with_name(path.name + ".tmp")
-    eqx.tree_serialise_leaves(tmp, state)
-    meta_path = path.with_name(path.name + ".json")
-    meta_path.write_text(json.dumps(meta | {"step": int(state.step)}))
-    os.replace(tmp, path)
-
-
-def _load(path: pathlib.Path, like: _State, meta: dict) -> _State:
-    meta_path = path.with_name(path.name + ".json")
-    saved = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    mismatched = {k: (saved.get(k), v) for k, v in meta.items() if saved.get(k) != v}
-    if mismatched:
-        raise ValueError(
-            f"checkpoint {path} was written by a different run {mismatched} (saved, now): "
-            "resume with the same steps, n_samples, method and maximize, or start afresh."
-        )
-    return eqx.tree_deserialise_leaves(path, like)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .._src.runs import load_checkpoint, progress_bar, save_checkpoint
 from .._types import Array, Key
 
 
@@ -138,7 +139,13 @@ def fit(
     if checkpoint is not None:
         checkpoint = pathlib.Path(checkpoint)
         if resume and checkpoint.exists():
-            model, opt_state, step = _load_state(checkpoint, (model, opt_state), meta)
+            (model, opt_state), step = load_checkpoint(
+                checkpoint,
+                ((model, opt_state), jnp.asarray(0)),
+                meta,
+                "resume with the same data shape, network and steps, or start afresh.",
+            )
+            step = int(step)
         elif checkpoint.exists():
             raise FileExistsError(
                 f"checkpoint {checkpoint} exists: pass resume=True to continue that run, "
@@ -160,7 +167,7 @@ def fit(
         mlp = eqx.apply_updates(model.mlp, updates)
         return eqx.tree_at(lambda m: m.mlp, model, mlp), opt_state, value
 
-    bar = _progress_bar(progress, steps, step)
+    bar = progress_bar("fitting surrogate", "loss", progress, steps, step)
     done = step
     try:
         with bar:
@@ -174,62 +181,22 @@ def fit(
                     bar.update(bar.tasks[0].id, completed=i + 1, loss=f"{float(loss):.3g}")
                     shown = time.monotonic()
                 if checkpoint is not None and (i + 1) % checkpoint_every == 0:
-                    _save_state(checkpoint, (model, opt_state), i + 1, meta)
+                    save_checkpoint(
+                        checkpoint,
+                        ((model, opt_state), jnp.asarray(i + 1)),
+                        meta | {"step": int(i + 1)},
+                    )
     except KeyboardInterrupt:
         if checkpoint is not None:
-            _save_state(checkpoint, (model, opt_state), done, meta)
+            save_checkpoint(
+                checkpoint, ((model, opt_state), jnp.asarray(done)), meta | {"step": int(done)}
+            )
         raise
     if checkpoint is not None:
-        _save_state(checkpoint, (model, opt_state), steps, meta)
-    return model
-
-
-def _progress_bar(show: bool, total: int, done: int):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    bar = Progress(
-        TextColumn("fitting surrogate"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not show,
-    )
-    if show:
-        bar.add_task("fit", total=total, completed=done, loss="…")
-    return bar
-
-
-def _save_state(path: pathlib.Path, state, step: int, meta: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:  # a file object: equinox adds no ".eqx" suffix
-        eqx.tree_serialise_leaves(f, (state, jnp.asarray(step)))
-    path.with_name(path.name + ".json").write_text(json.dumps(meta | {"step": step}))
-    os.replace(tmp, path)
-
-
-def _load_state(path: pathlib.Path, like, meta: dict):
-    meta_path = path.with_name(path.name + ".json")
-    saved = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    mismatched = {k: (saved.get(k), v) for k, v in meta.items() if saved.get(k) != v}
-    if mismatched:
-        raise ValueError(
-            f"checkpoint {path} was written by a different fit {mismatched} (saved, now): "
-            "resume with the same data shape, network and steps, or start afresh."
+        save_checkpoint(
+            checkpoint, ((model, opt_state), jnp.asarray(steps)), meta | {"step": int(steps)}
         )
-    with open(path, "rb") as f:
-        (model, opt_state), step = eqx.tree_deserialise_leaves(f, (like, jnp.asarray(0)))
-    return model, opt_state, int(step)
+    return model
 
 
 def save(path: str | os.PathLike, surrogate: Surrogate) -> None:
