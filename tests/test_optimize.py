@@ -34,7 +34,7 @@ def test_reaches_the_gaussian_mean_within_the_final_standard_error(method, key):
     assert abs(float(res.theta) - 2.0) < tolerance
     assert abs(float(res.value) - 1.0) < 4 * float(res.value_stderr) + 0.05
     assert res.history.value.shape == (200,)
-    assert res.n_evals == 200 * 256 * method.evals_per_sample(1)
+    assert res.n_evals == 200 * 256 * method.evals_per_sample(1, 1)
 
 
 def test_reaches_a_bernoulli_parameter_by_score_function(key):

@@ -15,6 +15,7 @@ from . import surrogate as surrogate
 from ._estimate import Estimate as Estimate
 from ._estimate import SimulationError as SimulationError
 from ._estimate import gradient as gradient
+from ._estimate import simulation_errors as simulation_errors
 from ._optimize import OptimizeHistory as OptimizeHistory
 from ._optimize import OptimizeResult as OptimizeResult
 from ._optimize import optimize as optimize

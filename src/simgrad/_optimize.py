@@ -12,7 +12,8 @@ import numpy as np
 import optax
 from jaxtyping import Array
 
-from ._estimate import Estimate, _check_key, _check_method, _check_theta, gradient
+from ._estimate import Estimate, _check_key, _check_method, gradient
+from ._estimate import check_theta as _check_theta
 from ._src.names import named_components, path_name
 from ._src.runs import load_checkpoint, progress_bar, save_checkpoint
 from ._types import Key, Simulator, Theta
@@ -236,7 +237,7 @@ def optimize(
         theta=state.theta,
         history=state.history,
         n_steps=steps,
-        n_evals=steps * n_samples * method.evals_per_sample(n_params),
+        n_evals=steps * n_samples * method.evals_per_sample(n_params, 1),
         method=repr(method),
     )
 

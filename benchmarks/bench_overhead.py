@@ -1,0 +1,206 @@
+"""Per-call overhead, asynchronous dispatch, memory and finite-difference cost of `sg.gradient`.
+
+Prints one JSON document with a row per measurement, all ratios measured in this one
+process, the functions timed in turn (interleaved) and the median of the repeats:
+
+* ``overhead``: `sg.gradient` (Pathwise) over a hand-written ``jit(vmap(value_and_grad))``
+  with the same mean and standard deviation, European call, float32, n = 16 … 2^18.
+* ``back_to_back``: 8 calls issued one after the other and then waited for, 2^14 samples.
+* ``memory``: peak resident memory of a fresh process running n = 2^26 samples with
+  ``batch_size=2^16`` (and 2^22 at once, for scale), minus that of a process that ran 2^10
+  (the fixed cost of JAX and the compiled program).
+* ``finite_differences``: central differences with N = 100 and 1000 parameters over
+  ``jax.grad`` and over the same batched runs written by hand (``vmap`` over the perturbed
+  points).
+
+XLA runs single-threaded (``--xla_cpu_multi_thread_eigen=false``) so that two copies of
+one function time alike; the machine may be shared, hence medians of interleaved repeats.
+
+    python benchmarks/bench_overhead.py [--quick]
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+)
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+import simgrad as sg  # noqa: E402
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from _timing import environment, interleaved_seconds  # noqa: E402
+
+MODEL = sg.models.EuropeanCall()
+THETA = {"S0": jnp.float32(100.0), "sigma": jnp.float32(0.2)}
+
+
+def hand_written(sim, n):
+    """What a user would write by hand: vmap(value_and_grad), then mean and standard error."""
+
+    @jax.jit
+    def run(theta, key):
+        keys = jax.random.split(key, n)
+        values, grads = jax.vmap(jax.value_and_grad(sim), in_axes=(None, 0))(theta, keys)
+        stats = lambda x: (x.mean(0), x.std(0, ddof=1) / jnp.sqrt(n).astype(x.dtype))  # noqa: E731
+        return stats(values), jax.tree.map(stats, grads)
+
+    return run
+
+
+def simgrad(sim, n, **kwargs):
+    return lambda theta, key: (
+        sg.gradient(sim, theta, key, method=sg.Pathwise(), n_samples=n, **kwargs).grad
+    )
+
+
+def overhead(sizes, repeats) -> list[dict]:
+    rows = []
+    key = jax.random.key(0)
+    for n in sizes:
+        t = interleaved_seconds(
+            {"hand": hand_written(MODEL, n), "simgrad": simgrad(MODEL, n)},
+            THETA,
+            key,
+            repeats=repeats,
+        )
+        rows.append(
+            {
+                "n_samples": n,
+                "hand_ms": 1e3 * t["hand"],
+                "simgrad_ms": 1e3 * t["simgrad"],
+                "simgrad_over_hand": t["simgrad"] / t["hand"],
+                "extra_ms_per_call": 1e3 * (t["simgrad"] - t["hand"]),
+            }
+        )
+    return rows
+
+
+def back_to_back(n, calls, repeats) -> dict:
+    keys = list(jax.random.split(jax.random.key(1), calls))
+    hand, ours = hand_written(MODEL, n), simgrad(MODEL, n)
+
+    def many(fn):
+        return lambda theta, _: [fn(theta, k) for k in keys]
+
+    t = interleaved_seconds(
+        {"hand": many(hand), "simgrad": many(ours)}, THETA, None, repeats=repeats
+    )
+    return {
+        "n_samples": n,
+        "calls": calls,
+        "hand_ms": 1e3 * t["hand"],
+        "simgrad_ms": 1e3 * t["simgrad"],
+        "simgrad_over_hand": t["simgrad"] / t["hand"],
+    }
+
+
+_CHILD = """
+import os, resource, sys, jax, jax.numpy as jnp, simgrad as sg
+n, batch = int(sys.argv[1]), (None if sys.argv[2] == "None" else int(sys.argv[2]))
+theta = {"S0": jnp.float32(100.0), "sigma": jnp.float32(0.2)}
+est = sg.gradient(sg.models.EuropeanCall(), theta, jax.random.key(0), method=sg.Pathwise(),
+                  n_samples=n, batch_size=batch)
+float(est.grad["S0"])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_rss_mb(n, batch) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(n), str(batch)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ,
+    )
+    return int(out.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux
+
+
+def memory(quick: bool) -> list[dict]:
+    base = peak_rss_mb(2**10, None)
+    cases = [(2**22, None), (2**22, 2**16)] + ([] if quick else [(2**26, 2**16)])
+    rows = []
+    for n, batch in cases:
+        peak = peak_rss_mb(n, batch)
+        rows.append(
+            {
+                "n_samples": n,
+                "batch_size": batch,
+                "peak_rss_mb": peak,
+                "over_baseline_mb": peak - base,
+                "baseline_rss_mb": base,
+                "bytes_per_sample": (peak - base) * 2**20 / n,
+            }
+        )
+    return rows
+
+
+def fd_sim(x, key):
+    return jnp.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2) + jnp.sum(jnp.sin(x))
+
+
+def finite_differences(sizes, repeats) -> list[dict]:
+    return [fd_row(n_params, repeats) for n_params in sizes]
+
+
+def fd_row(n_params, repeats) -> dict:
+    """Central differences (2 samples) over the same perturbed runs written by hand."""
+    key = jax.random.key(0)
+    method = sg.FiniteDifference()
+    x = jnp.linspace(-1.2, 1.5, n_params)
+    runs = method.evals_per_sample(n_params, 1)
+    points = x + 1e-3 * jnp.concatenate(
+        [jnp.eye(n_params), -jnp.eye(n_params), jnp.zeros((runs - 2 * n_params, n_params))]
+    )
+    hand_runs = jax.jit(lambda p: jax.vmap(fd_sim, in_axes=(0, None))(p, key))
+    grad, primal = jax.jit(jax.grad(fd_sim)), jax.jit(fd_sim)
+    t = interleaved_seconds(
+        {
+            "simgrad": lambda x, _: sg.gradient(fd_sim, x, key, method=method, n_samples=2).grad,
+            "batched_runs": lambda x, _: hand_runs(points),
+            "jax_grad": lambda x, _: grad(x, key),
+            "primal": lambda x, _: primal(x, key),
+        },
+        x,
+        None,
+        repeats=repeats,
+    )
+    return {
+        "n_params": n_params,
+        "runs_per_sample": runs,
+        "simgrad_ms": 1e3 * t["simgrad"],
+        "batched_runs_ms": 1e3 * t["batched_runs"],
+        "simgrad_over_2_samples_of_batched_runs": t["simgrad"] / (2 * t["batched_runs"]),
+        "simgrad_over_jax_grad": t["simgrad"] / t["jax_grad"],
+        "simgrad_over_primal": t["simgrad"] / t["primal"],
+    }
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    repeats = 5 if quick else 15
+    report = {
+        "benchmark": "overhead",
+        "environment": environment() | {"xla_flags": os.environ.get("XLA_FLAGS")},
+        "overhead": overhead([16, 2**12, 2**14, 2**16] + ([] if quick else [2**18]), repeats),
+        "back_to_back": back_to_back(2**14, 8, repeats),
+        "finite_differences": finite_differences([100] if quick else [100, 1000], repeats),
+        "memory": memory(quick),
+        "goals": {
+            "overhead_simgrad_over_hand_at_n_ge_2^12": 1.05,
+            "back_to_back_simgrad_over_hand": 1.1,
+            "memory": "bounded by batch_size",
+            "finite_differences": "the batched runs, no more",
+        },
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
