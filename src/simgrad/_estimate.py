@@ -320,7 +320,7 @@ def gradient(
         est = runner.run(sim_arrays, theta, key)
     except jax.errors.JaxRuntimeError as error:
         raise _runtime_error(error, n_samples) from error
-    if traced or isinstance(est.status, jax.core.Tracer):
+    if traced or _traced(est):  # inside jit or vmap, or a closure over a traced value
         return check_on_device(_no_derivative(est))
     # The count of bad samples is needed only when some failed: then (on first reading)
     # the same samples run again, counting.
@@ -486,9 +486,13 @@ def estimate(
     if n_full == 1 and rest == 0:
         moments = run(0, chunk)
     else:
-        step = lambda acc, c: (acc.merge(run(c * jnp.uint32(chunk), chunk)), None)  # noqa: E731
+
+        def step(carry, _):
+            c, acc = carry
+            return (c + 1, acc.merge(run(c * jnp.uint32(chunk), chunk))), None
+
         empty = jax.tree.map(jnp.zeros_like, jax.eval_shape(lambda: run(0, chunk)))
-        moments, _ = jax.lax.scan(step, empty, jnp.arange(n_full, dtype=jnp.uint32))
+        (_, moments), _ = jax.lax.scan(step, (jnp.uint32(0), empty), length=n_full)
         if rest:
             moments = moments.merge(run(n_full * chunk, rest))
 
