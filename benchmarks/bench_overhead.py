@@ -21,8 +21,10 @@ one function time alike; the machine may be shared, hence medians of interleaved
 
 import json
 import os
+import statistics
 import subprocess
 import sys
+import time
 
 os.environ.setdefault(
     "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -34,10 +36,40 @@ import jax.numpy as jnp  # noqa: E402
 import simgrad as sg  # noqa: E402
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _timing import environment, interleaved_seconds  # noqa: E402
+from _timing import environment  # noqa: E402
 
 MODEL = sg.models.EuropeanCall()
 THETA = {"S0": jnp.float32(100.0), "sigma": jnp.float32(0.2)}
+
+
+def interleaved_seconds(fns: dict, *args, repeats: int = 9, inner: int = 5) -> dict:
+    """Per call: the median over rounds of wall time and of this process's CPU time (XLA is
+    single-threaded here, so CPU time is the work done, steadier than wall time on a
+    shared machine). Each round runs ``inner`` synchronised calls of every function in turn.
+    Returns ``{name: (wall_s, cpu_s)}``."""
+    for fn in fns.values():
+        jax.block_until_ready(fn(*args))
+    times = {name: ([], []) for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(inner):
+                jax.block_until_ready(fn(*args))
+            times[name][0].append((time.perf_counter() - wall) / inner)
+            times[name][1].append((time.process_time() - cpu) / inner)
+    return {k: (statistics.median(w), statistics.median(c)) for k, (w, c) in times.items()}
+
+
+def ratios(t: dict, a: str, b: str, prefix: str) -> dict:
+    """Wall and CPU milliseconds of ``a`` and ``b`` and their ratios."""
+    return {
+        f"{a}_ms": 1e3 * t[a][0],
+        f"{b}_ms": 1e3 * t[b][0],
+        f"{a}_cpu_ms": 1e3 * t[a][1],
+        f"{b}_cpu_ms": 1e3 * t[b][1],
+        f"{prefix}_wall": t[a][0] / t[b][0],
+        f"{prefix}_cpu": t[a][1] / t[b][1],
+    }
 
 
 def hand_written(sim, n):
@@ -63,41 +95,29 @@ def overhead(sizes, repeats) -> list[dict]:
     rows = []
     key = jax.random.key(0)
     for n in sizes:
-        t = interleaved_seconds(
-            {"hand": hand_written(MODEL, n), "simgrad": simgrad(MODEL, n)},
-            THETA,
-            key,
-            repeats=repeats,
-        )
-        rows.append(
-            {
-                "n_samples": n,
-                "hand_ms": 1e3 * t["hand"],
-                "simgrad_ms": 1e3 * t["simgrad"],
-                "simgrad_over_hand": t["simgrad"] / t["hand"],
-                "extra_ms_per_call": 1e3 * (t["simgrad"] - t["hand"]),
-            }
-        )
+        fns = {"simgrad": simgrad(MODEL, n), "hand": hand_written(MODEL, n)}
+        t = interleaved_seconds(fns, THETA, key, repeats=repeats)
+        row = {"n_samples": n} | ratios(t, "simgrad", "hand", "simgrad_over_hand")
+        row["extra_ms_per_call_cpu"] = 1e3 * (t["simgrad"][1] - t["hand"][1])
+        rows.append(row)
     return rows
 
 
 def back_to_back(n, calls, repeats) -> dict:
+    """``calls`` calls issued one after the other, then their results read: dispatch is
+    asynchronous, so the calls queue on the device while Python issues the next."""
     keys = list(jax.random.split(jax.random.key(1), calls))
-    hand, ours = hand_written(MODEL, n), simgrad(MODEL, n)
+    hand = hand_written(MODEL, n)
 
-    def many(fn):
-        return lambda theta, _: [fn(theta, k) for k in keys]
+    def ours(theta, _):
+        estimates = [sg.gradient(MODEL, theta, k, method=sg.Pathwise(), n_samples=n) for k in keys]
+        return [e.grad for e in estimates]
 
-    t = interleaved_seconds(
-        {"hand": many(hand), "simgrad": many(ours)}, THETA, None, repeats=repeats
-    )
-    return {
-        "n_samples": n,
-        "calls": calls,
-        "hand_ms": 1e3 * t["hand"],
-        "simgrad_ms": 1e3 * t["simgrad"],
-        "simgrad_over_hand": t["simgrad"] / t["hand"],
-    }
+    def theirs(theta, _):
+        return [hand(theta, k) for k in keys]
+
+    t = interleaved_seconds({"simgrad": ours, "hand": theirs}, THETA, None, repeats=repeats)
+    return {"n_samples": n, "calls": calls} | ratios(t, "simgrad", "hand", "simgrad_over_hand")
 
 
 _CHILD = """
@@ -150,14 +170,15 @@ def finite_differences(sizes, repeats) -> list[dict]:
 
 
 def fd_row(n_params, repeats) -> dict:
-    """Central differences (2 samples) over the same perturbed runs written by hand."""
+    """Central differences (2 samples, with the 2h runs of the truncation estimate) over the
+    same perturbed runs written by hand as one ``vmap``, and over ``jax.grad``."""
     key = jax.random.key(0)
     method = sg.FiniteDifference()
     x = jnp.linspace(-1.2, 1.5, n_params)
     runs = method.evals_per_sample(n_params, 1)
-    points = x + 1e-3 * jnp.concatenate(
-        [jnp.eye(n_params), -jnp.eye(n_params), jnp.zeros((runs - 2 * n_params, n_params))]
-    )
+    eye = jnp.eye(n_params)
+    points = x + 1e-3 * jnp.concatenate([eye, -eye, 2 * eye, -2 * eye, jnp.zeros((1, n_params))])
+    points = jnp.concatenate([points, points])  # two samples
     hand_runs = jax.jit(lambda p: jax.vmap(fd_sim, in_axes=(0, None))(p, key))
     grad, primal = jax.jit(jax.grad(fd_sim)), jax.jit(fd_sim)
     t = interleaved_seconds(
@@ -170,21 +191,21 @@ def fd_row(n_params, repeats) -> dict:
         x,
         None,
         repeats=repeats,
+        inner=1 if n_params > 100 else 5,
     )
-    return {
-        "n_params": n_params,
-        "runs_per_sample": runs,
-        "simgrad_ms": 1e3 * t["simgrad"],
-        "batched_runs_ms": 1e3 * t["batched_runs"],
-        "simgrad_over_2_samples_of_batched_runs": t["simgrad"] / (2 * t["batched_runs"]),
-        "simgrad_over_jax_grad": t["simgrad"] / t["jax_grad"],
-        "simgrad_over_primal": t["simgrad"] / t["primal"],
-    }
+    return (
+        {"n_params": n_params, "runs_per_sample": runs, "n_samples": 2}
+        | ratios(t, "simgrad", "batched_runs", "simgrad_over_batched_runs")
+        | {
+            "simgrad_over_jax_grad_cpu": t["simgrad"][1] / t["jax_grad"][1],
+            "simgrad_over_primal_cpu": t["simgrad"][1] / t["primal"][1],
+        }
+    )
 
 
 def main() -> None:
     quick = "--quick" in sys.argv
-    repeats = 5 if quick else 15
+    repeats = 5 if quick else 21
     report = {
         "benchmark": "overhead",
         "environment": environment() | {"xla_flags": os.environ.get("XLA_FLAGS")},

@@ -124,74 +124,43 @@ class Estimate(eqx.Module):
 
     @property
     def value(self) -> Output:
-        self.raise_if_failed()
+        _raise_if_failed(self)
         return self._value
 
     @property
     def value_stderr(self) -> Output:
-        self.raise_if_failed()
+        _raise_if_failed(self)
         return self._value_stderr
 
     @property
     def grad(self) -> Jacobian:
-        self.raise_if_failed()
+        _raise_if_failed(self)
         return self._grad
 
     @property
     def grad_std(self) -> Jacobian:
-        self.raise_if_failed()
+        _raise_if_failed(self)
         return self._grad_std
 
     @property
     def grad_stderr(self) -> Jacobian:
-        self.raise_if_failed()
+        _raise_if_failed(self)
         return self._grad_stderr
 
     @property
     def grad_bias(self) -> Jacobian | None:
-        self.raise_if_failed()
+        _raise_if_failed(self)
         return self._grad_bias
 
     def raise_if_failed(self) -> None:
         """Raise if the run failed (waiting for it); nothing inside a trace, where
-        `sg.gradient` checks on the device instead."""
-        status = self.status
-        if isinstance(status, jax.core.Tracer):
-            return
-        try:
-            n_bad_value, n_bad_grad, bad_leaf = np.asarray(status).tolist()
-        except jax.errors.JaxRuntimeError as error:
-            raise _runtime_error(error, self.n_samples) from error
-        if bad_leaf >= 0:
-            where = _leaf_name(self._theta_structure, bad_leaf)
-            raise ValueError(f"{where} is not finite: parameters must be finite.")
-        if n_bad_value < 0 and self._recount is not None:  # some failed: count them
-            n_bad_value, n_bad_grad, _ = np.asarray(self._recount().status).tolist()
-            if n_bad_value == n_bad_grad == 0:
-                raise SimulationError(
-                    f"{self.method}: every sample is finite but their mean or variance "
-                    "overflowed (inf): the outputs or gradients are too large for their "
-                    "dtype. Rescale the simulator's output, or use float64 "
-                    "(jax.config.update('jax_enable_x64', True))."
-                )
-        if n_bad_value or n_bad_grad:
-            if n_bad_value < 0:
-                n, what = "some", ""
-            else:
-                n = n_bad_value + n_bad_grad
-                what = (
-                    f" (the value itself in {n_bad_value})"
-                    if n_bad_value
-                    else " (the gradient only)"
-                )
-            hint = self._hint if n_bad_grad and not n_bad_value else ""
-            message = _nonfinite_message(self.method, self.n_samples, n, hint)
-            raise SimulationError(message.format(what=what))
+        `sg.gradient` checks on the device instead. Reading any number does this first."""
+        _raise_if_failed(self)
 
     def __repr__(self) -> str:
         if isinstance(self.status, jax.core.Tracer):
             return eqx.tree_pformat(self)
-        self.raise_if_failed()
+        _raise_if_failed(self)
         keystr = jax.tree_util.keystr
         lines = [f"Estimate({self.method}, n_samples={self.n_samples}, n_evals={self.n_evals})"]
         out_def = jax.tree.structure(self._value)
@@ -226,6 +195,40 @@ class Estimate(eqx.Module):
                 lines.append(f"  … {len(rows) - 6} more rows for value{keystr(opath)}")
         lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
+
+
+def _raise_if_failed(est: Estimate) -> None:
+    """`Estimate.raise_if_failed` (a function: equinox wraps methods, which is slow)."""
+    status = est.status
+    if isinstance(status, jax.core.Tracer):
+        return
+    try:
+        n_bad_value, n_bad_grad, bad_leaf = np.asarray(status).tolist()
+    except jax.errors.JaxRuntimeError as error:
+        raise _runtime_error(error, est.n_samples) from error
+    if bad_leaf >= 0:
+        where = _leaf_name(est._theta_structure, bad_leaf)
+        raise ValueError(f"{where} is not finite: parameters must be finite.")
+    if n_bad_value < 0 and est._recount is not None:  # some failed: count them
+        n_bad_value, n_bad_grad, _ = np.asarray(est._recount().status).tolist()
+        if n_bad_value == n_bad_grad == 0:
+            raise SimulationError(
+                f"{est.method}: every sample is finite but their mean or variance "
+                "overflowed (inf): the outputs or gradients are too large for their "
+                "dtype. Rescale the simulator's output, or use float64 "
+                "(jax.config.update('jax_enable_x64', True))."
+            )
+    if n_bad_value or n_bad_grad:
+        if n_bad_value < 0:
+            n, what = "some", ""
+        else:
+            n = n_bad_value + n_bad_grad
+            what = (
+                f" (the value itself in {n_bad_value})" if n_bad_value else " (the gradient only)"
+            )
+        hint = est._hint if n_bad_grad and not n_bad_value else ""
+        message = _nonfinite_message(est.method, est.n_samples, n, hint)
+        raise SimulationError(message.format(what=what))
 
 
 def _leaf_name(structure, index: int) -> str:
@@ -309,18 +312,31 @@ def gradient(
         SimulationError: when the simulator produces NaN or inf for some samples (on
             first reading the `Estimate`; inside `jax.jit`, see `simulation_errors`).
     """
-    n_samples, batch_size = check_arguments(sim, key, method, n_samples, batch_size)
+    # Fast path: the static arguments of a recent call, the very same objects, were checked
+    # then; only θ and the key change from call to call.
+    recent = _RECENT.get((id(sim), id(method), n_samples, batch_size))
+    if (
+        recent is not None
+        and type(n_samples) is int
+        and recent[0]() is sim
+        and recent[1]() is method
+    ):
+        runner = recent[2]
+        _check_key(key)
+    else:
+        n_samples, batch_size = check_arguments(sim, key, method, n_samples, batch_size)
+        runner = _runner(sim, method, n_samples, batch_size)
+        _remember_recent(sim, method, n_samples, batch_size, runner)
     theta = check_theta(theta)
-    runner = _runner(sim, method, n_samples, batch_size)
     sim_arrays = runner.sim_arrays
-    traced = _traced(theta, key, sim_arrays)
+    traced = isinstance(key, jax.core.Tracer) or _traced(theta, sim_arrays)
     if traced:  # differentiating an estimate by accident is an error, never a silent zero
         theta, sim_arrays = _no_derivative((theta, sim_arrays))
     try:
         est = runner.run(sim_arrays, theta, key)
     except jax.errors.JaxRuntimeError as error:
         raise _runtime_error(error, n_samples) from error
-    if traced or _traced(est):  # inside jit or vmap, or a closure over a traced value
+    if traced or _traced(est._value):  # inside jit or vmap, or a closure over a traced value
         return check_on_device(_no_derivative(est))
     # The count of bad samples is needed only when some failed: then (on first reading)
     # the same samples run again, counting.
@@ -381,6 +397,17 @@ def _runner(sim, method, n_samples, batch_size) -> _Runner:
         return runner
     _remember(_BY_IDENTITY, identity, runner)
     return runner
+
+
+_RECENT: dict = {}
+
+
+def _remember_recent(sim, method, n_samples, batch_size, runner) -> None:
+    try:
+        refs = (weakref.ref(sim), weakref.ref(method))
+    except TypeError:
+        return
+    _remember(_RECENT, (id(sim), id(method), n_samples, batch_size), (*refs, runner))
 
 
 def _remember(cache: dict, key, value) -> None:
@@ -463,8 +490,6 @@ def estimate(
     out = _check_simulator(sim, theta, key)
     out_def = jax.tree.structure(out)
     out_shapes = [leaf.shape for leaf in jax.tree.leaves(out)]
-    with jax.numpy_dtype_promotion("standard"):
-        _, unravel_out = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out))
 
     def f(x, key):
         y = sim(unravel_theta(x), key)
@@ -477,10 +502,44 @@ def estimate(
     chunk = n_samples if batch_size is None else min(batch_size, n_samples)
     _check_memory(method, x, n_params, n_outputs, n_samples, chunk, batch_size)
 
+    theta_leaves, theta_def = jax.tree.flatten(theta)
+    out_leaves = jax.tree.leaves(out)
+
+    def pieces(leaves):  # (offset, size, shape, dtype) of each leaf in its ravel
+        offsets = np.cumsum([0] + [math.prod(np.shape(a)) for a in leaves])
+        return [(int(o), int(e - o), np.shape(a), a.dtype) for o, e, a in
+                zip(offsets[:-1], offsets[1:], leaves, strict=True)]  # fmt: skip
+
+    def structured(flat):  # (B, m) -> outputs, or (B, m, N) -> Jacobian; plain slices
+        b = flat.shape[0]
+        per_output = []
+        for o, m, shape, dtype in pieces(out_leaves):
+            rows = flat[:, o : o + m] if flat.shape[1] > m else flat
+            if flat.ndim == 2:
+                per_output.append(rows.reshape((b, *shape)).astype(dtype))
+                continue
+            # slice (B, N) directly for one output: XLA then sees the slices of the
+            # concatenation that differentiating the ravel made, and removes both
+            rows = rows.reshape(b, -1) if m == 1 else rows
+            columns = [
+                rows[..., c : c + k].reshape((b, *shape, *theta_shape)).astype(theta_dtype)
+                for c, k, theta_shape, theta_dtype in pieces(theta_leaves)
+            ]
+            per_output.append(jax.tree.unflatten(theta_def, columns))
+        return jax.tree.unflatten(out_def, per_output)
+
     def run(start, size):
         index = start + jnp.arange(size, dtype=jnp.uint32)
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index)
-        return _Moments.of(method.sample_batch(f, x, keys), count)
+        s = method.sample_batch(f, x, keys)
+        # Statistics leaf by leaf in the user's structure: XLA then fuses the ravel away
+        # (a (B, m·N) array reduced over B is slow for small m·N).
+        per_sample = _PerSample(
+            structured(s.value),
+            structured(s.grad),
+            None if s.bias is None else structured(s.bias),
+        )
+        return _Moments.of(per_sample, s, count)
 
     n_full, rest = divmod(n_samples, chunk)
     if n_full == 1 and rest == 0:
@@ -496,24 +555,14 @@ def estimate(
         if rest:
             moments = moments.merge(run(n_full * chunk, rest))
 
-    def jacobian(flat):  # (m, N) -> the output's structure of θ's structure
-        rows = jnp.split(flat, np.cumsum([math.prod(s) for s in out_shapes])[:-1])
-        per_output = [
-            jax.tree.map(lambda a, s=shape: a.reshape(s + a.shape[1:]), jax.vmap(unravel_theta)(r))
-            for r, shape in zip(rows, out_shapes, strict=True)
-        ]
-        return jax.tree.unflatten(out_def, per_output)
-
     root_n = math.sqrt(n_samples)
-    value_std = jnp.sqrt(moments.value_m2 / (n_samples - 1))
-    grad_std = jnp.sqrt(moments.grad_m2 / (n_samples - 1))
+    std = jax.tree.map(lambda m2: jnp.sqrt(m2 / (n_samples - 1)), moments.m2)
     finite = jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(theta)])
     bad_leaf = jnp.where(jnp.all(finite), -1, jnp.argmin(finite)).astype(jnp.int32)
     if count:
         n_bad_value, n_bad_grad = moments.n_bad_value, moments.n_bad_grad
     else:  # cheap: a failed sample makes the statistics non-finite
-        statistics = [moments.value_mean, moments.value_m2, moments.grad_mean, moments.grad_m2]
-        statistics += [] if moments.bias_mean is None else [moments.bias_mean]
+        statistics = jax.tree.leaves((moments.mean, moments.m2.value, moments.m2.grad))
         ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in statistics]))
         n_bad_value, n_bad_grad = jnp.where(ok, 0, -1).astype(jnp.int32), jnp.int32(0)
     notes = ()
@@ -523,12 +572,12 @@ def estimate(
             f"not across all {n_samples}",
         )
     return Estimate(
-        _value=unravel_out(moments.value_mean),
-        _value_stderr=unravel_out(value_std / root_n),
-        _grad=jacobian(moments.grad_mean),
-        _grad_std=jacobian(grad_std),
-        _grad_stderr=jacobian(grad_std / root_n),
-        _grad_bias=None if moments.bias_mean is None else jacobian(moments.bias_mean),
+        _value=moments.mean.value,
+        _value_stderr=jax.tree.map(lambda s: s / root_n, std.value),
+        _grad=moments.mean.grad,
+        _grad_std=std.grad,
+        _grad_stderr=jax.tree.map(lambda s: s / root_n, std.grad),
+        _grad_bias=moments.mean.bias,
         status=jnp.stack([n_bad_value, n_bad_grad, bad_leaf]),
         n_samples=n_samples,
         n_evals=n_samples * method.evals_per_sample(n_params, n_outputs),
@@ -539,64 +588,52 @@ def estimate(
     )
 
 
+class _PerSample(eqx.Module):
+    """Per-sample values, gradients and bias estimates in the user's structure (a leading
+    sample axis on every leaf); also their means, and sums of squared deviations."""
+
+    value: Output
+    grad: Jacobian
+    bias: Jacobian | None
+
+
 class _Moments(eqx.Module):
     """Count, means and sums of squared deviations of a set of samples, and bad counts."""
 
     count: Array
-    value_mean: Array
-    value_m2: Array
-    grad_mean: Array
-    grad_m2: Array
-    bias_mean: Array | None
+    mean: _PerSample
+    m2: _PerSample
     n_bad_value: Array
     n_bad_grad: Array
 
     @classmethod
-    def of(cls, s: Samples, count_bad: bool) -> "_Moments":
-        count = s.value.shape[0]
+    def of(cls, per_sample: _PerSample, s: Samples, count_bad: bool) -> "_Moments":
         zero = jnp.zeros((), jnp.int32)
-        value_mean, grad_mean = jnp.mean(s.value, axis=0), jnp.mean(s.grad, axis=0)
+        mean = jax.tree.map(lambda a: jnp.mean(a, axis=0), per_sample)
+        m2 = jax.tree.map(lambda a, m: jnp.sum((a - m) ** 2, axis=0), per_sample, mean)
         return cls(
-            count=jnp.asarray(count, jnp.int32),
-            value_mean=value_mean,
-            value_m2=jnp.sum((s.value - value_mean) ** 2, axis=0),
-            grad_mean=grad_mean,
-            grad_m2=jnp.sum((s.grad - grad_mean) ** 2, axis=0),
-            bias_mean=None if s.bias is None else jnp.mean(s.bias, axis=0),
+            count=jnp.asarray(s.value.shape[0], jnp.int32),
+            mean=mean,
+            m2=m2,
             n_bad_value=jnp.sum(~s.value_ok, dtype=jnp.int32) if count_bad else zero,
             n_bad_grad=jnp.sum(s.value_ok & ~s.grad_ok, dtype=jnp.int32) if count_bad else zero,
         )
 
     def merge(self, other: "_Moments") -> "_Moments":
         """Chan, Golub & LeVeque: the moments of the union of two disjoint sets."""
-        count = self.count + other.count
 
-        def weights(like):  # the other set's share, and n_a n_b / n, in ``like``'s dtype
-            n_a, n_b = self.count.astype(like.dtype), other.count.astype(like.dtype)
-            return n_b / (n_a + n_b), n_a * n_b / (n_a + n_b)
+        def mean(a, b):
+            n_a, n_b = self.count.astype(a.dtype), other.count.astype(a.dtype)
+            return a + (b - a) * (n_b / (n_a + n_b))
 
-        def mean_and_m2(mean_a, m2_a, mean_b, m2_b):
-            share, cross = weights(mean_a)
-            delta = mean_b - mean_a
-            return mean_a + delta * share, m2_a + m2_b + delta**2 * cross
+        def m2(m2_a, m2_b, mean_a, mean_b):
+            n_a, n_b = self.count.astype(m2_a.dtype), other.count.astype(m2_a.dtype)
+            return m2_a + m2_b + (mean_b - mean_a) ** 2 * (n_a * n_b / (n_a + n_b))
 
-        value_mean, value_m2 = mean_and_m2(
-            self.value_mean, self.value_m2, other.value_mean, other.value_m2
-        )
-        grad_mean, grad_m2 = mean_and_m2(
-            self.grad_mean, self.grad_m2, other.grad_mean, other.grad_m2
-        )
-        bias_mean = None
-        if self.bias_mean is not None:
-            share, _ = weights(self.bias_mean)
-            bias_mean = self.bias_mean + (other.bias_mean - self.bias_mean) * share
         return _Moments(
-            count,
-            value_mean,
-            value_m2,
-            grad_mean,
-            grad_m2,
-            bias_mean,
+            self.count + other.count,
+            jax.tree.map(mean, self.mean, other.mean),
+            jax.tree.map(m2, self.m2, other.m2, self.mean, other.mean),
             self.n_bad_value + other.n_bad_value,
             self.n_bad_grad + other.n_bad_grad,
         )
@@ -682,9 +719,12 @@ def _check_method(method) -> None:
 
 
 def _check_key(key) -> None:
+    if isinstance(key, jax.Array) and key.shape == () and key.dtype in _KEY_DTYPES:
+        return  # the common case, fast: a typed key seen before
     key_like = isinstance(key, (jax.Array, np.ndarray))
     if key_like and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.shape == ():
+            _KEY_DTYPES.add(key.dtype)
             return
         raise ValueError(
             f"key must be a single PRNG key, got a batch of shape {key.shape}. Pass one key; "
@@ -695,6 +735,7 @@ def _check_key(key) -> None:
     raise TypeError(f"key must be a JAX PRNG key such as jax.random.key(0), got {_describe(key)}.")
 
 
+_KEY_DTYPES: set = set()
 _PARTITION = (
     "theta must hold only floating arrays. If theta is an equinox module that also holds "
     "functions or integers (an eqx.nn.MLP holds its activation function), partition it with "
@@ -703,10 +744,16 @@ _PARTITION = (
 )
 
 
+_FLOATS = frozenset(np.dtype(t) for t in (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64))
+
+
 def check_theta(theta) -> Theta:
     """Validate θ (floating leaves, finite host values, at least one parameter) and turn
     host leaves into JAX arrays; device arrays are checked for finiteness on the device."""
     leaves, treedef = jax.tree.flatten(theta)
+    if leaves and all(isinstance(leaf, jax.Array) and leaf.dtype in _FLOATS for leaf in leaves):
+        if any(leaf.size for leaf in leaves):  # the common case, fast: floating JAX arrays
+            return theta
     checked = []
     for i, leaf in enumerate(leaves):
         if isinstance(leaf, jax.Array):

@@ -52,10 +52,12 @@ class Pathwise(AbstractPerSampleEstimator):
     def sample(self, f, x, key):
         path = lambda x: f(x, key)  # noqa: E731
         if self.mode == "reverse":
-            value, vjp = jax.vjp(path, x)
-            if value.shape == (1,):  # a scalar simulator: one backward pass
-                return value, vjp(jnp.ones_like(value))[0][None]
-            return value, jax.vmap(lambda c: vjp(c)[0])(jnp.eye(value.size, dtype=value.dtype))
+            out = jax.eval_shape(path, x)
+            if out.shape == (1,):  # a scalar simulator: one backward pass
+                value, grad = jax.value_and_grad(lambda x: path(x)[0])(x)
+                return value.reshape(1), grad.reshape(1, -1)
+            value, vjp = jax.vjp(path, x)  # one backward pass per output
+            return value, jax.vmap(lambda c: vjp(c)[0])(jnp.eye(out.size, dtype=out.dtype))
         jvp = lambda direction: jax.jvp(path, (x,), (direction,))  # noqa: E731
         value, grad = jax.vmap(jvp, out_axes=(None, 1))(jnp.eye(x.size, dtype=x.dtype))
         return value, grad
