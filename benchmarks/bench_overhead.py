@@ -1,20 +1,21 @@
 """Per-call overhead, asynchronous dispatch, memory and finite-difference cost of `sg.gradient`.
 
 Prints one JSON document with a row per measurement, all ratios measured in this one
-process, the functions timed in turn (interleaved) and the median of the repeats:
+process, the functions timed in turn (interleaved), medians of the repeats, wall time and
+this process's CPU time (XLA runs single-threaded, ``--xla_cpu_multi_thread_eigen=false``,
+so CPU time is the work done; it is steadier than wall time on a shared machine):
 
-* ``overhead``: `sg.gradient` (Pathwise) over a hand-written ``jit(vmap(value_and_grad))``
-  with the same mean and standard deviation, European call, float32, n = 16 … 2^18.
-* ``back_to_back``: 8 calls issued one after the other and then waited for, 2^14 samples.
+* ``overhead``: `sg.gradient` (Pathwise) and reading its gradient, over a hand-written
+  ``jit(vmap(value_and_grad))`` with the same mean and standard deviation, waited for;
+  European call, float32, n = 16 … 2^18.
+* ``back_to_back``: 8 calls issued one after the other, then their gradients read,
+  2^14 samples: dispatch is asynchronous, so the calls queue as with plain JAX.
 * ``memory``: peak resident memory of a fresh process running n = 2^26 samples with
-  ``batch_size=2^16`` (and 2^22 at once, for scale), minus that of a process that ran 2^10
-  (the fixed cost of JAX and the compiled program).
-* ``finite_differences``: central differences with N = 100 and 1000 parameters over
-  ``jax.grad`` and over the same batched runs written by hand (``vmap`` over the perturbed
-  points).
-
-XLA runs single-threaded (``--xla_cpu_multi_thread_eigen=false``) so that two copies of
-one function time alike; the machine may be shared, hence medians of interleaved repeats.
+  ``batch_size=2^16`` (and 2^22 at once and in chunks, for scale), over that of a process
+  that ran 2^10 (the fixed cost of JAX and the compiled program).
+* ``finite_differences``: central differences with N = 100 and 1000 parameters (two
+  samples of 4N + 1 runs: the 2h runs give the truncation estimate) over the same runs
+  written by hand as one ``vmap``, over ``jax.grad`` and over one primal run.
 
     python benchmarks/bench_overhead.py [--quick]
 """

@@ -314,13 +314,10 @@ def gradient(
     """
     # Fast path: the static arguments of a recent call, the very same objects, were checked
     # then; only θ and the key change from call to call.
-    recent = _RECENT.get((id(sim), id(method), n_samples, batch_size))
-    if (
-        recent is not None
-        and type(n_samples) is int
-        and recent[0]() is sim
-        and recent[1]() is method
-    ):
+    recent = None
+    if type(n_samples) is int and (batch_size is None or type(batch_size) is int):
+        recent = _RECENT.get((id(sim), id(method), n_samples, batch_size))
+    if recent is not None and recent[0]() is sim and recent[1]() is method:
         runner = recent[2]
         _check_key(key)
     else:

@@ -221,8 +221,8 @@ def test_chunks_have_their_own_baseline_and_no_recompilation(baseline, key):
 
 def _per_sample_keys(method, sim, theta, keys):
     flat = lambda x, k: sim(x[0], k)[None]  # noqa: E731
-    samples = method.sample_batch(flat, jnp.atleast_1d(jnp.asarray(theta)), keys)
-    return np.asarray(samples.grad[:, 0, 0])
+    run = eqx.filter_jit(lambda x, ks: method.sample_batch(flat, x, ks))
+    return np.asarray(run(jnp.atleast_1d(jnp.asarray(theta)), keys).grad[:, 0, 0])
 
 
 def test_errors_name_the_fix(key):

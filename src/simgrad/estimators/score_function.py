@@ -220,7 +220,9 @@ class ScoreFunction(AbstractScoreEstimator):
               baseline per component.
 
             Baselines couple samples: the reported standard error treats the per-sample
-            estimates as independent, which they are up to $O(1/n)$.
+            estimates as independent, which they are up to $O(1/n)$. With
+            ``batch_size=`` they couple the samples of one chunk only (each chunk's
+            estimate is unbiased; ``Estimate.notes`` says so).
         ema_decay: the moving average's decay, in (0, 1).
         rao_blackwell: drop the score of draws that cannot reach the output (dead code).
         mode: differentiate in ``"reverse"`` mode (one backward pass) or ``"forward"``
