@@ -845,7 +845,7 @@ def _check_memory(method, x, n_params, n_outputs, n_samples, chunk, batch_size) 
     what the simulator keeps per run is not counted), naming ``batch_size``."""
     itemsize = x.dtype.itemsize
     runs = method.evals_per_sample(n_params, n_outputs)
-    per_sample = itemsize * (n_outputs + 3 * n_outputs * n_params + runs * (n_params + n_outputs))
+    per_sample = itemsize * (n_outputs * (1 + 3 * n_params) + runs * n_outputs)
     budget = _memory_bytes() // 2
     if chunk * per_sample <= budget:
         return

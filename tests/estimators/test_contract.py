@@ -208,12 +208,12 @@ def test_batch_size_that_does_not_divide_n_samples(name, key):
 
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_works_under_jit_and_vmap(name, key):
-    # the same numbers as eager calls, to rounding (amplified by finite differences)
+    # jit of vmap over θ of vmap over keys, one compilation: the same numbers as eager calls,
+    # to rounding (amplified by finite differences)
     method = ESTIMATORS[name]
     rtol = 1e-12 if not isinstance(method, sg.FiniteDifference) else tolerance(jnp.float64)
     run = lambda t, k: sg.gradient(noisy_square, t, k, method=method, n_samples=64).grad  # noqa: E731
     keys, thetas = jax.random.split(key, 3), jnp.array([0.3, 0.5, 0.9])
     eager = np.array([[float(run(t, k)) for k in keys] for t in thetas])
-    np.testing.assert_allclose(jax.jit(run)(thetas[0], keys[0]), eager[0, 0], rtol=rtol)
-    np.testing.assert_allclose(jax.vmap(run, (None, 0))(thetas[1], keys), eager[1], rtol=rtol)
-    np.testing.assert_allclose(jax.vmap(run, (0, None))(thetas, keys[2]), eager[:, 2], rtol=rtol)
+    batched = jax.jit(jax.vmap(jax.vmap(run, (None, 0)), (0, None)))(thetas, keys)
+    np.testing.assert_allclose(batched, eager, rtol=rtol)
