@@ -122,13 +122,14 @@ def back_to_back(n, calls, repeats) -> dict:
 
 
 _CHILD = """
-import os, resource, sys, jax, jax.numpy as jnp, simgrad as sg
+import sys, jax, jax.numpy as jnp, simgrad as sg
 n, batch = int(sys.argv[1]), (None if sys.argv[2] == "None" else int(sys.argv[2]))
 theta = {"S0": jnp.float32(100.0), "sigma": jnp.float32(0.2)}
 est = sg.gradient(sg.models.EuropeanCall(), theta, jax.random.key(0), method=sg.Pathwise(),
                   n_samples=n, batch_size=batch)
 float(est.grad["S0"])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM, not ru_maxrss: Linux carries the parent's ru_maxrss across fork and exec
+print(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")))
 """
 
 
@@ -140,7 +141,7 @@ def peak_rss_mb(n, batch) -> float:
         check=True,
         env=os.environ,
     )
-    return int(out.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux
+    return int(out.stdout.split()[-1]) / 1024  # VmHWM is in KiB
 
 
 def memory(quick: bool) -> list[dict]:

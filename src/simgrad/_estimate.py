@@ -9,7 +9,6 @@ device arrays and a status; its numbers are checked the first time one is read.
 """
 
 import contextlib
-import dataclasses
 import functools
 import inspect
 import math
@@ -316,9 +315,10 @@ def gradient(
     # then; only θ and the key change from call to call.
     recent = None
     if type(n_samples) is int and (batch_size is None or type(batch_size) is int):
-        recent = _RECENT.get((id(sim), id(method), n_samples, batch_size))
-    if recent is not None and recent[0]() is sim and recent[1]() is method:
-        runner = recent[2]
+        with contextlib.suppress(TypeError):  # unhashable hyperparameters: the checked path
+            recent = _RECENT.get((id(sim), _method_key(method), n_samples, batch_size))
+    if recent is not None and recent[0]() is sim:
+        runner = recent[1]
         _check_key(key)
     else:
         n_samples, batch_size = check_arguments(sim, key, method, n_samples, batch_size)
@@ -366,15 +366,16 @@ def _runner(sim, method, n_samples, batch_size) -> _Runner:
     """The cached `_Runner`: looked up by the simulator's identity first (no hashing of
     the simulator, no equality test of modules), then by value (an equal simulator built
     anew); a new one is compiled on the first call with new static parts."""
-    method_key = (type(method), *(getattr(method, f.name) for f in dataclasses.fields(method)))
+    method_key = _method_key(method)
     identity = (id(sim), method_key, n_samples, batch_size)
     runner = _BY_IDENTITY.get(identity)
     if runner is not None and runner.sim_ref() is sim:
         return runner
-    if isinstance(sim, types.FunctionType):
-        sim_arrays, sim_rest = None, sim
-    else:
-        sim_arrays, sim_rest = eqx.partition(sim, eqx.is_array)
+    sim_arrays, sim_rest = None, sim
+    if not isinstance(sim, types.FunctionType):
+        arrays, rest = eqx.partition(sim, eqx.is_array)
+        if jax.tree.leaves(arrays):  # no arrays: nothing to pass (or flatten) per call
+            sim_arrays, sim_rest = arrays, rest
     value = (sim_rest, method_key, n_samples, batch_size)
     try:
         runner = _BY_VALUE.get(value)
@@ -399,12 +400,20 @@ def _runner(sim, method, n_samples, batch_size) -> _Runner:
 _RECENT: dict = {}
 
 
+def _method_key(method):
+    """An estimator's type and hyperparameters (its static fields), hashable; None for
+    anything else (which then takes the checked path)."""
+    if not isinstance(method, AbstractEstimator):
+        return None
+    return (type(method), *vars(method).values())
+
+
 def _remember_recent(sim, method, n_samples, batch_size, runner) -> None:
     try:
-        refs = (weakref.ref(sim), weakref.ref(method))
-    except TypeError:
+        key = (id(sim), _method_key(method), n_samples, batch_size)
+        _remember(_RECENT, key, (weakref.ref(sim), runner))
+    except TypeError:  # not weakly referable, or unhashable hyperparameters
         return
-    _remember(_RECENT, (id(sim), id(method), n_samples, batch_size), (*refs, runner))
 
 
 def _remember(cache: dict, key, value) -> None:
