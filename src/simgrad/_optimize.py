@@ -49,11 +49,14 @@ class OptimizeResult(eqx.Module):
 
     ``value``/``value_stderr`` are the last step's estimate of ``E[sim]`` (taken at the
     parameters before the last update); ``n_evals`` counts every simulator run, those of
-    an optimiser's line search included.
+    an optimiser's line search included. ``opt_state`` is the optimiser's final state
+    (e.g. ``optax.tree_utils.tree_get(result.opt_state, "scale")`` for
+    ``reduce_on_plateau``).
     """
 
     theta: Theta
     history: OptimizeHistory
+    opt_state: optax.OptState
     n_steps: int = eqx.field(static=True)
     n_evals: int = eqx.field(static=True)
     method: str = eqx.field(static=True)
@@ -354,6 +357,7 @@ def optimize(
     h = jax.device_put(_concatenate(rows))
     return OptimizeResult(
         theta=carry.theta,
+        opt_state=carry.opt_state,
         history=OptimizeHistory(
             h.theta, h.value, h.value_stderr, h.grad, h.grad_stderr, h.projected
         ),

@@ -254,9 +254,9 @@ def read_tree(path: pathlib.Path, payload: bytes, like):
         )
     try:
         return eqx.tree_deserialise_leaves(io.BytesIO(payload), like, filter_spec=_read_leaf)
-    except (ValueError, EOFError) as e:
+    except Exception as e:  # equinox wraps the cause in its TreePathError
         raise CheckpointError(
-            f"{path} does not hold the arrays its header describes: {e}"
+            f"{path} does not hold the arrays its header describes: {e.__cause__ or e}."
         ) from None
 
 
