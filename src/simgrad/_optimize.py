@@ -320,6 +320,7 @@ def optimize(
     done = int(carry.step)
     bar = runs.progress_bar("optimising", "objective", progress, steps, done)
     per_step = None  # seconds per step once compiled: sizes the calls when progress shows
+    calls = 0
     try:
         with bar:
             while done < steps:
@@ -337,9 +338,9 @@ def optimize(
                 _raise_on_failure(jax.device_get(status), out, method, n_samples)
                 buffer = jax.device_get(buffer)
                 rows.append(jax.tree.map(lambda x, n=n: x[:n].copy(), buffer))
-                if rows[:-1]:  # not the first call, which may have compiled
+                if calls:  # not the first call, which may have compiled
                     per_step = (time.perf_counter() - start) / n
-                carry, done = out, done + n
+                carry, done, calls = out, done + n, calls + 1
                 if bar.tasks:
                     value, stderr = buffer.value[n - 1], buffer.value_stderr[n - 1]
                     objective = f"{value:.5g} ± {stderr:.2g}"

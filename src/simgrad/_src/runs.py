@@ -212,10 +212,10 @@ def read_header(path: pathlib.Path, kind: str) -> tuple[dict, bytes]:
         data = pathlib.Path(path).read_bytes()
     except OSError as e:
         raise CheckpointError(f"{path}: cannot be read ({e.strerror}).") from None
-    line, newline, payload = data[: _MAX_HEADER + 1].partition(b"\n")
-    payload = data[len(line) + 1 :]
+    end = data.find(b"\n", 0, _MAX_HEADER)
+    payload = data[end + 1 :]
     try:
-        header = json.loads(line) if newline else None
+        header = json.loads(data[:end]) if end >= 0 else None
     except (UnicodeDecodeError, json.JSONDecodeError):
         header = None
     if not isinstance(header, dict) or header.get("simgrad") != kind:
