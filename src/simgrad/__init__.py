@@ -18,6 +18,7 @@ from ._estimate import gradient as gradient
 from ._optimize import OptimizeHistory as OptimizeHistory
 from ._optimize import OptimizeResult as OptimizeResult
 from ._optimize import optimize as optimize
+from ._src.runs import CheckpointError as CheckpointError
 from .check import OneSided as OneSided
 from .check import Report as Report
 from .check import check as check

@@ -165,8 +165,8 @@ def smooth(sim: Simulator, tau: float) -> Simulator:
     if not callable(sim):
         raise TypeError(f"sim must be a function sim(theta, key), got {type(sim)}.")
     t = np.asarray(tau)
-    if t.ndim != 0 or not np.issubdtype(t.dtype, np.number) or not float(t) > 0:
-        raise ValueError(f"tau={tau!r}: must be a positive number (the relaxation temperature).")
+    if t.ndim != 0 or not np.issubdtype(t.dtype, np.number) or not 0 < float(t) < np.inf:
+        raise ValueError(f"tau={tau!r}: must be a positive finite number (the temperature).")
     return _Smoothed(sim, float(t))
 
 
@@ -271,8 +271,10 @@ def smooth_sweep(
     """
     method = Pathwise() if method is None else method
     taus_arr = np.asarray(taus, dtype=float)
-    if taus_arr.ndim != 1 or taus_arr.size == 0 or not np.all(taus_arr > 0):
-        raise ValueError(f"taus={taus!r}: must be a non-empty list of positive temperatures.")
+    if taus_arr.ndim != 1 or taus_arr.size == 0 or not np.all((taus_arr > 0) & (taus_arr < np.inf)):
+        raise ValueError(
+            f"taus={taus!r}: must be a non-empty list of positive finite temperatures."
+        )
     k_sweep, k_ref = jax.random.split(key)
     estimates = [
         gradient(smooth(sim, float(t)), theta, k_sweep, method=method, n_samples=n_samples)
