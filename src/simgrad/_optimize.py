@@ -14,6 +14,7 @@ from jaxtyping import Array
 
 from ._estimate import Estimate, _check_key, _check_method, _check_theta, gradient
 from ._src.names import named_components, path_name
+from ._src.plots import figure
 from ._src.runs import load_checkpoint, progress_bar, save_checkpoint
 from ._types import Key, Simulator, Theta
 from .estimators import AbstractEstimator, Pathwise
@@ -60,18 +61,14 @@ class OptimizeResult(eqx.Module):
         """The objective ± one standard error, and each parameter, against the step.
 
         ``exact`` (optional, ``theta``'s structure) draws the known optimum as dashed lines.
-        Saves to ``path`` if given; returns the matplotlib figure.
+        Saves to ``path`` if given; returns the matplotlib figure (`figure`: pyplot's only
+        without a path, so that saving leaves the backend and pyplot's figures alone).
         """
-        import matplotlib
-
-        if path is not None:
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         steps = np.arange(self.n_steps)
         value = np.asarray(self.history.value)
         stderr = np.asarray(self.history.value_stderr)
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+        fig = figure(path is not None, figsize=(10, 3.8))
+        left, right = fig.subplots(1, 2)
         left.plot(steps, value, lw=1)
         left.fill_between(steps, value - stderr, value + stderr, alpha=0.3, lw=0)
         left.set(xlabel="step", ylabel="E[sim] ± stderr", title=title or "objective")
@@ -90,7 +87,6 @@ class OptimizeResult(eqx.Module):
         fig.tight_layout()
         if path is not None:
             fig.savefig(path, dpi=90)
-            plt.close(fig)
         return fig
 
 
