@@ -173,7 +173,7 @@ def parse_blocks(document: Document) -> list[Region]:
     fences = list(RawFencedCodeBlockLexer(info_pattern=_INFO, mapping=None)(document))
     tolerances = {
         lexed.end: lexed.lexemes["arguments"]
-        for lexed in DirectiveInHTMLCommentLexer("tolerance", arguments=".*")(document)
+        for lexed in DirectiveInHTMLCommentLexer("tolerance", arguments=".*?")(document)
     }
     regions, consumed = [], set()
     for i, region in enumerate(fences):
@@ -291,6 +291,16 @@ def evaluate_block(example) -> str | None:
     return f"{why}\n--- the page shows ---\n{block.output.rstrip()}\n--- it printed ---\n{printed}"
 
 
+def _traceback(error: BaseException) -> str:
+    """The traceback from the page's code on: the harness's and sybil's frames left out."""
+    report = traceback.TracebackException.from_exception(error)
+    here = (str(Path(__file__)), os.sep + "sybil" + os.sep)
+    report.stack = traceback.StackSummary.from_list(
+        [f for f in report.stack if not any(h in f.filename for h in here)][-10:]
+    )
+    return "".join(report.format())
+
+
 def run_page(path: Path) -> list[dict]:
     """Evaluate every block of a page in order; one result per block."""
     document = load(path)
@@ -308,10 +318,7 @@ def run_page(path: Path) -> list[dict]:
         except SkipTest as e:
             result.update(status="skipped", message=str(e))
         except Exception as e:  # noqa: BLE001 - reported per block
-            message = getattr(e, "result", None)
-            if message is None:
-                tb = traceback.format_exception(e)
-                message = "".join(tb[-12:])
+            message = getattr(e, "result", None) or _traceback(e)
             result.update(status="failed", message=message)
         result["seconds"] = round(time.perf_counter() - start, 2)
         results.append(result)
