@@ -1,6 +1,8 @@
 """ODE gradients through diffrax: discretise-then-differentiate versus the continuous adjoint."""
 
+import contextlib
 import functools
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -127,6 +129,18 @@ def _diffrax_adjoint(problem: ODEProblem, adjoint: str, checkpoints: int | None)
     return dfx.BacksolveAdjoint(solver=problem.solver, stepsize_controller=controller)
 
 
+@contextlib.contextmanager
+def _quiet_callback_failures():
+    """Hold back JAX's log of a failing `pure_callback` (diffrax's run-time checks raise
+    through one): the RuntimeError raised below says what failed, in one line."""
+    logger = logging.getLogger("jax._src.callback")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+
+
 def ode_gradient(
     problem: ODEProblem,
     theta: Theta,
@@ -196,7 +210,8 @@ def ode_gradient(
 
     compiled = jax.jit(value_and_grad).lower(theta).compile()
     try:
-        value, grad = jax.block_until_ready(compiled(theta))
+        with _quiet_callback_failures():
+            value, grad = jax.block_until_ready(compiled(theta))
     except jax.errors.JaxRuntimeError as error:
         hint = (
             " BacksolveAdjoint solves the state backwards in time, which is unstable for "
