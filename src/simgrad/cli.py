@@ -120,7 +120,7 @@ class _Steps:
         if self.live is not None:
             return self.live.__exit__(*exc)
         if exc[0] is None:
-            self._line(self.title + ": done", force=True)
+            self._line("done", force=True)
         return None
 
     def step(self, label: str) -> None:
@@ -283,26 +283,20 @@ def _load_target(target: str):
             f"cannot import {module_name!r}: syntax error ({where}): {e.msg}", param_hint="TARGET"
         ) from None
     except Exception as e:  # noqa: BLE001 - whatever the module raised, in one line
+        own = isinstance(e, ModuleNotFoundError) and e.name == module_name.split(".")[0]
+        hint = " (run from its folder, or set PYTHONPATH)" if own else ""
         raise typer.BadParameter(
-            f"cannot import {module_name!r}: {type(e).__name__}: {e}"
-            + (" (run from the module's folder, or set PYTHONPATH)" if _missing(e) else ""),
-            param_hint="TARGET",
+            f"cannot import {module_name!r}: {type(e).__name__}: {e}{hint}", param_hint="TARGET"
         ) from None
     fn = getattr(module, name, None)
     if fn is None:
-        raise typer.BadParameter(
-            f"module {module_name!r} has no {name!r}.", param_hint="TARGET"
-        ) from None
+        raise typer.BadParameter(f"module {module_name!r} has no {name!r}.", param_hint="TARGET")
     if not callable(fn):
         raise typer.BadParameter(
             f"{target!r} is a {type(fn).__name__}, not a function sim(theta, key).",
             param_hint="TARGET",
         )
     return fn, name
-
-
-def _missing(error: Exception) -> bool:
-    return isinstance(error, ModuleNotFoundError)
 
 
 def _parse_theta(theta: str) -> list[float]:
