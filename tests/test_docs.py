@@ -35,22 +35,30 @@ def _run(page: Path) -> dict[int, dict]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory(prefix="simgrad-docs-") as cwd:
         out = Path(cwd) / "results.json"
-        done = subprocess.run(
+        runner = subprocess.Popen(
             [sys.executable, str(HARNESS), str(page), str(out)],
-            cwd=cwd, env=env, capture_output=True, text=True, timeout=PAGE_TIMEOUT_S,
+            cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        if done.returncode != 0 or not out.exists():
-            raise RuntimeError(f"{page}: the page runner crashed:\n{done.stderr[-4000:]}")
+        _RUNNING.add(runner)
+        try:
+            _, stderr = runner.communicate(timeout=PAGE_TIMEOUT_S)
+        finally:
+            runner.kill()
+            _RUNNING.discard(runner)
+        if runner.returncode != 0 or not out.exists():
+            raise RuntimeError(f"{page}: the page runner failed:\n{stderr[-4000:]}")
         return {r["line"]: r for r in json.loads(out.read_text(encoding="utf-8"))}
 
 
 _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2)
 _FUTURES: dict[Path, concurrent.futures.Future] = {}
+_RUNNING: set[subprocess.Popen] = set()
 
 
 @pytest.fixture(scope="session")
 def page_results(request):
-    """Results per page, computed once; the pages selected run two at a time, in order."""
+    """Results per page, computed once; the pages selected run two at a time, in order.
+    Pages still queued or running when the session ends (``-x``, Ctrl-C) are dropped."""
     if "PYTEST_XDIST_WORKER" not in os.environ:  # under xdist, each worker runs its own
         wanted = [i.callspec.params["page"] for i in request.session.items if _is_block(i)]
         for page in dict.fromkeys(wanted):
@@ -59,7 +67,10 @@ def page_results(request):
     def get(page: Path) -> dict[int, dict]:
         return _submit(page).result()
 
-    return get
+    yield get
+    _POOL.shutdown(wait=False, cancel_futures=True)
+    for runner in list(_RUNNING):
+        runner.kill()
 
 
 def _submit(page: Path) -> concurrent.futures.Future:
