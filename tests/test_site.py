@@ -174,6 +174,18 @@ def test_search_finds_sg_gradient_in_headless_chromium(site):
     assert "/api/#simgrad.gradient" in links, links
 
 
+def test_docstring_examples_use_the_section_the_api_reference_renders():
+    """Google style's section is "Examples:"; "Example:" renders as an admonition whose
+    doctest lines run together into one paragraph."""
+    offenders = [
+        f"{path.relative_to(ROOT)}:{i}"
+        for path in (ROOT / "src" / "simgrad").rglob("*.py")
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if line.strip() == "Example:"
+    ]
+    assert not offenders, f"write 'Examples:' in {offenders}"
+
+
 def test_every_imported_package_is_declared():
     """Each third-party import under src/ is a declared dependency of simgrad."""
     declared = {

@@ -140,7 +140,7 @@ def optimize(
         callback: ``callback(step, estimate)`` after each step (logging, early stopping
             by raising an exception).
 
-    Example:
+    Examples:
         >>> import jax, simgrad as sg
         >>> sim = lambda t, k: (t - 3.0 + jax.random.normal(k)) ** 2    # minimum at t = 3
         >>> res = sg.optimize(sim, 0.0, jax.random.key(0), steps=300, n_samples=64,

@@ -141,7 +141,7 @@ def consistency(
             ``problem.exact_gradient(theta)`` (errors are then omitted if it is ``None``).
         min_order: the slowest convergence of the difference still called consistent.
 
-    Example:
+    Examples:
         >>> import simgrad as sg
         >>> problem = sg.adjoint.HeatProblem()
         >>> report = sg.adjoint.consistency(problem, problem.default_theta(), (8, 16, 32))

@@ -37,7 +37,7 @@ class ODEProblem(eqx.Module):
         n_steps: a constant number of steps, or ``None`` for adaptive stepping.
         max_steps: the most steps an adaptive solve may take (memory is sized by it).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, simgrad as sg
         >>> decay = sg.adjoint.ODEProblem(lambda t, y, k: -k * y, jnp.array([1.0]), 0.0, 1.0,
         ...                               lambda y, k: y[0])
@@ -177,7 +177,7 @@ def ode_gradient(
             and the reverse pass recomputes the rest.
         repeats: timed calls after compilation; the best is reported.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, simgrad as sg
         >>> decay = sg.adjoint.ODEProblem(lambda t, y, k: -k * y, jnp.array([1.0]), 0.0, 1.0,
         ...                               lambda y, k: y[0])
@@ -303,7 +303,7 @@ def robertson(
 
     It needs float64 (nine decades of rates, ``atol=1e-12``): enable it first.
 
-    Example:
+    Examples:
         >>> import jax, simgrad as sg
         >>> jax.config.update("jax_enable_x64", True)
         >>> problem = sg.adjoint.robertson(t1=10.0)

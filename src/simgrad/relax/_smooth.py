@@ -156,7 +156,7 @@ def smooth(sim: Simulator, tau: float) -> Simulator:
     `smooth_sweep`. A ``lax.cond``/``switch`` on a θ-dependent predicate is not relaxed
     (write ``jnp.where`` to have it smoothed); neither is equality.
 
-    Example:
+    Examples:
         >>> import jax, simgrad as sg
         >>> soft = sg.smooth(lambda t, k: jax.numpy.where(t > 1.0, 1.0, 0.0), tau=0.1)
         >>> round(float(jax.grad(soft)(1.0, jax.random.key(0))), 3)   # σ'(0) / τ
@@ -256,7 +256,7 @@ def smooth_sweep(
     (``reference``, default `ScoreFunction`, run with an independent key), and
     ``bias_stderr`` includes both standard errors.
 
-    Example:
+    Examples:
         >>> import jax, simgrad as sg
         >>> m = sg.models.DigitalCall()
         >>> r = sg.smooth_sweep(m, m.default_theta(), jax.random.key(0), [0.3, 0.03],
