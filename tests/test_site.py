@@ -92,18 +92,16 @@ def _cdp_evaluate(url: str, expression: str, until, timeout: float = 60.0):
     messages ending in NUL): no driver, no websocket library."""
     to_child_r, to_child_w = os.pipe()
     from_child_r, from_child_w = os.pipe()
-
-    def wire():  # in the child: the protocol's pipes become fds 3 and 4
-        a, b = os.dup(to_child_r), os.dup(from_child_w)
-        os.dup2(a, 3)
-        os.dup2(b, 4)
-
     profile = tempfile.mkdtemp(prefix="chromium-")
+    # bash puts the protocol's pipes on fds 3 and 4 (no preexec_fn: JAX's threads and a
+    # Python-level fork do not mix).
+    wire = f'exec "$0" "$@" 3<&{to_child_r} 4>&{from_child_w}'
     browser = subprocess.Popen(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--remote-debugging-pipe", url],
-        close_fds=False, preexec_fn=wire, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ["bash", "-c", wire, str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={profile}", "--remote-debugging-pipe", url],
+        pass_fds=(to_child_r, from_child_w), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )  # fmt: skip
     os.close(to_child_r)
     os.close(from_child_w)
