@@ -85,7 +85,7 @@ def gradient(
         batch_size: run the samples in chunks of this size (``lax.map``) instead of all
             at once, when all at once does not fit in memory.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, simgrad as sg
         >>> def sim(theta, key):                       # E[sim] = theta², gradient 2 theta
         ...     return (theta + jax.random.normal(key)) ** 2 - 1.0

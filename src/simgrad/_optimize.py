@@ -24,6 +24,7 @@ from ._estimate import (
 )
 from ._src import runs
 from ._src.names import named_components, path_name
+from ._src.plots import figure
 from ._types import Key, Simulator, Theta
 from .estimators import AbstractEstimator, Pathwise
 
@@ -73,18 +74,14 @@ class OptimizeResult(eqx.Module):
         """The objective ± one standard error, and each parameter, against the step.
 
         ``exact`` (optional, ``theta``'s structure) draws the known optimum as dashed lines.
-        Saves to ``path`` if given; returns the matplotlib figure.
+        Saves to ``path`` if given; returns the matplotlib figure (`figure`: pyplot's only
+        without a path, so that saving leaves the backend and pyplot's figures alone).
         """
-        import matplotlib
-
-        if path is not None:
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         steps = np.arange(self.n_steps)
         value = np.asarray(self.history.value)
         stderr = np.asarray(self.history.value_stderr)
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+        fig = figure(path is not None, figsize=(10, 3.8))
+        left, right = fig.subplots(1, 2)
         left.plot(steps, value, lw=1)
         left.fill_between(steps, value - stderr, value + stderr, alpha=0.3, lw=0)
         left.set(xlabel="step", ylabel="E[sim] ± stderr", title=title or "objective")
@@ -103,7 +100,6 @@ class OptimizeResult(eqx.Module):
         fig.tight_layout()
         if path is not None:
             fig.savefig(path, dpi=90)
-            plt.close(fig)
         return fig
 
 
@@ -212,7 +208,7 @@ def optimize(
         FloatingPointError: θ became non-finite: the optimiser diverged.
         CheckpointError: the checkpoint is corrupted or from a different run.
 
-    Example:
+    Examples:
         >>> import jax, simgrad as sg
         >>> sim = lambda t, k: (t - 3.0 + jax.random.normal(k)) ** 2    # minimum at t = 3
         >>> res = sg.optimize(sim, 0.0, jax.random.key(0), steps=300, n_samples=64,

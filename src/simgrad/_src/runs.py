@@ -33,8 +33,13 @@ class CheckpointError(ValueError):
 def progress_bar(label: str, field: str, show: bool, total: int, done: int):
     """A rich progress bar on stderr (stdout stays clean for results) with one live field.
 
-    Update it with ``bar.update(bar.tasks[0].id, completed=i, **{field: text})``.
+    Update it with ``bar.update(bar.tasks[0].id, completed=i, **{field: text})``. When
+    stderr is not a terminal (piped to a log, redirected to a file) the live bar cannot
+    show, so a plain line reports the progress every few seconds instead.
     """
+    import math
+    import time
+
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -45,7 +50,24 @@ def progress_bar(label: str, field: str, show: bool, total: int, done: int):
         TimeRemainingColumn,
     )
 
-    bar = Progress(
+    class PlainWhenPiped(Progress):
+        every_s = 5.0
+        last = -math.inf
+
+        def update(self, task_id, **kwargs):
+            super().update(task_id, **kwargs)
+            if self.disable or self.console.is_terminal:
+                return
+            task, now = self._tasks[task_id], time.monotonic()
+            if now - self.last >= self.every_s or task.finished:
+                self.last = now
+                self.console.print(
+                    f"{label}: {task.completed:.0f}/{task.total:.0f} {field} "
+                    f"{task.fields.get(field, '')} ({task.elapsed or 0:.0f} s)",
+                    markup=False, highlight=False, soft_wrap=True,
+                )  # fmt: skip
+
+    bar = PlainWhenPiped(
         TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),

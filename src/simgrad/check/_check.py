@@ -110,7 +110,7 @@ def check(
         A `Report`; ``report.clean`` when nothing was found. ``print(report)`` lists the
         findings; ``report.to_html(path)`` writes them with plots.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> report = check(lambda t, key: jnp.minimum(t**2, 2 * t), 2.0)
         >>> report.kinds()

@@ -190,7 +190,7 @@ def one_sided(f: Callable, theta, direction) -> OneSided:
     Returns:
         A `OneSided` with ``value``, ``right``, ``left`` and ``kink``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> d = one_sided(lambda t: jnp.minimum(t**2, 2 * t), 2.0, 1.0)
         >>> float(d.left), float(d.right), d.kink

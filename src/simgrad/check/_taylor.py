@@ -52,7 +52,7 @@ def taylor_test(f, theta, grad, direction=None, *, n: int = 6) -> TaylorResult:
     Returns:
         A `TaylorResult`; ``passed`` is true when the median rate is at least 1.8.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> taylor_test(lambda x: jnp.sum(jnp.sin(x)), jnp.ones(3), jnp.cos(jnp.ones(3))).passed
         True
@@ -133,7 +133,7 @@ def dot_product_test(f, theta, *, key=None, rtol: float | None = None) -> DotPro
         rtol: the tolerance; default ``1e3`` times the machine epsilon of ``theta``'s dtype
             (``1e-6`` with central differences).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> dot_product_test(lambda x: jnp.sin(x) * x[::-1], jnp.arange(3.0)).passed
         True

@@ -49,7 +49,7 @@ class FiniteDifference(AbstractPerSampleEstimator):
     The reported ``value`` is $f(\theta)$ for the forward scheme and the mean of the $2N$
     perturbed runs for the central one (an $O(h^2)$-biased estimate of $f(\theta)$).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, simgrad as sg
         >>> est = sg.gradient(lambda t, k: jnp.sin(t), 0.0, jax.random.key(0),
         ...                   method=sg.FiniteDifference(), n_samples=2)

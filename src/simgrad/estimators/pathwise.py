@@ -26,7 +26,7 @@ class Pathwise(AbstractPerSampleEstimator):
             ``"forward"``: one tangent (jvp) per parameter direction, all directions
             batched; cheaper than reverse for a few parameters and no stored tape.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, simgrad as sg
         >>> sim = lambda t, k: t * jax.random.normal(k) ** 2   # E = t, dE/dt = 1
         >>> est = sg.gradient(sim, 2.0, jax.random.key(0), method=sg.Pathwise(),

@@ -156,7 +156,7 @@ def smooth(sim: Simulator, tau: float) -> Simulator:
     `smooth_sweep`. A ``lax.cond``/``switch`` on a θ-dependent predicate is not relaxed
     (write ``jnp.where`` to have it smoothed); neither is equality.
 
-    Example:
+    Examples:
         >>> import jax, simgrad as sg
         >>> soft = sg.smooth(lambda t, k: jax.numpy.where(t > 1.0, 1.0, 0.0), tau=0.1)
         >>> round(float(jax.grad(soft)(1.0, jax.random.key(0))), 3)   # σ'(0) / τ
@@ -196,11 +196,7 @@ class SweepResult(eqx.Module):
 
     def plot(self, path=None, *, title: str = ""):
         """Bias and standard error against tau (log–log), one panel per scalar of θ."""
-        import matplotlib
-
-        if path is not None:
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from .._src.plots import figure
 
         names = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(self.grad)]
         leaves = zip(
@@ -210,7 +206,8 @@ class SweepResult(eqx.Module):
             jax.tree.leaves(self.rmse),
             strict=True,
         )
-        fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+        fig = figure(path is not None, figsize=(4.2 * len(names), 3.4))
+        axes = fig.subplots(1, len(names), squeeze=False)
         for ax, name, (b, bs, s, r) in zip(axes[0], names, leaves, strict=True):
             b, bs = np.abs(np.asarray(b)).reshape(len(self.taus), -1)[:, 0], np.asarray(bs)
             ax.errorbar(
@@ -236,7 +233,6 @@ class SweepResult(eqx.Module):
         fig.tight_layout()
         if path is not None:
             fig.savefig(path, dpi=90)
-            plt.close(fig)
         return fig
 
 
@@ -260,7 +256,7 @@ def smooth_sweep(
     (``reference``, default `ScoreFunction`, run with an independent key), and
     ``bias_stderr`` includes both standard errors.
 
-    Example:
+    Examples:
         >>> import jax, simgrad as sg
         >>> m = sg.models.DigitalCall()
         >>> r = sg.smooth_sweep(m, m.default_theta(), jax.random.key(0), [0.3, 0.03],
