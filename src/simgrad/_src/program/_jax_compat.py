@@ -10,6 +10,7 @@ from jax.extend.core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var
 
 __all__ = [
     "CALL_PRIMITIVES",
+    "CUSTOM_VJP_PRIMITIVES",
     "ClosedJaxpr",
     "Jaxpr",
     "JaxprEqn",
@@ -26,16 +27,18 @@ __all__ = [
 # Primitives that apply one sub-jaxpr to their inputs, output for output. ``jit`` was named
 # ``pjit`` before JAX 0.7; ``remat2``/``checkpoint`` is `jax.checkpoint`.
 JIT_PRIMITIVES = frozenset({"jit", "pjit"})
+# `jax.custom_vjp` functions: forward mode cannot differentiate them as bound.
+CUSTOM_VJP_PRIMITIVES = frozenset({"custom_vjp_call", "custom_vjp_call_jaxpr"})
+CUSTOM_JVP_PRIMITIVES = frozenset({"custom_jvp_call"})
 CALL_PRIMITIVES = frozenset(
     {
         *JIT_PRIMITIVES,
+        *CUSTOM_VJP_PRIMITIVES,
+        *CUSTOM_JVP_PRIMITIVES,
         "closed_call",
         "core_call",
         "remat2",
         "checkpoint",
-        "custom_jvp_call",
-        "custom_vjp_call",
-        "custom_vjp_call_jaxpr",
     }
 )
 
