@@ -586,3 +586,8 @@ def _flow_eqn(eqn, ins, transfer, context, out_live, flows, outer):
     if _sub_jaxprs(eqn):
         raise NotImplementedError(f"the program core cannot follow data inside {name!r} yet.")
     return [union] * len(eqn.outvars), 0
+
+
+def equations_inside(eqn: JaxprEqn) -> list[JaxprEqn]:
+    """Every equation inside ``eqn``'s sub-programs (calls, loops, branches), at any depth."""
+    return [e for sub in _sub_jaxprs(eqn) for e, _ in find(sub, lambda e: True)]
