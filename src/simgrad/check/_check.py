@@ -9,7 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .._src.program import Interpretation, evaluate, trace
+from jax.extend.core import jaxpr_as_fun
+
+from .._src.program import Interpretation, evaluate
 from .._src.program.rules import FINDING_KINDS, KINDS, rule_for
 from ._eigen import Cluster, degenerate_clusters
 from ._nan import forward_origins, reverse_origins
@@ -89,7 +91,7 @@ class Report:
 
 
 def _validated(sim, theta, key):
-    """``(theta as arrays, key)`` after the checks every entry point makes."""
+    """``(theta as arrays, key, traced program)`` after the checks every entry point makes."""
     if not callable(sim):
         raise TypeError(f"sim must be a function sim(theta, key) -> scalar, got {sim!r}.")
     key = jax.random.key(0) if key is None else key
@@ -110,13 +112,13 @@ def _validated(sim, theta, key):
                 "parameters (a derivative at a NaN or infinite θ means nothing); pass the "
                 "point you want checked."
             )
-    out = jax.eval_shape(sim, theta, key)
+    program, out = jax.make_jaxpr(sim, return_shape=True)(theta, key)
     if not hasattr(out, "shape") or out.shape != ():
         raise ValueError(
             f"sim must return a scalar, got {out}; reduce it (e.g. sum or mean) to the "
             "quantity whose gradient you want."
         )
-    return theta, key
+    return theta, key, program
 
 
 def check(
@@ -178,9 +180,8 @@ def check(
         raise TypeError(f"max_directions must be an int, got {max_directions!r}.")
     if not eigen_tol >= 0:
         raise ValueError(f"eigen_tol={eigen_tol!r} must be a non-negative number.")
-    theta, key = _validated(sim, theta, key)
+    theta, key, program = _validated(sim, theta, key)
     leaves = jax.tree.leaves(theta)
-    program = trace(sim, theta, key)
     found = scan(program, len(leaves))
     findings, notes = list(found.findings), []
     stochastic = bool(found.out_flags[0] & RANDOM)
@@ -194,7 +195,7 @@ def check(
             "forward mode instead of its rule"
         )
 
-    value, ad, how = _ad_gradient(sim, theta, key, program)
+    value, ad, how = _ad_gradient(program, leaves, key)
     if how:
         notes.append(how)
     if not np.isfinite(value):
@@ -245,8 +246,8 @@ def fd_hazards(sim: Callable, theta, key=None) -> list[str]:
         >>> fd_hazards(lambda t, k: jax.random.gamma(k, t), 2.0)[0].split(":")[0]
         'gamma at ...'
     """
-    theta, key = _validated(sim, theta, key)
-    return scan(trace(sim, theta, key), len(jax.tree.leaves(theta))).fd_hazards
+    theta, _, program = _validated(sim, theta, key)
+    return scan(program, len(jax.tree.leaves(theta))).fd_hazards
 
 
 def _first_line(error: Exception) -> str:
@@ -263,37 +264,41 @@ class _Plain(Interpretation):
         return ()
 
 
-def _ad_gradient(sim, theta, key, program) -> tuple[float, np.ndarray | None, str]:
+def _ad_gradient(program, leaves, key) -> tuple[float, np.ndarray | None, str]:
     """``(value, AD's gradient raveled, how)``: reverse mode as `jax.grad` gives it; forward
     mode where reverse mode is impossible (a θ-dependent while_loop); forward mode through
     the custom_vjp functions' own computation where neither works. ``how`` says which, ""
-    for plain reverse mode."""
-    f = jax.jit(lambda t: sim(t, key))
+    for plain reverse mode. The program is differentiated as traced (not traced again)."""
+    x, unravel = ravel_pytree(leaves)
+    run = jaxpr_as_fun(program)
+
+    def f(flat):
+        return run(*unravel(flat), key)[0]
+
     try:
-        value, grad = jax.value_and_grad(f)(theta)
-        return float(value), np.asarray(ravel_pytree(grad)[0]), ""
+        value, grad = jax.jit(jax.value_and_grad(f))(x)
+        return float(value), np.asarray(grad), ""
     except Exception as reverse_error:  # noqa: BLE001 - any AD refusal: try forward mode
-        value = float(f(theta))
         reason = _first_line(reverse_error)
+    value = float(jax.jit(f)(x))
     try:
-        jac = jax.jacfwd(f)(theta)
         how = f"AD's gradient is forward mode's: reverse mode is impossible here ({reason})"
-        return value, np.asarray(ravel_pytree(jac)[0]), how
+        return value, np.asarray(jax.jit(jax.jacfwd(f))(x)), how
     except Exception:  # noqa: BLE001 - a custom_vjp inside: differentiate its computation
-        x, unravel = ravel_pytree(theta)
+        pass
 
-        def g(flat):
-            return evaluate(program, [*jax.tree.leaves(unravel(flat)), key], _Plain())[0][0]
+    def g(flat):
+        return evaluate(program, [*unravel(flat), key], _Plain())[0][0]
 
-        try:
-            ad = np.asarray(jax.jit(jax.jacfwd(g))(x))
-        except Exception as error:  # noqa: BLE001
-            return value, None, f"AD cannot differentiate this program ({_first_line(error)})"
-        how = (
-            "AD's gradient is forward mode's through the custom_vjp functions' own "
-            f"computation: reverse mode is impossible here ({reason})"
-        )
-        return value, ad, how
+    try:
+        ad = np.asarray(jax.jit(jax.jacfwd(g))(x))
+    except Exception as error:  # noqa: BLE001
+        return value, None, f"AD cannot differentiate this program ({_first_line(error)})"
+    how = (
+        "AD's gradient is forward mode's through the custom_vjp functions' own computation: "
+        f"reverse mode is impossible here ({reason})"
+    )
+    return value, ad, how
 
 
 def _nonfinite_findings(program, leaves, rest, found, ad, stochastic, how) -> list[Finding]:

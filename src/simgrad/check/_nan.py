@@ -71,7 +71,7 @@ class Cotangents(AtSites):
 
 def _is_float_var(v) -> bool:
     dtype = getattr(getattr(v, "aval", None), "dtype", None)
-    return dtype is not None and bool(np.issubdtype(dtype, np.floating))
+    return dtype is not None and bool(jnp.issubdtype(dtype, np.floating))
 
 
 def _zeros(variables):

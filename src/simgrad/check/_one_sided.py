@@ -65,7 +65,7 @@ class OneSidedRules(Interpretation):
 def _float_dtype(eqn: JaxprEqn):
     for v in eqn.invars:
         dtype = getattr(getattr(v, "aval", None), "dtype", None)
-        if dtype is not None and np.issubdtype(dtype, np.floating):
+        if dtype is not None and jnp.issubdtype(dtype, jnp.floating):
             return dtype
     return jnp.result_type(float)
 
@@ -163,7 +163,7 @@ def one_sided(f: Callable, theta, direction) -> OneSided:
         raise TypeError("theta must hold floating-point numbers (one_sided differentiates it).")
     h_leaves = [jnp.asarray(h, x.dtype) for h, x in zip(h_leaves, leaves, strict=True)]
     program = trace(lambda *xs: f(jax.tree.unflatten(treedef, xs)), *leaves)
-    sides = sides_along(program, leaves, [], [h_leaves])
+    sides = sides_along(program, leaves, [], [h_leaves], compiled=False)
     value, right, left = sides.value, sides.right[0], sides.left[0]
     if np.all(np.isfinite(right)) and np.all(np.isfinite(left)):
         return OneSided(value=value, right=right, left=left)
@@ -195,9 +195,10 @@ class Sides:
     recorded: list  # per direction: ((primals right, tangents right), (primals, tangents) left)
 
 
-def sides_along(program, leaves, rest, directions, record=()) -> Sides:
+def sides_along(program, leaves, rest, directions, record=(), compiled=True) -> Sides:
     """Right and left derivatives of ``program`` (inputs: ``leaves`` then ``rest``) along
-    each direction (a list of tangents for ``leaves``), in one compiled run.
+    each direction (a list of tangents for ``leaves``): in one compiled run, or (with
+    ``compiled=False``, cheaper for a single direction) evaluated eagerly.
 
     With ``record`` (`Flow`s), also each place's outputs on each side: under the right
     rules their primal values (a comparison's outcome) and tangents.
@@ -213,6 +214,11 @@ def sides_along(program, leaves, rest, directions, record=()) -> Sides:
         _, (minus, rec_l) = _jvp(run, leaves, [-h for h in hs])
         return value, right, minus, rec_r, rec_l
 
+    if not compiled:
+        runs = [both(list(hs)) for hs in directions]
+        value = runs[0][0]
+        right, left = [r[1] for r in runs], [-r[2] for r in runs]
+        return Sides(value, right, left, [(r[3], r[4]) for r in runs])
     stacked = [jnp.stack(hs) for hs in zip(*directions, strict=True)]
     value, right, minus, rec_r, rec_l = jax.jit(jax.vmap(lambda *hs: both(list(hs))))(*stacked)
     n = len(directions)

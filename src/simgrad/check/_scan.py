@@ -126,32 +126,46 @@ def scan(closed, n_theta: int) -> Scan:
     found: dict[tuple, Finding] = {}
     result = Scan([], out_flags, [], [], [], [])
     for flow in flows:
-        if not flow.live:
-            continue
         theta = any(f & THETA for f in flow.inputs)
-        if theta and flow.eqn.primitive.name in CUSTOM_VJP_PRIMITIVES:
+        if not flow.live or not (theta or _is_draw(flow.eqn)):
+            continue
+        if flow.eqn.primitive.name in CUSTOM_VJP_PRIMITIVES:
             result.custom_vjps.append(flow)
-        hazard = _fd_hazard(flow)
+        rule = None if _is_draw(flow.eqn) else rule_for(flow.eqn)
+        if not _is_draw(flow.eqn) and rule is None:
+            continue  # smooth: nothing to report, tie or trap here
+        label = _discrete_draw(flow, rule)
+        hazard = _fd_hazard(flow, rule, label)
         if hazard:
             result.fd_hazards.append(hazard)
-        finding = _classify(flow)
-        if finding is not None and (
-            finding.kind == "discrete_draw" or not in_smooth_library(flow.eqn, flow.outer)
-        ):
-            found.setdefault((finding.kind, finding.file, finding.line, finding.primitive), finding)
-        if not theta or _is_draw(flow.eqn) or in_smooth_library(flow.eqn, flow.outer):
+        finding = _classify(flow, rule, label)
+        if rule is None or (finding is None and rule.tie is None and not _trap(rule)):
+            if finding is not None and finding.kind == "discrete_draw":
+                found.setdefault(_key(finding), finding)
             continue
-        rule = rule_for(flow.eqn)
-        if rule is not None and rule.tie is not None:
+        if label is None and in_smooth_library(flow.eqn, flow.outer):
+            continue
+        if finding is not None:
+            found.setdefault(_key(finding), finding)
+        if rule.tie is not None:
             result.tie_sites.append(flow)
-        if rule is not None and (rule.singular or rule.kind == "eigen"):
+        if _trap(rule):
             result.trap_sites.append(flow)
     result.findings = list(found.values())
     result.fd_hazards = list(dict.fromkeys(result.fd_hazards))
     return result
 
 
-def _classify(flow: Flow) -> Finding | None:  # noqa: PLR0911
+def _key(finding: Finding) -> tuple:
+    return finding.kind, finding.file, finding.line, finding.primitive
+
+
+def _trap(rule) -> bool:
+    """A place where AD's derivative can be infinite: a singular function or an eigensolver."""
+    return bool(rule.singular) or rule.kind == "eigen"
+
+
+def _classify(flow: Flow, rule, label) -> Finding | None:
     eqn, ins = flow.eqn, flow.inputs
     union = 0
     for f in ins:
@@ -165,13 +179,9 @@ def _classify(flow: Flow) -> Finding | None:  # noqa: PLR0911
         return Finding(kind, primitive, file, line, function, flow.context, random, ad_returns,
                        remedy)  # fmt: skip
 
-    label = _discrete_draw(flow)
     if label is not None:
         return make("discrete_draw", primitive=label)
-    if _is_draw(eqn) or not union & THETA:
-        return None
-    rule = rule_for(eqn)
-    if rule is None:
+    if rule is None or not union & THETA:
         return None
     if rule.discards:
         return make("nan_where") if any(f & SINGULAR for f in ins[1:]) else None
@@ -180,7 +190,7 @@ def _classify(flow: Flow) -> Finding | None:  # noqa: PLR0911
     return make(rule.kind, texts=rule.texts(random))
 
 
-def _discrete_draw(flow: Flow) -> str | None:
+def _discrete_draw(flow: Flow, rule) -> str | None:
     """The name of the discrete draw whose parameters depend on θ at ``flow``, or None: a
     `simgrad.random` or `jax.random` draw, or an equation inside `jax.random`'s sampling
     code (categorical is an argmax of logits plus noise)."""
@@ -191,27 +201,23 @@ def _discrete_draw(flow: Flow) -> str | None:
         if discrete and any(f & THETA for f in flow.inputs[1:]):
             return distribution.name if distribution else jit_name(eqn).lstrip("_")
         return None
-    if any(f & THETA for f in flow.inputs):
+    if rule is not None and rule.kind in KINDS and any(f & THETA for f in flow.inputs):
         return jax_random_function(eqn, flow.outer)
     return None
 
 
-def _fd_hazard(flow: Flow) -> str:
+def _fd_hazard(flow: Flow, rule, label) -> str:
     """Why finite differences through ``flow`` cannot be trusted, or ""."""
     eqn = flow.eqn
-    label = _discrete_draw(flow)
     if label is not None:
         text = DRAW_HAZARD
     elif _is_draw(eqn) and any(f & THETA for f in flow.inputs[1:]):
-        rules = [rule_for(e) for e in equations_inside(eqn)]
-        text = next((r.fd_hazard for r in rules if r is not None and r.fd_hazard), "")
-        label = (site_distribution(eqn).name if site_distribution(eqn) else jit_name(eqn)).lstrip(
-            "_"
-        )
+        inside = [rule_for(e) for e in equations_inside(eqn)]
+        text = next((r.fd_hazard for r in inside if r is not None and r.fd_hazard), "")
+        distribution = site_distribution(eqn)
+        label = (distribution.name if distribution else jit_name(eqn)).lstrip("_")
     else:
-        rule = rule_for(eqn)
-        theta = any(f & THETA for f in flow.inputs)
-        text = rule.fd_hazard if rule is not None and theta else ""
+        text = rule.fd_hazard if rule is not None else ""
         label = eqn.primitive.name
     if not text:
         return ""

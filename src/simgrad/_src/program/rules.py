@@ -157,12 +157,12 @@ class Rule:
 
 def _float_operand(eqn: JaxprEqn) -> bool:
     dtype = getattr(getattr(eqn.invars[0], "aval", None), "dtype", None) if eqn.invars else None
-    return dtype is not None and bool(np.issubdtype(dtype, np.floating))
+    return dtype is not None and bool(jnp.issubdtype(dtype, np.floating))
 
 
 def _float_to_int(eqn: JaxprEqn) -> bool:
     new = eqn.params.get("new_dtype")
-    return _float_operand(eqn) and new is not None and bool(np.issubdtype(new, np.integer))
+    return _float_operand(eqn) and new is not None and bool(jnp.issubdtype(new, np.integer))
 
 
 def _negative_power(eqn: JaxprEqn) -> bool:
@@ -613,7 +613,7 @@ _RULES = [
     Rule("max", "kink", one_sided=_max_one_sided, tie=_tie_equal, relax=_RELAX_MAX),
     Rule("abs", "kink", one_sided=_abs_one_sided, tie=_tie_on(_zero), relax=_RELAX_ABS),
     Rule("clamp", "kink", one_sided=_clamp_one_sided, tie=_tie_clamp, relax=_RELAX_CLAMP,
-         applies=lambda e: bool(np.issubdtype(e.invars[1].aval.dtype, np.floating))),
+         applies=lambda e: bool(jnp.issubdtype(e.invars[1].aval.dtype, np.floating))),
     Rule("reduce_max", "kink", one_sided=_reduce_one_sided(True), tie=_tie_reduce(True),
          relax=_RELAX_REDUCE_MAX),
     Rule("reduce_min", "kink", one_sided=_reduce_one_sided(False), tie=_tie_reduce(False),
@@ -638,7 +638,7 @@ _RULES = [
            applies=_negative_power if p == "integer_pow" else None)
       for p, (text, remedy) in _SINGULAR.items() if p != "rem"],
     # Samplers that are not smooth in their parameters under finite differences.
-    Rule("random_gamma", "draw", fd_hazard=(
+    Rule("random_gamma", "draw", applies=lambda e: True, fd_hazard=(
         "a gamma draw (jax.random.gamma, beta, dirichlet, or sg.random's) whose shape depends "
         "on θ: its rejection sampler makes the draw jump as θ moves, so finite differences "
         "with common random numbers are biased (often by many standard errors) and their "
@@ -697,7 +697,9 @@ SMOOTH_JITS = frozenset(
 )  # fmt: skip
 # Files whose frames are never the user's line (libraries installed next to simgrad, and
 # simgrad's own samplers): a finding is located at the user's call into them.
-_LIBRARY_PATHS = ("site-packages", "dist-packages", "simgrad/random.py")
+_LIBRARY_PATHS = (
+    "site-packages", "dist-packages", "simgrad/random.py", "simgrad/check/", "simgrad/_src/"
+)  # fmt: skip
 
 
 def _is_library(frame: Frame) -> bool:
