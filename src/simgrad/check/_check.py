@@ -106,9 +106,12 @@ def _validated(sim, theta, key):
         if x.size == 0:
             raise ValueError(f"theta{jax.tree_util.keystr(path)} is empty: give it a value.")
         if not bool(jnp.all(jnp.isfinite(x))):
-            bad = np.asarray(x)[~np.isfinite(np.asarray(x))].ravel()[0]
+            values = np.asarray(x)
+            index = np.argwhere(~np.isfinite(values))[0]
+            at = f"[{', '.join(map(str, index))}]" if values.ndim else ""
             raise ValueError(
-                f"theta{jax.tree_util.keystr(path)} holds {bad}: the checker needs finite "
+                f"theta{jax.tree_util.keystr(path)}{at} holds {values[tuple(index)]}: the "
+                "checker needs finite "
                 "parameters (a derivative at a NaN or infinite θ means nothing); pass the "
                 "point you want checked."
             )
@@ -218,7 +221,7 @@ def check(
         kind = FINDING_KINDS["degenerate_eigenvalues"]
         findings.append(
             Finding(
-                kind.name, "eigh", *c.location, (), stochastic, kind.ad_returns,
+                kind.name, c.primitive, *c.location, (), stochastic, kind.ad_returns,
                 f"{kind.remedy}: the gradient of the sum of eigenvalues "
                 f"{c.indices[0]}..{c.indices[1]} is [{grad}]",
                 f"eigenvalues {c.indices[0]}..{c.indices[1]} = "

@@ -87,6 +87,7 @@ class Cluster:
         eigenvalues: their values at θ.
         grad_sum: the gradient (θ's structure) of the sum of the cluster's eigenvalues —
             well defined; divide by the cluster size for the mean.
+        primitive: the decomposition's JAX primitive.
     """
 
     site: int
@@ -94,6 +95,7 @@ class Cluster:
     indices: tuple[int, int]
     eigenvalues: tuple[float, ...]
     grad_sum: object
+    primitive: str = ""
 
 
 def degenerate_clusters(program, theta, rest: list, tol: float) -> list[Cluster]:
@@ -128,5 +130,6 @@ def degenerate_clusters(program, theta, rest: list, tol: float) -> list[Cluster]
     out = []
     for k, (i, (lo, hi)) in enumerate(found):
         values = tuple(float(v) for v in spectra[i][lo : hi + 1])
-        out.append(Cluster(i, location(flows[i]), (lo, hi), values, unravel(jac[k])))
+        primitive = flows[i].eqn.primitive.name
+        out.append(Cluster(i, location(flows[i]), (lo, hi), values, unravel(jac[k]), primitive))
     return out
