@@ -53,7 +53,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     here = str(pathlib.Path(__file__).resolve().parents[1] / "src")
-    versions = {"this": here} if args.baseline is None else {"baseline": args.baseline, "this": here}
+    versions = {"this": here}
+    if args.baseline is not None:
+        versions = {"baseline": args.baseline, "this": here}
     runs = {name: [] for name in versions}
     for _ in range(args.rounds):
         for name, src in versions.items():

@@ -7,9 +7,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
-
 from jax.extend.core import jaxpr_as_fun
+from jax.flatten_util import ravel_pytree
 
 from .._src.program import Interpretation, evaluate
 from .._src.program.rules import FINDING_KINDS, KINDS, rule_for
