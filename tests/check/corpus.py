@@ -212,9 +212,10 @@ def bisection_root(t, key):
         go_left = mid**3 > t  # CULPRIT: threshold
         return jnp.where(go_left, lo, mid), jnp.where(go_left, mid, hi)
 
-    lo, hi = lax.while_loop(
-        lambda c: c[1] - c[0] > 1e-3 * t, body, (0.0, 2.0)
-    )  # CULPRIT: while_loop
+    def wide(c):
+        return c[1] - c[0] > 1e-3 * t  # CULPRIT: threshold
+
+    lo, hi = lax.while_loop(wide, body, (0.0, 2.0))  # CULPRIT: while_loop
     return 0.5 * (lo + hi)
 
 

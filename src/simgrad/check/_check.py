@@ -94,6 +94,14 @@ def _validated(sim, theta, key):
     if not callable(sim):
         raise TypeError(f"sim must be a function sim(theta, key) -> scalar, got {sim!r}.")
     key = jax.random.key(0) if key is None else key
+    for path, leaf in jax.tree_util.tree_leaves_with_path(theta):
+        if not isinstance(leaf, jax.Array | np.ndarray | np.generic | float | int):
+            raise TypeError(
+                f"theta{jax.tree_util.keystr(path)} is {type(leaf).__name__}, not a float array: "
+                "check differentiates every leaf of theta; split an equinox module with "
+                "params, static = eqx.partition(model, eqx.is_array) and check "
+                "lambda p, key: sim(eqx.combine(p, static), key) at params."
+            )
     theta = jax.tree.map(jnp.asarray, theta)
     leaves = jax.tree_util.tree_leaves_with_path(theta)
     if not leaves or not all(jnp.issubdtype(x.dtype, jnp.floating) for _, x in leaves):
@@ -119,6 +127,11 @@ def _validated(sim, theta, key):
         raise ValueError(
             f"sim must return a scalar, got {out}; reduce it (e.g. sum or mean) to the "
             "quantity whose gradient you want."
+        )
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise TypeError(
+            f"sim must return a floating-point scalar, got {out.dtype}: the checker "
+            "differentiates it (cast with .astype(float) if a count is what you want)."
         )
     return theta, key, program
 

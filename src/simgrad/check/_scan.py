@@ -16,6 +16,7 @@ from .._src.program._jax_compat import (
     CUSTOM_VJP_PRIMITIVES,
     JAX_RANDOM_DISCRETE,
     JAX_RANDOM_JITS,
+    STOP_GRADIENT,
     JaxprEqn,
     jit_name,
 )
@@ -104,6 +105,10 @@ def _transfer(eqn: JaxprEqn, ins: tuple[int, ...]) -> tuple[int, ...] | None:
     n_out = len(eqn.outvars)
     if _is_draw(eqn):
         return ((union | RANDOM) & ~SINGULAR,) * n_out  # a draw: opaque, random
+    if eqn.primitive.name == STOP_GRADIENT:
+        # AD does not differentiate through it, by the user's choice (the straight-through
+        # trick, a frozen baseline): what is behind it is not AD's to get wrong.
+        return (union & ~(THETA | SINGULAR),) * n_out
     rule = rule_for(eqn)
     if rule is None:
         return None
@@ -149,7 +154,7 @@ def scan(closed, n_theta: int) -> Scan:
             found.setdefault(_key(finding), finding)
         if rule.tie is not None:
             result.tie_sites.append(flow)
-        if _trap(rule):
+        if _trap(rule) and flow.differentiated:
             result.trap_sites.append(flow)
     result.findings = list(found.values())
     result.fd_hazards = list(dict.fromkeys(result.fd_hazards))
@@ -183,11 +188,14 @@ def _classify(flow: Flow, rule, label) -> Finding | None:
         return make("discrete_draw", primitive=label)
     if rule is None or not union & THETA:
         return None
-    if rule.discards:
-        return make("nan_where") if any(f & SINGULAR for f in ins[1:]) else None
-    if rule.kind not in KINDS or (rule.kind == "while_loop" and not flow.decides & THETA):
+    kind = "nan_where" if rule.discards else rule.kind
+    if kind not in KINDS or (FINDING_KINDS[kind].through_derivative and not flow.differentiated):
         return None
-    return make(rule.kind, texts=rule.texts(random))
+    if rule.discards:
+        return make(kind) if any(f & SINGULAR for f in ins[1:]) else None
+    if kind == "while_loop" and not flow.decides & THETA:
+        return None
+    return make(kind, texts=rule.texts(random))
 
 
 def _discrete_draw(flow: Flow, rule) -> str | None:

@@ -13,6 +13,7 @@ from jax.extend.core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var
 __all__ = [
     "CALL_PRIMITIVES",
     "CUSTOM_VJP_PRIMITIVES",
+    "STOP_GRADIENT",
     "ClosedJaxpr",
     "Jaxpr",
     "JaxprEqn",
@@ -33,6 +34,8 @@ JIT_PRIMITIVES = frozenset({"jit", "pjit"})
 # `jax.custom_vjp` functions: forward mode cannot differentiate them as bound.
 CUSTOM_VJP_PRIMITIVES = frozenset({"custom_vjp_call", "custom_vjp_call_jaxpr"})
 CUSTOM_JVP_PRIMITIVES = frozenset({"custom_jvp_call"})
+# `jax.lax.stop_gradient`: AD does not differentiate through it.
+STOP_GRADIENT = "stop_gradient"
 CALL_PRIMITIVES = frozenset(
     {
         *JIT_PRIMITIVES,

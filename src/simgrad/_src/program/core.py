@@ -25,6 +25,7 @@ from jax.extend.core import jaxpr_as_fun
 from ._jax_compat import (
     CALL_PRIMITIVES,
     CUSTOM_VJP_PRIMITIVES,
+    STOP_GRADIENT,
     ClosedJaxpr,
     Jaxpr,
     JaxprEqn,
@@ -282,9 +283,11 @@ def _has_draw(jaxpr: Jaxpr) -> bool:
     return any(contains_draw(eqn) for eqn in jaxpr.eqns)
 
 
-def _liveness(jaxpr: Jaxpr, live_out: list[bool] | None) -> tuple[list[bool], set]:
+def _liveness(
+    jaxpr: Jaxpr, live_out: list[bool] | None, cut: frozenset = frozenset()
+) -> tuple[list[bool], set]:
     """Backward liveness: which equations can reach a live output (or have effects), and
-    which variables are live."""
+    which variables are live; nothing reaches the outputs through a primitive in ``cut``."""
     if live_out is None:
         live_out = [True] * len(jaxpr.outvars)
     pairs = zip(jaxpr.outvars, live_out, strict=True)
@@ -292,6 +295,8 @@ def _liveness(jaxpr: Jaxpr, live_out: list[bool] | None) -> tuple[list[bool], se
     flags = [False] * len(jaxpr.eqns)
     for i in range(len(jaxpr.eqns) - 1, -1, -1):
         eqn = jaxpr.eqns[i]
+        if eqn.primitive.name in cut:
+            continue
         if eqn.effects or any(v in live for v in eqn.outvars):
             flags[i] = True
             live.update(v for v in eqn.invars if isinstance(v, Var))
@@ -477,12 +482,17 @@ class Flow:
         context: the enclosing control-flow primitive names, outermost first (as `find`).
         inputs: the flags of each input (an int bit set, one per ``eqn.invars``).
         outputs: the flags of each output.
-        live: whether the equation can reach the program's outputs (the core's liveness;
-            inside a live loop or branch every equation counts as live).
+        live: whether the equation can reach the program's outputs other than through
+            `stop_gradient` (the core's liveness; inside a live loop or branch every
+            equation counts as live).
         decides: the flags of what decides control flow — a ``cond``'s branch index, a
             ``while``'s stopping condition; 0 for other equations.
         outer: the enclosing equations (calls, loops, branches), outermost first — e.g. to
             find a source line in the user's code for an equation inside `jnp.linalg.eigh`.
+        differentiated: whether the equation's derivative can reach the derivative of the
+            program's outputs: a path of floating-point values to them that no comparison,
+            integer conversion or `stop_gradient` cuts (``abs(x) > tol`` is live, but the
+            ``abs`` is not differentiated). Conservative like ``live``.
     """
 
     eqn: JaxprEqn
@@ -492,6 +502,7 @@ class Flow:
     live: bool
     decides: int = 0
     outer: tuple = ()
+    differentiated: bool = True
 
     @property
     def site(self) -> tuple:
@@ -518,35 +529,72 @@ def dataflow(
     if len(seeds) != len(closed.jaxpr.invars):
         raise ValueError(f"the program takes {len(closed.jaxpr.invars)} inputs, got {len(seeds)}.")
     flows: list[Flow] = []
-    outs = _flow(closed.jaxpr, list(seeds), transfer, (), None, flows, ())
+    outs = _flow(closed.jaxpr, list(seeds), transfer, (), _Live(None, None), flows, ())
     return flows, outs
 
 
-def _flow(jaxpr, seeds, transfer, context, live_out, flows, outer):
+@dataclasses.dataclass(frozen=True)
+class _Live:
+    """Which outputs of a (sub-)program matter: ``value`` (reach the program's outputs) and
+    ``tangent`` (their derivative does); None for all."""
+
+    value: list | None
+    tangent: list | None
+
+    def everything(self, n: int) -> "_Live":
+        """A loop body's: any output that matters makes every output matter."""
+        return _Live([any(self.value)] * n, [any(self.tangent)] * n)
+
+
+def _is_float_var(v) -> bool:
+    dtype = getattr(getattr(v, "aval", None), "dtype", None)
+    return dtype is not None and bool(jnp.issubdtype(dtype, jnp.floating))
+
+
+def _differentiated(jaxpr: Jaxpr, tangent_out: list[bool] | None) -> tuple[list[bool], set]:
+    """Backward: which equations' derivatives can reach those of the live outputs, and which
+    variables carry them — floating-point values, not through `stop_gradient`."""
+    if tangent_out is None:
+        tangent_out = [True] * len(jaxpr.outvars)
+    pairs = zip(jaxpr.outvars, tangent_out, strict=True)
+    live = {v for v, keep in pairs if keep and isinstance(v, Var) and _is_float_var(v)}
+    flags = [False] * len(jaxpr.eqns)
+    for i in range(len(jaxpr.eqns) - 1, -1, -1):
+        eqn = jaxpr.eqns[i]
+        if eqn.primitive.name == STOP_GRADIENT or not any(v in live for v in eqn.outvars):
+            continue
+        flags[i] = True
+        live.update(v for v in eqn.invars if isinstance(v, Var) and _is_float_var(v))
+    return flags, live
+
+
+def _flow(jaxpr, seeds, transfer, context, live_out: _Live, flows, outer):
     flags = {v: s for v, s in zip(jaxpr.invars, seeds, strict=True)}
 
     def read(v):
         return flags.get(v, 0) if isinstance(v, Var) else 0
 
-    live_eqns, live_vars = _liveness(jaxpr, live_out)
-    for eqn, live in zip(jaxpr.eqns, live_eqns, strict=True):
+    live_eqns, live_vars = _liveness(jaxpr, live_out.value, frozenset({STOP_GRADIENT}))
+    tangent_eqns, tangent_vars = _differentiated(jaxpr, live_out.tangent)
+    for eqn, live, tangent in zip(jaxpr.eqns, live_eqns, tangent_eqns, strict=True):
         ins = tuple(read(v) for v in eqn.invars)
-        out_live = [live and v in live_vars for v in eqn.outvars]
+        out_live = _Live([live and v in live_vars for v in eqn.outvars],
+                         [tangent and v in tangent_vars for v in eqn.outvars])  # fmt: skip
         outs = transfer(eqn, ins) if transfer is not None else None
         decides = 0
         if outs is None:
             inner = (*context, eqn.primitive.name)
             outs, decides = _flow_eqn(eqn, ins, transfer, inner, out_live, flows, (*outer, eqn))
-        flows.append(Flow(eqn, context, ins, tuple(outs), live, decides, outer))
+        flows.append(Flow(eqn, context, ins, tuple(outs), live, decides, outer, live and tangent))
         for v, f in zip(eqn.outvars, outs, strict=True):
             flags[v] = f
     return [read(v) for v in jaxpr.outvars]
 
 
-def _flow_eqn(eqn, ins, transfer, context, out_live, flows, outer):
+def _flow_eqn(eqn, ins, transfer, context, out_live: _Live, flows, outer):
     name = eqn.primitive.name
     union = functools.reduce(operator.or_, ins, 0)
-    everything = [any(out_live)] * len(eqn.outvars)
+    everything = out_live.everything(len(eqn.outvars))
     if name in CALL_PRIMITIVES:
         return _flow(call_jaxpr(eqn).jaxpr, list(ins), transfer, context, out_live, flows, outer), 0
     if name == "scan":
@@ -568,7 +616,7 @@ def _flow_eqn(eqn, ins, transfer, context, out_live, flows, outer):
         while True:
             trial = []
             (stop,) = _flow(p["cond_jaxpr"].jaxpr, [*cond_consts, *carry], transfer, context,
-                            [any(out_live)], trial, outer)  # fmt: skip
+                            _Live([any(out_live.value)], [False]), trial, outer)  # fmt: skip
             body = _flow(p["body_jaxpr"].jaxpr, [*body_consts, *carry], transfer,
                          context, everything, trial, outer)  # fmt: skip
             # A flagged trip count flags every output: how often the body ran depends on it.

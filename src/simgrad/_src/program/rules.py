@@ -58,6 +58,9 @@ class Kind:
 
     ``remedy_random`` replaces ``remedy`` where the value is downstream of a random draw
     (a threshold on a draw has an unbiased remedy: the score function).
+    ``through_derivative``: the defect is in the derivative (a kink's slope), not in the
+    value (a threshold's jump): it matters only where the derivative reaches the output
+    (`Flow.differentiated`), not where only the value does (``abs(x) > tol``).
     """
 
     name: str
@@ -65,6 +68,7 @@ class Kind:
     ad_returns: str
     remedy: str
     remedy_random: str = ""
+    through_derivative: bool = False
 
 
 _KINDS = (
@@ -74,7 +78,8 @@ _KINDS = (
     Kind("rounding", "rounding or integer cast (floor, ceil, round, sign, remainder, "
          "float → int)", "0 almost everywhere; the jumps are missed", _SMOOTH, _SCORE),
     Kind("kink", "kink (min, max, abs, relu, clip, a running maximum)",
-         "the slope of one side (an average of both at an exact tie)", _KINK_REMEDY),
+         "the slope of one side (an average of both at an exact tie)", _KINK_REMEDY,
+         through_derivative=True),
     Kind("discrete_choice", "discrete choice (argmax, argsort, sort, top_k)",
          "the derivative with the choice held fixed; changes of the choice are missed",
          "a relaxation (softmax, soft sort) or smoothing", _SCORE),
@@ -90,11 +95,11 @@ _KINDS = (
          "eigenvector derivatives divide by eigenvalue gaps: inf or NaN when two eigenvalues "
          "meet",
          "differentiate symmetric functions of a degenerate cluster (the sum or mean of its "
-         "eigenvalues), which are well defined"),
+         "eigenvalues), which are well defined", through_derivative=True),
     Kind("nan_where", "NaN through where: a singular function in a branch that where discards",
          "NaN where the discarded branch's derivative is infinite (0 · inf)",
          "the double-where trick: make the input safe first, "
-         "jnp.where(mask, jnp.log(jnp.where(mask, x, 1.0)), 0.0)"),
+         "jnp.where(mask, jnp.log(jnp.where(mask, x, 1.0)), 0.0)", through_derivative=True),
     Kind("nan_at_theta", "AD returns NaN or inf at θ: a function at its singular point",
          "NaN or inf", _TRAP_REMEDY),
     Kind("kink_at_theta", "kink at θ: the one-sided derivatives differ",
@@ -158,6 +163,19 @@ class Rule:
 def _float_operand(eqn: JaxprEqn) -> bool:
     dtype = getattr(getattr(eqn.invars[0], "aval", None), "dtype", None) if eqn.invars else None
     return dtype is not None and bool(jnp.issubdtype(dtype, np.floating))
+
+
+def _comparison(eqn: JaxprEqn) -> bool:
+    """A comparison that can flip as θ moves: floating-point operands, not a NaN test
+    (``x != x``) nor a comparison with an infinity (``abs(x) == inf``)."""
+    a, b = eqn.invars[0], eqn.invars[1]
+    if a is b:
+        return False
+    for v in (a, b):
+        value = getattr(v, "val", None)
+        if value is not None and not bool(np.all(np.isfinite(np.asarray(value)))):
+            return False
+    return _float_operand(eqn)
 
 
 def _float_to_int(eqn: JaxprEqn) -> bool:
@@ -584,12 +602,12 @@ _SINGULAR_OPERANDS = {"div": (1,), "rem": (1,), "atan2": (0, 1)}
 
 _RULES = [
     # Thresholds: a comparison decided by the tangents at a tie; relaxed to a sigmoid.
-    *[Rule(p, "threshold", one_sided=_compare_one_sided, tie=_tie_equal,
+    *[Rule(p, "threshold", one_sided=_compare_one_sided, tie=_tie_equal, applies=_comparison,
            relax=_compare_relax(sign))
       for p, sign in (("gt", 1), ("ge", 1), ("lt", -1), ("le", -1), ("lt_to", -1),
                       ("le_to", -1))],
     # Equality has no relaxation (a soft "x == y" is a bump, not a step).
-    *[Rule(p, "threshold", one_sided=_compare_one_sided, tie=_tie_equal)
+    *[Rule(p, "threshold", one_sided=_compare_one_sided, tie=_tie_equal, applies=_comparison)
       for p in ("eq", "ne", "eq_to")],
     # Rounding: each piece's value decided by the tangent at a jump.
     Rule("floor", "rounding", tie=_tie_on(_integer), relax=_RELAX_FLOOR,
@@ -676,7 +694,7 @@ def finding_rule(eqn: JaxprEqn) -> Rule | None:
 # are not the user's. Matched on the frames that emitted an equation, innermost first,
 # up to the user's own frame: (a fragment of the file's path, the function or "*").
 SMOOTH_LIBRARY = frozenset(
-    {("scipy/stats/norm.py", "*"), ("scipy/stats/logistic.py", "*"), ("special.py", "ndtr"),
+    {("special.py", "ndtr"),
      ("special.py", "_ndtr"), ("special.py", "log_ndtr"), ("special.py", "ndtri"),
      ("special.py", "_ndtri"), ("special.py", "logsumexp"), ("special.py", "xlogy"),
      ("special.py", "xlog1py"), ("special.py", "entr"), ("special.py", "logit"),
@@ -687,8 +705,13 @@ SMOOTH_LIBRARY = frozenset(
      ("functions.py", "softmax"), ("functions.py", "log_softmax"), ("functions.py", "silu"),
      ("functions.py", "gelu"), ("linalg.py", "expm"), ("linalg.py", "slogdet"),
      ("linalg.py", "cholesky"), ("linalg.py", "sqrtm"), ("linalg.py", "det"),
+     ("linalg.py", "pinv"), ("linalg.py", "lstsq"), ("jax/_src/scipy/stats/", "*"),
+     ("jax/experimental/ode.py", "*"), ("jax/_src/scipy/optimize/", "*"),
      ("/diffrax/", "*"), ("/equinox/internal/", "*"), ("/lineax/", "*"),
-     ("/optimistix/", "*"), ("optax/losses/_regression.py", "huber_loss"),
+     ("/optimistix/", "*"), ("equinox/nn/_normalisation.py", "*"),
+     ("optax/losses/_regression.py", "huber_loss"),
+     ("optax/losses/_regression.py", "cosine_similarity"),
+     ("optax/_src/numerics.py", "safe_norm"),
      ("simgrad/random.py", "*"), ("simgrad/relax/_soft.py", "*")}
 )  # fmt: skip
 SMOOTH_JITS = frozenset(
