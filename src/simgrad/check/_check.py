@@ -89,8 +89,9 @@ class Report:
         return write_html(self, path, direction=direction, n_samples=n_samples)
 
 
-def _validated(sim, theta, key):
-    """``(theta as arrays, key, traced program)`` after the checks every entry point makes."""
+def _validated(sim, theta, key, scalar: bool = True):
+    """``(theta as arrays, key, traced program)`` after the checks every entry point makes
+    (``scalar``: the output must be one floating-point number)."""
     if not callable(sim):
         raise TypeError(f"sim must be a function sim(theta, key) -> scalar, got {sim!r}.")
     key = jax.random.key(0) if key is None else key
@@ -123,6 +124,8 @@ def _validated(sim, theta, key):
                 "point you want checked."
             )
     program, out = jax.make_jaxpr(sim, return_shape=True)(theta, key)
+    if not scalar:
+        return theta, key, program
     if not hasattr(out, "shape") or out.shape != ():
         raise ValueError(
             f"sim must return a scalar, got {out}; reduce it (e.g. sum or mean) to the "
@@ -227,7 +230,11 @@ def check(
                                             stochastic))  # fmt: skip
         except Exception as error:  # noqa: BLE001 - a program forward mode cannot run
             notes.append(f"kinks at θ not measured: forward mode failed ({_first_line(error)})")
-    clusters = degenerate_clusters(program, theta, [key], eigen_tol)
+    try:
+        clusters = degenerate_clusters(program, theta, [key], eigen_tol)
+    except Exception as error:  # noqa: BLE001 - a program forward mode cannot run
+        clusters = []
+        notes.append(f"eigenvalue gaps not measured: {_first_line(error)}")
     for c in clusters:
         grad = ", ".join(f"{g:.6g}" for g in np.ravel(ravel_pytree(c.grad_sum)[0]))
         kind = FINDING_KINDS["degenerate_eigenvalues"]
@@ -256,12 +263,16 @@ def fd_hazards(sim: Callable, theta, key=None) -> list[str]:
     they return exactly 0 ± 0 when no draw changes within the step. Each line names the
     draw, its source line and what to use instead. An empty list: no such draw.
 
+    ``sim(theta, key)`` may return any pytree of arrays (a Jacobian target); ``theta`` is
+    validated as by `check` (finite floats); ``key`` defaults to ``jax.random.key(0)``.
+    Costs one trace and a static scan; nothing is compiled or run.
+
     Example:
         >>> import jax
         >>> fd_hazards(lambda t, k: jax.random.gamma(k, t), 2.0)[0].split(":")[0]
         'gamma at ...'
     """
-    theta, _, program = _validated(sim, theta, key)
+    theta, _, program = _validated(sim, theta, key, scalar=False)
     return scan(program, len(jax.tree.leaves(theta))).fd_hazards
 
 

@@ -25,7 +25,6 @@ loops and branches); `AtSites` acts at chosen places. See docs/program-core.md. 
 internals are confined to `_jax_compat.py`.
 """
 
-from ._jax_compat import source_line as source_line
 from .core import AtSites as AtSites
 from .core import Flow as Flow
 from .core import Interpretation as Interpretation

@@ -25,7 +25,6 @@ __all__ = [
     "jit_name",
     "Frame",
     "frames",
-    "source_line",
 ]
 
 # Primitives that apply one sub-jaxpr to their inputs, output for output. ``jit`` was named
@@ -139,12 +138,3 @@ def frames(eqn: JaxprEqn) -> list[Frame]:
         jax_own = not source_info_util.is_user_filename(f.file_name)
         out.append(Frame(f.file_name, f.start_line, f.function_name, jax_own))
     return out
-
-
-def source_line(eqn: JaxprEqn, skip: tuple[str, ...] = ()) -> tuple[str, int, str] | None:
-    """``(file, line, function)`` of the innermost frame outside JAX that emitted ``eqn``
-    (skipping files whose path ends with one of ``skip``), or None."""
-    for frame in frames(eqn):
-        if not frame.jax and not frame.file.endswith(skip):
-            return frame.file, frame.line, frame.function
-    return None

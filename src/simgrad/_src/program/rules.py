@@ -681,12 +681,6 @@ def rule_for(eqn: JaxprEqn) -> Rule | None:
     return None
 
 
-def finding_rule(eqn: JaxprEqn) -> Rule | None:
-    """The rule of ``eqn`` if the checker reports it (its kind is a finding kind)."""
-    rule = rule_for(eqn)
-    return rule if rule is not None and rule.kind in KINDS else None
-
-
 # --- library code ------------------------------------------------------------------------
 
 # Smooth library functions that branch or take a maximum inside (a range reduction, a
