@@ -223,3 +223,14 @@ def test_nan_at_theta_reaches_the_html_report_and_the_taylor_verdict(tmp_path):
     assert np.isnan(report.grad) and not report.clean
     page = pathlib.Path(report.to_html(tmp_path / "nan.html", n_samples=2)).read_text()
     assert "Taylor test failed: the gradient is not finite" in page and "Clean" not in page
+
+
+def test_a_jitted_helper_called_twice_is_two_places():
+    """_ramp(t - 1) + _ramp(2t - 2) at t = 1: both calls of one jitted max tie; the sides are
+    0 and 1 + 2 = 3 (this used to raise IndexError in the tie test)."""
+    from . import corpus
+
+    report = sg.check(corpus.shared_jit_helper, 1.0)
+    (kink,) = report.of_kind("kink_at_theta")
+    assert kink.primitive == "max" and kink.line == inspect.getsourcelines(corpus._ramp)[1] + 2
+    assert kink.detail.startswith("slope 0 from the left, 3 from the right along θ[0]")
