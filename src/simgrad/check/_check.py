@@ -269,8 +269,8 @@ def fd_hazards(sim: Callable, theta, key=None) -> list[str]:
 
     Example:
         >>> import jax
-        >>> fd_hazards(lambda t, k: jax.random.gamma(k, t), 2.0)[0].split(":")[0]
-        'gamma at ...'
+        >>> fd_hazards(lambda t, k: jax.random.gamma(k, t), 2.0)[0].split(" at ")[0]
+        'gamma'
     """
     theta, _, program = _validated(sim, theta, key, scalar=False)
     return scan(program, len(jax.tree.leaves(theta))).fd_hazards
