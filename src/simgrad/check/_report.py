@@ -25,6 +25,7 @@ table { border-collapse: collapse; width: 100%; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; }
 .clean { color: #1a7f37; font-weight: bold; }
+.fail { color: #b42318; font-weight: bold; }
 .kind { font-family: monospace; white-space: nowrap; }
 img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
 code.source { display: inline-block; margin-top: 0.3em; white-space: pre; background: #f6f8fa; }
@@ -78,11 +79,19 @@ def line_data(report, direction, n_samples: int, n_points: int = 161):
     ts = jnp.linspace(-width, width, n_points, dtype=x.dtype)
     keys = jax.random.split(report.key, n_samples) if report.stochastic else report.key[None]
 
-    def one(t, key):
+    def one(t, key, forward):
         g = lambda s: report.sim(unravel(x + s * h), key)  # noqa: E731
-        return jax.jvp(g, (t,), (jnp.ones_like(t),))
+        if forward:
+            return jax.jvp(g, (t,), (jnp.ones_like(t),))
+        return jax.value_and_grad(g)(t)  # a jax.custom_vjp (diffrax): reverse mode only
 
-    values, slopes = jax.vmap(lambda t: jax.vmap(lambda k: one(t, k))(keys))(ts)
+    def run(forward):
+        return jax.vmap(lambda t: jax.vmap(lambda k: one(t, k, forward))(keys))(ts)
+
+    try:
+        values, slopes = run(forward=True)
+    except TypeError:
+        values, slopes = run(forward=False)
     values = np.asarray(values)
     return np.asarray(ts), values.mean(1), np.asarray(slopes.mean(1)), values
 
@@ -113,6 +122,7 @@ def write_html(report, path, *, direction=None, n_samples: int = 256) -> str:
         if direction.shape != x.shape:
             raise ValueError(f"direction needs {x.size} entries (one per parameter).")
     images = []
+    verdict = ""  # why the Taylor test did not pass, if it did not
 
     along = _direction_label(report, direction)
     ts, values, slopes, per_draw = line_data(report, direction, n_samples)
@@ -163,23 +173,32 @@ def write_html(report, path, *, direction=None, n_samples: int = 256) -> str:
             "on a smooth path; a path that jumps adds (jump/2ε)² with probability ∝ ε, so the "
             "variance grows like 1/ε — without them, like 1/ε²."
         )
+    elif report.grad is None:
+        verdict = "Taylor test not run: AD cannot differentiate this program (see the notes)."
+        ax.text(0.5, 0.5, verdict, ha="center", va="center", transform=ax.transAxes, wrap=True)
+        caption = "Taylor test: not run"
     else:
-        grad = jax.jacfwd(lambda t: report.sim(t, report.key))(report.theta)  # while_loop-safe
-        result = taylor_test(lambda t: report.sim(t, report.key), report.theta, grad)
-        ax.loglog(result.eps, np.maximum(result.remainders, 1e-300), "o-", color="C0",
-                  label=f"|f(θ+εh) − f(θ) − ε∇f·h|, rate {result.rate:.2f}")  # fmt: skip
-        ref = np.asarray(result.eps) ** 2 * result.remainders[0] / result.eps[0] ** 2
-        ax.loglog(result.eps, ref, "--", color="0.5", label="ε² (a correct gradient)")
+        result = taylor_test(lambda t: report.sim(t, report.key), report.theta, report.grad)
+        verdict = "" if result.passed else f"Taylor test failed: {result.reason}."
+        if all(np.isfinite(result.remainders)):
+            ax.loglog(result.eps, np.maximum(result.remainders, 1e-300), "o-", color="C0",
+                      label=f"|f(θ+εh) − f(θ) − ε∇f·h|, rate {result.rate:.2f}")  # fmt: skip
+            ref = np.asarray(result.eps) ** 2 * result.remainders[0] / result.eps[0] ** 2
+            ax.loglog(result.eps, ref, "--", color="0.5", label="ε² (a correct gradient)")
+        else:  # nothing to draw: say why in the panel itself
+            ax.text(0.5, 0.5, verdict, ha="center", va="center", transform=ax.transAxes,
+                    wrap=True, color="C3")  # fmt: skip
         ax.set_ylabel("Taylor remainder")
-        ax.set_title("Taylor test of AD's gradient")
+        ax.set_title("Taylor test of AD's gradient" + ("" if result.passed else ": FAILED"))
         caption = "Taylor test: the remainder must fall like ε²"
     ax.set_xlabel("ε")
     ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     images.append((caption, _png(fig)))
 
     out = pathlib.Path(path)
-    out.write_text(_page(report, images), encoding="utf-8")
+    out.write_text(_page(report, images, verdict), encoding="utf-8")
     return str(out)
 
 
@@ -191,7 +210,7 @@ def _source(finding) -> str:
     return f"<br><code class='source'>{html.escape(text)}</code>" if text else ""
 
 
-def _page(report, images) -> str:
+def _page(report, images, verdict: str = "") -> str:
     esc = html.escape
     name = getattr(report.sim, "__qualname__", type(report.sim).__name__)
     theta = ", ".join(f"{v:.6g}" for v in np.ravel(ravel_pytree(report.theta)[0]))
@@ -202,9 +221,13 @@ def _page(report, images) -> str:
         f"<h1>simgrad check: <code>{esc(name)}</code></h1>",
         f"<p>θ = [{esc(theta)}]; {'stochastic' if report.stochastic else 'deterministic'}.</p>",
     ]
-    if report.clean:
+    if report.clean and not verdict:
         parts.append('<p class="clean">Clean: no non-differentiable dependence on θ found.</p>')
-    else:
+    elif report.clean:
+        parts.append("<p>No non-differentiable dependence on θ found.</p>")
+    if verdict:
+        parts.append(f'<p class="fail">{esc(verdict)}</p>')
+    if not report.clean:
         parts.append(f"<h2>{len(report.findings)} finding(s)</h2>")
         parts.append(
             "<table><tr><th>#</th><th>kind</th><th>where</th><th>what</th>"
@@ -224,6 +247,8 @@ def _page(report, images) -> str:
                 f"<td>{esc(f.ad_returns)}</td><td>{esc(f.remedy)}</td></tr>"
             )
         parts.append("</table>")
+    for note in report.notes:
+        parts.append(f"<p>Note: {esc(note)}</p>")
     parts.append("<h2>Plots</h2>")
     for i, (caption, png) in enumerate(images):
         parts.append(
