@@ -218,16 +218,9 @@ def _raise_if_failed(est: Estimate) -> None:
                 "(jax.config.update('jax_enable_x64', True))."
             )
     if n_bad_value or n_bad_grad:
-        if n_bad_value < 0:
-            n, what = "some", ""
-        else:
-            n = n_bad_value + n_bad_grad
-            what = (
-                f" (the value itself in {n_bad_value})" if n_bad_value else " (the gradient only)"
-            )
-        hint = est._hint if n_bad_grad and not n_bad_value else ""
-        message = _nonfinite_message(est.method, est.n_samples, n, hint)
-        raise SimulationError(message.format(what=what))
+        raise SimulationError(
+            failure_message(est.method, est.n_samples, n_bad_value, n_bad_grad, est._hint)
+        )
 
 
 def _leaf_name(structure, index: int) -> str:
@@ -295,7 +288,7 @@ def gradient(
             (``"mean"``, ``"loo"``, ``"ema"``, ``"cv"``) then couple the samples within a
             chunk only (said in ``Estimate.notes``).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, simgrad as sg
         >>> def sim(theta, key):                       # E[sim] = theta², gradient 2 theta
         ...     return (theta + jax.random.normal(key)) ** 2 - 1.0
@@ -655,6 +648,27 @@ def _refuse_hidden_draws(method, program) -> None:
             "sg.random.bernoulli(key, p) for jax.random.bernoulli(key, p)), which every "
             "estimator can score or perturb."
         )
+
+
+def failure_message(method: str, n_samples: int, n_bad_value, n_bad_grad, hint: str) -> str:
+    """The `SimulationError` text for counted failures (``n_bad_value = -1``: uncounted);
+    ``hint`` is the estimator's ``gradient_nan_hint``, used when only gradients failed."""
+    if n_bad_value < 0:
+        return _nonfinite_message(method, n_samples, "some").format(what="")
+    what = f" (the value itself in {n_bad_value})" if n_bad_value else " (the gradient only)"
+    hint = hint if n_bad_grad and not n_bad_value else ""
+    message = _nonfinite_message(method, n_samples, n_bad_value + n_bad_grad, hint)
+    return message.format(what=what)
+
+
+def count_failures(sim, theta, key, *, method, n_samples, batch_size=None) -> tuple[int, int]:
+    """``(n_bad_value, n_bad_grad)`` of a run that failed: the same samples run again,
+    counting (compiled once per simulator and estimator, like `gradient`). For callers that
+    run `estimate` inside their own compiled loop (`sg.optimize`) and must say how many
+    samples failed."""
+    runner = _runner(sim, method, n_samples, batch_size)
+    n_bad_value, n_bad_grad, _ = np.asarray(runner.count(runner.sim_arrays, theta, key).status)
+    return int(n_bad_value), int(n_bad_grad)
 
 
 def _nonfinite_message(method: str, n_samples: int, n, hint: str = "") -> str:

@@ -54,7 +54,7 @@ class FiniteDifference(AbstractEstimator):
             larger step.
         crn: share each sample's key between its perturbed runs.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, simgrad as sg
         >>> est = sg.gradient(lambda t, k: jnp.sin(1e6 * t), 3e-7, jax.random.key(0),
         ...                   method=sg.FiniteDifference(), n_samples=2)

@@ -25,7 +25,7 @@ class Pathwise(AbstractPerSampleEstimator):
             batched, whatever the number of outputs; cheaper than reverse for a few
             parameters (or many outputs) and no stored tape.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, simgrad as sg
         >>> sim = lambda t, k: t * jax.random.normal(k) ** 2   # E = t, dE/dt = 1
         >>> est = sg.gradient(sim, 2.0, jax.random.key(0), method=sg.Pathwise(),

@@ -230,7 +230,7 @@ class ScoreFunction(AbstractScoreEstimator):
             which reverse mode cannot differentiate). ``"auto"`` (default): forward when a
             draw sits inside a while loop, else reverse.
 
-    Example:
+    Examples:
         >>> import jax, simgrad as sg
         >>> def sim(rate, key):                     # E = rate² + rate, gradient 2 rate + 1
         ...     return sg.random.poisson(key, rate) ** 2

@@ -100,7 +100,7 @@ class StochasticTriples(AbstractEstimator):
     of draws through the accumulated score: only the one alternative's difference enters.
     Without discrete draws it is forward-mode AD, `sg.Pathwise(mode="forward")`.
 
-    Example:
+    Examples:
         >>> import jax, simgrad as sg
         >>> def sim(rate, key):                     # E = rate² + rate, gradient 2 rate + 1
         ...     return sg.random.poisson(key, rate) ** 2
