@@ -199,8 +199,8 @@ class Estimate(eqx.Module):
 def _raise_if_failed(est: Estimate) -> None:
     """`Estimate.raise_if_failed` (a function: equinox wraps methods, which is slow)."""
     status = est.status
-    if isinstance(status, jax.core.Tracer):
-        return
+    if isinstance(status, jax.core.Tracer) or not isinstance(status, jax.Array | np.ndarray):
+        return  # inside a trace (checked on the device), or shapes only (jax.eval_shape)
     try:
         n_bad_value, n_bad_grad, bad_leaf = np.asarray(status).tolist()
     except jax.errors.JaxRuntimeError as error:
