@@ -22,7 +22,7 @@ demo: $(VENV)/.installed-base
 	$(BIN)/simgrad demo
 
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=25
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run.py
