@@ -7,8 +7,9 @@ Prints one JSON document:
   `ode_gradient` method (its compiled call), what ``"auto"`` chose, and the same gradient
   hand-written with diffrax (``jax.value_and_grad`` through ``diffeqsolve``'s default
   adjoint; ``jax.jacfwd`` with ``ForwardMode``). All functions of one problem are timed
-  in turn in every round (interleaved) and the medians are reported, wall clock and
-  process CPU time (the CPU-time ratios are steadier on a loaded machine).
+  in turn in every round (interleaved; calls shorter than 5 ms repeated within a sample)
+  and the medians are reported, wall clock and process CPU time (the CPU-time ratios
+  are steadier on a loaded machine).
 - ``second_call``: the wall time of a whole `ode_gradient` call, the first (which
   compiles) and the second with new values of the same shapes (which must not).
 - ``profile``: where the gradient's time goes, per problem: the same diffrax solve
@@ -106,17 +107,23 @@ PROBLEMS = {
 
 
 def interleaved(fns: dict, repeats: int = REPEATS) -> dict:
-    """Median wall and process-CPU seconds of each ``fn()``, all timed in turn per round."""
-    for fn in fns.values():
+    """Median wall and process-CPU seconds per call of each ``fn()``, all timed in turn
+    in every round; a function faster than 5 ms is called several times per sample."""
+    calls = {}
+    for name, fn in fns.items():
         jax.block_until_ready(fn())
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        calls[name] = max(1, math.ceil(5e-3 / (time.perf_counter() - start)))
     wall = {name: [] for name in fns}
     cpu = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             w, c = time.perf_counter(), time.process_time()
-            jax.block_until_ready(fn())
-            cpu[name].append(time.process_time() - c)
-            wall[name].append(time.perf_counter() - w)
+            for _ in range(calls[name]):
+                jax.block_until_ready(fn())
+            cpu[name].append((time.process_time() - c) / calls[name])
+            wall[name].append((time.perf_counter() - w) / calls[name])
     return {n: (statistics.median(wall[n]), statistics.median(cpu[n])) for n in fns}
 
 
@@ -209,7 +216,7 @@ def second_call(problem, theta) -> dict:
     return row
 
 
-def thunks_per_call(fn, calls: int = 3) -> float:
+def thunks_per_call(fn, calls: int = 1) -> float:
     """XLA:CPU operations (thunks) executed per call, from a perfetto trace of jax.profiler."""
     jax.block_until_ready(fn())
     with tempfile.TemporaryDirectory() as directory:
@@ -226,10 +233,11 @@ def thunks_per_call(fn, calls: int = 3) -> float:
     return len(thunks) / calls
 
 
-def profile(problem, theta, ablation: bool = False) -> dict:
+def profile(problem, theta, ablation: bool = False, count_thunks: bool = True) -> dict:
     """Where the gradient's time goes: the same diffrax solve differentiated each way, its
     time and the XLA:CPU operations it runs per call, against the forward solve.
-    ``ablation`` adds the discrete adjoint with 8 and 1000 checkpoints."""
+    ``ablation`` adds the discrete adjoint with 8 and 1000 checkpoints; ``count_thunks``
+    off skips the trace (Robertson's hundreds of steps make a trace of gigabytes)."""
 
     def grad_with(adjoint):
         run = lambda th: problem.objective(_diffeqsolve(problem, th, adjoint).ys[-1], th)  # noqa: E731
@@ -257,7 +265,7 @@ def profile(problem, theta, ablation: bool = False) -> dict:
     base_wall, base_cpu = times["forward_solve"]
     for key, f in variants.items():
         try:
-            thunks = thunks_per_call(lambda f=f: f(theta))
+            thunks = thunks_per_call(lambda f=f: f(theta)) if count_thunks else None
         except Exception as error:  # the profiler is optional: keep the timings
             thunks = f"profiler failed: {type(error).__name__}"
         wall, cpu = times[key]
@@ -322,19 +330,30 @@ def memory_against_steps():
 
 def main():
     problems = {name: (label, f(), th()) for name, (label, f, th) in PROBLEMS.items()}
+    sections = {
+        "second_call": lambda: {n: second_call(p, th) for n, (_, p, th) in problems.items()},
+        "ratios": lambda: [ratios(n, label, p, th) for n, (label, p, th) in problems.items()],
+        "profile": lambda: {
+            name: profile(
+                factory(),
+                theta(),
+                ablation=name == "lotka_volterra",
+                count_thunks=name != "robertson",
+            )
+            for name, (_, factory, theta) in PROBLEMS.items()
+        },
+        "ratio_vs_state_size": ratio_vs_state_size,
+        "memory_vs_steps": memory_against_steps,
+    }
     report = {
         "benchmark": "adjoint",
         "environment": environment() | {"xla_flags": os.environ.get("XLA_FLAGS", "")},
         "goal": "gradient / forward solve <= 5 where parameters are few (issue 16); <= 3 (issue 7)",
-        "second_call": {n: second_call(p, th) for n, (_, p, th) in problems.items()},
-        "ratios": [ratios(n, label, p, th) for n, (label, p, th) in problems.items()],
-        "profile": {
-            name: profile(factory(), theta(), ablation=name == "lotka_volterra")
-            for name, (_, factory, theta) in PROBLEMS.items()
-        },
-        "ratio_vs_state_size": ratio_vs_state_size(),
-        "memory_vs_steps": memory_against_steps(),
     }
+    for name, section in sections.items():
+        start = time.perf_counter()
+        report[name] = section()
+        print(f"# {name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     print(json.dumps(report, indent=1))
 
 

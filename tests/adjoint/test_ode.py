@@ -15,6 +15,7 @@ import pytest
 
 import simgrad as sg
 from simgrad.adjoint import ODEProblem, ode_gradient, taylor_test
+from simgrad.adjoint._ode import _choose
 
 METHODS = ("forward", "discrete", "continuous", "interpolated")
 
@@ -39,6 +40,14 @@ THETA = {"a": jnp.array(0.4), "b": jnp.array(0.7)}
 
 def exact_linear(p):
     return _mixed_objective(jax.scipy.linalg.expm(3.0 * _matrix(p)) @ LINEAR.y0, p)
+
+
+def _decay_field(t, y, p):
+    return -jnp.sum(p["k"]) * y
+
+
+def _scaled_first(y, p):
+    return p["c"] * y[0]
 
 
 def _general_field(t, y, m):
@@ -93,13 +102,24 @@ def test_wrong_gradient_fails_taylor():
 
 def test_auto_chooses_forward_for_few_parameters_and_reverse_for_many():
     few = ode_gradient(LINEAR, THETA)
-    assert few.adjoint == "forward" and "2 parameter(s) <= 8" in few.reason
+    assert few.adjoint == "forward" and "p = 2 parameters, n = 2 states" in few.reason
     many = ode_gradient(GENERAL, M)
-    assert many.adjoint == "discrete" and "9 parameters > 8" in many.reason
+    assert many.adjoint == "discrete" and "up to p = 8 at this n" in many.reason
     exact = jax.grad(lambda m: jnp.sum(jax.scipy.linalg.expm(m) @ GENERAL.y0))(M)
     assert jnp.allclose(many.grad, exact, rtol=1e-6, atol=1e-12)
     # a small problem's every step fits in memory: the discrete adjoint stores them all
     assert "every step stored" in many.reason
+
+
+def test_auto_keeps_forward_mode_for_fewer_parameters_on_large_states():
+    """Above 512 state entries a tangent costs 2–3 forward solves: forward up to p = 2."""
+
+    def choose(states, parameters):
+        problem = ODEProblem(_decay_field, jnp.ones(states), 0.0, 1.0, _scaled_first)
+        return _choose(problem, {"k": jnp.ones(parameters - 1), "c": jnp.array(1.0)})[0]
+
+    assert [choose(512, p) for p in (2, 8, 9)] == ["forward", "forward", "discrete"]
+    assert [choose(513, p) for p in (2, 3)] == ["forward", "discrete"]
 
 
 def test_fixed_steps_modes_agree_and_second_call_does_not_recompile():

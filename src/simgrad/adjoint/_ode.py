@@ -128,7 +128,12 @@ class ODEGradient(eqx.Module):
 
 FORWARD_MAX_PARAMETERS = 8
 """``adjoint="auto"`` uses forward-mode sensitivities up to this many parameters (scalars
-in ``theta``), reverse mode (``"discrete"``) above it (see `ode_gradient`)."""
+in ``theta``) on a state of at most `FORWARD_MAX_STATES` entries, and up to 2 on a larger
+one; reverse mode (``"discrete"``) otherwise (see `ode_gradient`)."""
+
+FORWARD_MAX_STATES = 512
+"""Above this many state entries a tangent costs about 2–3 forward solves instead of
+0.5–1 (measured on CPU), so ``"auto"`` keeps forward mode for at most 2 parameters."""
 
 
 def _forward(problem: ODEProblem, theta: Theta, checkpoints: int | None):
@@ -269,17 +274,18 @@ def _checkpoints(problem: ODEProblem, checkpoints: int | None) -> tuple[int | No
     return None, "binomial checkpointing, ~sqrt(2 max_steps) checkpoints"
 
 
-def _choose(theta: Theta) -> tuple[str, str]:
+def _choose(problem: ODEProblem, theta: Theta) -> tuple[str, str]:
+    """``"auto"``: forward mode costs about ``1 + c p`` forward solves (``c`` from 0.5 on
+    small states to 3 on large ones), reverse mode 4–13 whatever ``p`` (CPU, measured by
+    benchmarks/bench_adjoint.py)."""
     p = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(theta))
-    if p <= FORWARD_MAX_PARAMETERS:
-        return "forward", (
-            f"auto: {p} parameter(s) <= {FORWARD_MAX_PARAMETERS}: forward-mode sensitivities "
-            f"(one solve carrying {p} tangent(s), about (1 + p) forward solves)"
-        )
-    return "discrete", (
-        f"auto: {p} parameters > {FORWARD_MAX_PARAMETERS}: reverse mode through the solver "
-        "(one backward pass whatever the number of parameters)"
-    )
+    n = int(problem.y0.size)
+    limit = FORWARD_MAX_PARAMETERS if n <= FORWARD_MAX_STATES else 2
+    size = f"auto: p = {p} parameters, n = {n} states"
+    rule = f"(forward mode up to p = {limit} at this n)"
+    if p <= limit:
+        return "forward", f"{size}: forward-mode sensitivities, one solve with p tangents {rule}"
+    return "discrete", f"{size}: reverse mode through the solver, one backward pass {rule}"
 
 
 def ode_gradient(
@@ -293,13 +299,15 @@ def ode_gradient(
     r"""The gradient $\nabla_\theta J(y(t_1; \theta), \theta)$ of an ODE simulator.
 
     - ``"auto"`` (the default): ``"forward"`` when ``theta`` holds at most
-      `FORWARD_MAX_PARAMETERS` (8) scalars, ``"discrete"`` otherwise; the result's
-      ``adjoint`` and ``reason`` say which was used and why.
+      `FORWARD_MAX_PARAMETERS` (8) scalars and the state at most `FORWARD_MAX_STATES`
+      (512) entries, or at most 2 scalars on a larger state; ``"discrete"`` otherwise.
+      The result's ``adjoint`` and ``reason`` say which was used and why.
     - ``"forward"`` (forward-mode sensitivities): $s_i = \partial y/\partial\theta_i$
       carried along the solve, $\dot s_i = \partial_y f\, s_i + \partial_{\theta_i} f$,
       by `jax.jacfwd` through the solver (diffrax's ``ForwardMode``). Exact for the
-      computed $J$, no storage, and about $(1 + p)$ forward solves for $p$ parameters,
-      in one loop: the cheapest choice for few parameters.
+      computed $J$, no storage, one loop, and about $1 + c\,p$ forward solves for $p$
+      parameters ($c \approx 0.5$–$1$ on small states, 2–3 on states of thousands of
+      entries, on CPU): the cheapest choice for few parameters.
     - ``"discrete"`` (discretise-then-differentiate): reverse-mode AD through the solver's
       steps, with diffrax's ``RecursiveCheckpointAdjoint`` (every step stored, or binomial
       checkpointing: see ``checkpoints``). It is the exact gradient of the computed $J$:
@@ -360,7 +368,7 @@ def ode_gradient(
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 0:
         raise ValueError(f"repeats={repeats!r}: a non-negative int.")
     theta = _check_theta(theta)
-    method, reason = _choose(theta) if adjoint == "auto" else (adjoint, "requested")
+    method, reason = _choose(problem, theta) if adjoint == "auto" else (adjoint, "requested")
     if method == "discrete":
         checkpoints, stored = _checkpoints(problem, checkpoints)
         reason = f"{reason}; {stored}"
