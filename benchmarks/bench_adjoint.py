@@ -17,8 +17,10 @@ Prints one JSON document:
   default checkpoints, backsolve), its time and the XLA:CPU operations (thunks) it runs
   per call, counted from a `jax.profiler` trace; on Lotka–Volterra also 8 and 1000
   checkpoints.
-- ``ratio_vs_state_size`` and ``memory_vs_steps`` (XLA's temporary-buffer size of the
-  compiled call, deterministic on CPU).
+- ``ratio_vs_state_size``; ``forward_mode_vs_parameters`` (forward against reverse mode
+  for 1–8 parameters on 256 and 16,384 states: the evidence for ``"auto"``'s rule); and
+  ``memory_vs_steps`` (XLA's temporary-buffer size of the compiled call, deterministic
+  on CPU).
 
 XLA runs single-threaded (``--xla_cpu_multi_thread_eigen=false
 intra_op_parallelism_threads=1``, set below unless ``XLA_FLAGS`` is already set), so that
@@ -301,6 +303,48 @@ def ratio_vs_state_size() -> list:
     return rows
 
 
+def heterogeneous_chain(size: int, couplings: int):
+    """The oscillator chain with ``couplings`` coupling constants (theta), one per block."""
+
+    def field(t, y, k):
+        q, v = y[:size], y[size:]
+        laplacian = jnp.roll(q, 1) - 2 * q + jnp.roll(q, -1)
+        return jnp.concatenate([v, jnp.repeat(k, size // couplings) * laplacian - 0.3 * q**3])
+
+    q0 = jnp.sin(jnp.linspace(0.0, 2 * jnp.pi, size, endpoint=False))
+    y0 = jnp.concatenate([q0, jnp.zeros(size)])
+    return sg.adjoint.ODEProblem(field, y0, 0.0, 10.0, lambda y, k: jnp.sum(y[:size] ** 2))
+
+
+def forward_mode_vs_parameters() -> list:
+    """Forward mode against reverse mode as the parameters grow, on a small and a large
+    state: the evidence for ``"auto"``'s rule."""
+    rows = []
+    for size in (128, 1024) if QUICK else (128, 8192):
+        for couplings in (1, 2, 4, 8):
+            problem = heterogeneous_chain(size, couplings)
+            theta = jnp.linspace(0.4, 0.6, couplings)
+            forward = jax.jit(problem.__call__)
+            fns = {"forward_solve": lambda f=forward, th=theta: f(th)}
+            for method in ("forward", "discrete"):
+                sg.adjoint.ode_gradient(problem, theta, method)
+                compiled, arrays, _ = _compiled(method, problem, theta, None)
+                fns[method] = lambda c=compiled, a=arrays: c.call(*a)
+            times = interleaved(fns, repeats=max(3, REPEATS // 3))
+            cpu = times["forward_solve"][1]
+            rows.append(
+                {
+                    "states": 2 * size,
+                    "parameters": couplings,
+                    "forward_solve_ms": round(1e3 * times["forward_solve"][0], 3),
+                    "forward_over_forward_cpu_time": round(times["forward"][1] / cpu, 2),
+                    "discrete_over_forward_cpu_time": round(times["discrete"][1] / cpu, 2),
+                    "auto_chose": sg.adjoint.ode_gradient(problem, theta).adjoint,
+                }
+            )
+    return rows
+
+
 def memory_against_steps():
     theta = jnp.array([0.5, 0.3])
     variants = {
@@ -343,6 +387,7 @@ def main():
             for name, (_, factory, theta) in PROBLEMS.items()
         },
         "ratio_vs_state_size": ratio_vs_state_size,
+        "forward_mode_vs_parameters": forward_mode_vs_parameters,
         "memory_vs_steps": memory_against_steps,
     }
     report = {

@@ -1,4 +1,5 @@
-"""ODE gradients through diffrax: discretise-then-differentiate versus the continuous adjoint."""
+"""ODE gradients through diffrax: forward sensitivities, discretise-then-differentiate, and the
+continuous adjoint."""
 
 import collections
 import math
