@@ -2,6 +2,8 @@
 continuous adjoint."""
 
 import collections
+import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -34,7 +36,7 @@ class ODEProblem(eqx.Module):
         n_steps: a constant number of steps, or ``None`` for adaptive stepping.
         max_steps: the most steps an adaptive solve may take (memory is sized by it).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, simgrad as sg
         >>> decay = sg.adjoint.ODEProblem(lambda t, y, k: -k * y, jnp.array([1.0]), 0.0, 1.0,
         ...                               lambda y, k: y[0])
@@ -345,7 +347,7 @@ def ode_gradient(
             and the reverse pass recomputes the rest.
         repeats: extra timed calls; ``seconds`` is the best of ``1 + repeats``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, simgrad as sg
         >>> decay = sg.adjoint.ODEProblem(lambda t, y, k: -k * y, jnp.array([1.0]), 0.0, 1.0,
         ...                               lambda y, k: y[0])
@@ -381,7 +383,8 @@ def ode_gradient(
     for _ in range(1 + repeats):
         start = time.perf_counter()
         try:
-            value, grad = jax.block_until_ready(compiled.call(*leaves))
+            with _quiet_callback_failures():
+                value, grad = jax.block_until_ready(compiled.call(*leaves))
         except jax.errors.JaxRuntimeError as error:
             raise _solve_failed(method, error) from None
         best = min(best, time.perf_counter() - start)
@@ -394,6 +397,18 @@ def ode_gradient(
         compile_seconds=compile_seconds,
         temp_bytes=compiled.temp_bytes,
     )
+
+
+@contextlib.contextmanager
+def _quiet_callback_failures():
+    """Hold back JAX's log of a failing `pure_callback` (diffrax's run-time checks raise
+    through one): the RuntimeError raised below says what failed, in one line."""
+    logger = logging.getLogger("jax._src.callback")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
 
 
 def _solve_failed(method: str, error: Exception) -> RuntimeError:
@@ -459,7 +474,7 @@ def robertson(
 
     It needs float64 (nine decades of rates, ``atol=1e-12``): enable it first.
 
-    Example:
+    Examples:
         >>> import jax, simgrad as sg
         >>> jax.config.update("jax_enable_x64", True)
         >>> problem = sg.adjoint.robertson(t1=10.0)
