@@ -127,7 +127,7 @@ def test_shapes_broadcast(key):
         (lambda k: R.gamma(k, -2.0), "must be positive"),
         (lambda k: R.geometric(k, 0.0), r"p must be in \(0, 1\]"),
         (lambda k: R.binomial(k, 2.5, 0.5), "whole number"),
-        (lambda k: R.uniform(k, 1.0, 1.0), "maxval must exceed minval"),
+        (lambda k: R.uniform(k, 1.0, 1.0), "maxval must be greater than minval"),
     ],
 )
 def test_invalid_parameters_raise_when_concrete(call, match, key):

@@ -14,7 +14,7 @@ from jax import lax
 import simgrad as sg
 from simgrad._src.program import evaluate, trace
 from simgrad._src.program.triples import Triple, Triples
-from simgrad.estimators.stochastic_triples import PROPOSALS
+from simgrad._src.program.sites import DISTRIBUTIONS
 
 N = 20_000
 
@@ -235,7 +235,7 @@ def test_interpretation_without_proposals_is_forward_mode_on_each_path(key):
         return x
 
     program = trace(sim, 0.7, key)
-    interp = Triples({}, key, jnp.float64)
+    interp = Triples(key, jnp.float64, propose=False)
     state = interp.initial_state()
     args = [Triple(jnp.asarray(0.7), jnp.asarray(1.0), None, state.tag)]
     args.append(Triple(key, None, None, state.tag))
@@ -244,4 +244,5 @@ def test_interpretation_without_proposals_is_forward_mode_on_each_path(key):
     np.testing.assert_allclose(out.primal, value, rtol=1e-12)
     np.testing.assert_allclose(out.tangent, tangent, rtol=1e-12)
     assert out.alt is None and float(state.weight) == 0.0  # nothing computed twice
-    assert set(PROPOSALS) == {"bernoulli", "binomial", "poisson", "geometric", "categorical"}
+    with_proposals = {name for name, d in DISTRIBUTIONS.items() if d.proposal is not None}
+    assert with_proposals == {name for name, d in DISTRIBUTIONS.items() if d.discrete} - {"randint"}

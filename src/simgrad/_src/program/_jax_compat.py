@@ -96,7 +96,11 @@ def bind(eqn: JaxprEqn, invals: list) -> list:
 # ones have a zero pathwise derivative.
 JAX_RANDOM_DISCRETE = frozenset({"_bernoulli", "_randint", "_poisson", "_binomial", "_geometric"})
 JAX_RANDOM_JITS = JAX_RANDOM_DISCRETE | frozenset(
-    {"_uniform", "_normal", "_gumbel", "_exponential", "_gamma", "_beta", "_truncated_normal"}
+    {
+        *("_uniform", "_normal", "_gumbel", "_exponential", "_gamma", "_beta"),
+        *("_truncated_normal", "_dirichlet", "_t", "_laplace", "_weibull_min"),
+        *("_multivariate_normal", "_cauchy", "_logistic", "_chisquare"),
+    }
 )
 
 
