@@ -13,8 +13,8 @@ from jax import lax
 
 import simgrad as sg
 from simgrad._src.program import evaluate, trace
-from simgrad._src.program.triples import Triple, Triples
 from simgrad._src.program.sites import DISTRIBUTIONS
+from simgrad._src.program.triples import Triple, Triples
 
 N = 20_000
 

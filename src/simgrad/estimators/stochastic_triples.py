@@ -36,8 +36,9 @@ class StochasticTriples(AbstractEstimator):
     θ-dependent ``n`` is refused), `categorical` (logits or probabilities) and
     `multinomial` draws, whatever $f$ does with them (thresholds, `jnp.where`,
     `lax.cond`, loops whose trip count depends on a draw), and for continuous
-    reparameterised draws (the pathwise part). Compared with the score function its variance does not grow with the number
-    of draws through the accumulated score: only the one alternative's difference enters.
+    reparameterised draws (the pathwise part). Compared with the score function its
+    variance does not grow with the number of draws through the accumulated score: only
+    the one alternative's difference enters.
     Without discrete draws it is forward-mode AD, `sg.Pathwise(mode="forward")`.
 
     Example:

@@ -48,10 +48,10 @@ from ._continuous import (
     LOGNORMAL,
     MULTIVARIATE_NORMAL,
     NORMAL,
-    T,
     TRUNCATED_NORMAL,
     UNIFORM,
     WEIBULL_MIN,
+    T,
 )
 from ._discrete import (
     BERNOULLI,
