@@ -236,7 +236,8 @@ def _samplable(xp, upper, ps):
     dtype's smallest normal number (so that the inverse CDF can sample it)."""
     _, _, hi = _standard_bounds(ps["lower"], upper, ps["loc"], ps["scale"])
     info = jnp.finfo(jnp.result_type(upper))
-    return (upper > ps["lower"]) & (ndtr(hi) * info.eps > 1e6 * info.tiny)
+    mass = (ps["scale"] <= 0) | (ndtr(hi) * info.eps > 1e6 * info.tiny)  # scale: its own check
+    return (upper > ps["lower"]) & mass
 
 
 TRUNCATED_NORMAL = family(

@@ -244,6 +244,9 @@ def _categorical_moves(x, prob, dprob):
 
 def _categorical_logits_proposal(x, params, dparams):
     (logits,), (dlogits,) = params, dparams
+    # A masked category (logit -inf) stays masked whatever its tangent, which may be NaN
+    # when the mask was made as log(0).
+    dlogits = jnp.where(logits == -jnp.inf, 0, dlogits)
     prob, dprob = jax.jvp(lambda z: jax.nn.softmax(z, axis=-1), (logits,), (dlogits,))
     return _categorical_moves(x, prob, dprob)
 

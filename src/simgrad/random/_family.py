@@ -203,4 +203,6 @@ def draw(d: Distribution, fn: str, key, params: dict, shape, dtype):
         raise ValueError(f"simgrad.random.{fn}: {error}") from None
     shape = _batch_shape(fn, d, arrays, shape)
     values = _validate(fn, d, arrays)
+    # A count is not a parameter to differentiate: no estimator sees a derivative in it.
+    values = [jax.lax.stop_gradient(v) if p.count else v for p, v in zip(d.params, values)]
     return _SITES[d.name](key, *values, shape=shape, dtype=dtype)
