@@ -22,6 +22,7 @@ import scipy.stats as st
 from jax.scipy.special import gammaln, ndtr
 
 import simgrad as sg
+from simgrad._src.program import output_depends_on
 from simgrad._src.program.sites import DISTRIBUTIONS
 
 R = sg.random
@@ -110,16 +111,20 @@ ROWS = {
         R.lognormal,
         dict(mu=0.1, sigma=0.4),
         lambda x: x + 0.2 * x**2,
-        lambda p: jnp.exp(p["mu"] + p["sigma"] ** 2 / 2)
-        + 0.2 * jnp.exp(2 * p["mu"] + 2 * p["sigma"] ** 2),
+        lambda p: (
+            jnp.exp(p["mu"] + p["sigma"] ** 2 / 2)
+            + 0.2 * jnp.exp(2 * p["mu"] + 2 * p["sigma"] ** 2)
+        ),
         dict(sigma=0.0),
     ),
     "uniform": Row(
         R.uniform,
         dict(minval=-0.5, maxval=1.5),
         lambda x: x + 0.5 * x**2,
-        lambda p: (p["minval"] + p["maxval"]) / 2
-        + 0.5 * (p["minval"] ** 2 + p["minval"] * p["maxval"] + p["maxval"] ** 2) / 3,
+        lambda p: (
+            (p["minval"] + p["maxval"]) / 2
+            + 0.5 * (p["minval"] ** 2 + p["minval"] * p["maxval"] + p["maxval"] ** 2) / 3
+        ),
         dict(maxval=-0.5),
     ),
     "exponential": Row(
@@ -140,8 +145,10 @@ ROWS = {
         R.beta,
         dict(a=1.5, b=2.5),
         lambda x: x + x**2,
-        lambda p: p["a"] / (p["a"] + p["b"])
-        + p["a"] * (p["a"] + 1) / ((p["a"] + p["b"]) * (p["a"] + p["b"] + 1)),
+        lambda p: (
+            p["a"] / (p["a"] + p["b"])
+            + p["a"] * (p["a"] + 1) / ((p["a"] + p["b"]) * (p["a"] + p["b"] + 1))
+        ),
         dict(a=0.0, b=-2.0),
     ),
     "dirichlet": Row(
@@ -149,9 +156,7 @@ ROWS = {
         dict(alpha=np.array([1.2, 0.8, 2.0])),
         lambda x: x[0] + 2 * x[1] + x[0] ** 2,
         lambda p: (
-            (a := p["alpha"])[0] / (s := a.sum())
-            + 2 * a[1] / s
-            + a[0] * (a[0] + 1) / (s * (s + 1))
+            (a := p["alpha"])[0] / (s := a.sum()) + 2 * a[1] / s + a[0] * (a[0] + 1) / (s * (s + 1))
         ),
         dict(alpha=np.array([1.0, 0.0, 1.0])),
     ),
@@ -173,8 +178,10 @@ ROWS = {
         R.weibull_min,
         dict(scale=1.2, concentration=1.8),
         lambda x: x + 0.2 * x**2,
-        lambda p: p["scale"] * jnp.exp(gammaln(1 + 1 / p["concentration"]))
-        + 0.2 * p["scale"] ** 2 * jnp.exp(gammaln(1 + 2 / p["concentration"])),
+        lambda p: (
+            p["scale"] * jnp.exp(gammaln(1 + 1 / p["concentration"]))
+            + 0.2 * p["scale"] ** 2 * jnp.exp(gammaln(1 + 2 / p["concentration"]))
+        ),
         dict(scale=-1.0, concentration=0.0),
     ),
     "truncated_normal": Row(
@@ -196,9 +203,7 @@ ROWS = {
         dict(scale_tril=np.array([[1.0, 0.0], [0.4, -0.8]])),
     ),
     # --- discrete ---
-    "bernoulli": Row(
-        R.bernoulli, dict(p=0.35), lambda x: x, lambda p: p["p"], dict(p=1.5)
-    ),
+    "bernoulli": Row(R.bernoulli, dict(p=0.35), lambda x: x, lambda p: p["p"], dict(p=1.5)),
     "categorical": Row(
         lambda key, logits: R.categorical(key, _masked_logits(logits)),
         dict(logits=np.array([0.2, 0.9, -0.4, 0.5, 0.1])),
@@ -251,7 +256,7 @@ ROWS = {
         dict(n=6.0, probs=np.array([0.2, 0.5, 0.3, 0.4])),
         lambda x: jnp.sum(x * jnp.asarray(PROB_VALUES, x.dtype)) + 0.1 * x[0] * x[1],
         lambda p: (
-            6 * jnp.sum((q := p["probs"] * PROB_MASK / jnp.sum(p["probs"] * PROB_MASK)) * PROB_VALUES)
+            6 * jnp.sum((q := _masked(p["probs"]) / jnp.sum(_masked(p["probs"]))) * PROB_VALUES)
             + 0.1 * 30 * q[0] * q[1]
         ),
         dict(n=2.5, probs=np.array([0.0, 0.0, 0.0, 0.0])),
@@ -265,8 +270,9 @@ ROWS = {
     ),
     # binomial's n and randint's bounds are counts: every estimator's derivative is zero
     "counts": Row(
-        lambda key, n, minval, maxval: R.binomial(key, n, 0.4)
-        + R.randint(jax.random.fold_in(key, 1), minval, maxval),
+        lambda key, n, minval, maxval: (
+            R.binomial(key, n, 0.4) + R.randint(jax.random.fold_in(key, 1), minval, maxval)
+        ),
         dict(n=5.0, minval=-1.0, maxval=4.0),
         lambda x: x + 0.1 * x**2,
         # X = B + U, B ~ Bin(5, 0.4), U uniform on {-1, …, 3}: E X = 2 + 1, E X² = E B² + 2·2·1 + 3
@@ -358,6 +364,14 @@ def test_unbiased_for_every_family_it_claims(method, key):
             if np.any(np.abs(got - want) > 4 * se + rounding * (1 + np.abs(want))):
                 failures.append(f"{name}.{p}: {got} ± {se}, exact {want}")
     assert not failures, failures
+
+
+@pytest.mark.parametrize("name", [n for n, d in DISTRIBUTIONS.items() if d.discrete])
+def test_discrete_draws_have_no_pathwise_derivative(name, key):
+    # Structurally: the draw's tangent is a symbolic zero (its sampler stops gradients).
+    row = ROWS[name]
+    draw = lambda params: row.stat(row.draw(key, **params))  # noqa: E731
+    assert output_depends_on(draw, (_cast(row.params, jnp.float64),)) == [False]
 
 
 # --- log-probabilities: the right density, finite gradients at the edges ------------------
@@ -469,9 +483,7 @@ INVALID = [(name, p, v) for name, row in ROWS.items() for p, v in row.invalid.it
 @pytest.mark.parametrize("name, param, bad", INVALID)
 def test_invalid_parameter_is_named_with_its_valid_range(name, param, bad, key):
     row = ROWS[name]
-    constraint = next(
-        p.valid for p in DISTRIBUTIONS[row.family or name].params if p.name == param
-    )
+    constraint = next(p.valid for p in DISTRIBUTIONS[row.family or name].params if p.name == param)
     params = {**row.params, param: bad}
     with pytest.raises(ValueError) as error:
         row.draw(key, **params)

@@ -347,7 +347,8 @@ REWARDS = jnp.array(
 
 
 def _policy_logits(theta, state, mask):
-    return jnp.where(mask, theta["logits"] + theta["w"] * state * jnp.arange(K, dtype=theta["w"].dtype), -jnp.inf)
+    feature = state * jnp.arange(K, dtype=theta["w"].dtype)
+    return jnp.where(mask, theta["logits"] + theta["w"] * feature, -jnp.inf)
 
 
 def _episode(theta, key, how):

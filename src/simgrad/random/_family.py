@@ -204,5 +204,7 @@ def draw(d: Distribution, fn: str, key, params: dict, shape, dtype):
     shape = _batch_shape(fn, d, arrays, shape)
     values = _validate(fn, d, arrays)
     # A count is not a parameter to differentiate: no estimator sees a derivative in it.
-    values = [jax.lax.stop_gradient(v) if p.count else v for p, v in zip(d.params, values)]
+    values = [
+        jax.lax.stop_gradient(v) if p.count else v for p, v in zip(d.params, values, strict=True)
+    ]
     return _SITES[d.name](key, *values, shape=shape, dtype=dtype)
