@@ -459,6 +459,8 @@ EDGES = [
     ("categorical", 0.0, (np.array([0.3, -np.inf, 1.0]),)),
     ("categorical_probs", 0.0, (np.array([0.3, 0.0, 1.0]),)),
     ("multinomial", np.array([2.0, 0.0, 1.0]), (3.0, np.array([0.3, 0.0, 1.0]))),
+    ("truncated_normal", 0.9, (-np.inf, 1.0, 0.3, 0.8)),  # an infinite bound
+    ("truncated_normal", 0.9, (0.5, np.inf, 0.3, 0.8)),
 ]
 
 
