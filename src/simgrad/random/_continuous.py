@@ -61,7 +61,7 @@ UNIFORM = family(
         name="uniform",
         params=(
             Param("minval", moves_support=True),
-            Param("maxval", greater_than("minval", "greater than minval"), moves_support=True),
+            Param("maxval", greater_than("minval"), moves_support=True),
         ),
         support="[minval, maxval)",
         discrete=False,

@@ -195,8 +195,8 @@ def _moves(prob, dprob):
     lands, once the boundaries move, in the category ``j`` with ``Ḟ(j-1) ≤ t < Ḟ(j)``.
     Between two categories that can occur sit zero-probability ones (``F`` flat), so:
 
-    * *up* into ``j``: from ``s = `` the last category below ``j`` with probability > 0,
-      for ``t`` in ``[Ḟ(j-1), min(0, Ḟ(j))) `` (``j`` possible: ``[Ḟ(j-1), 0)``);
+    * *up* into ``j``: from the last category below ``j`` with probability > 0, for
+      ``t`` in ``[Ḟ(j-1), min(0, Ḟ(j)))`` (``j`` possible: ``[Ḟ(j-1), 0)``);
     * *down* into ``j``: from the first category above ``j`` with probability > 0, for
       ``t`` in ``[max(0, Ḟ(j-1)), Ḟ(j))`` (``j`` possible: ``[0, Ḟ(j))``).
 

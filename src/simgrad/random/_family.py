@@ -32,18 +32,14 @@ def family(distribution: Distribution) -> Distribution:
 # --- constraints ------------------------------------------------------------------------
 
 
-def _finite(xp, v):
-    return xp.isfinite(v)
-
-
 POSITIVE = Constraint("positive", lambda xp, v, ps: v > 0)
-NONNEGATIVE = Constraint("non-negative and finite", lambda xp, v, ps: (v >= 0) & _finite(xp, v))
+NONNEGATIVE = Constraint("non-negative and finite", lambda xp, v, ps: (v >= 0) & xp.isfinite(v))
 PROBABILITY = Constraint("in [0, 1]", lambda xp, v, ps: (v >= 0) & (v <= 1))
 POSITIVE_PROBABILITY = Constraint("in (0, 1]", lambda xp, v, ps: (v > 0) & (v <= 1))
 WHOLE = Constraint("a non-negative whole number", lambda xp, v, ps: (v >= 0) & (v == xp.round(v)))
 WEIGHTS = Constraint(
     "non-negative and finite, with a positive sum over the last axis",
-    lambda xp, v, ps: xp.all((v >= 0) & _finite(xp, v), -1) & (xp.sum(v, -1) > 0),
+    lambda xp, v, ps: xp.all((v >= 0) & xp.isfinite(v), -1) & (xp.sum(v, -1) > 0),
 )
 LOGITS = Constraint(
     "below +inf and not NaN, with at least one above -inf",
@@ -51,9 +47,9 @@ LOGITS = Constraint(
 )
 
 
-def greater_than(other: str, text: str = "") -> Constraint:
-    """``value > params[other]``; "must be greater than <other>"."""
-    return Constraint(text or f"greater than {other}", lambda xp, v, ps: v > ps[other])
+def greater_than(other: str) -> Constraint:
+    """``value > params[other]``: "… must be greater than <other>"."""
+    return Constraint(f"greater than {other}", lambda xp, v, ps: v > ps[other])
 
 
 # --- gradient-safe pieces of log-probabilities -------------------------------------------
