@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from .. import random as _random
 from .._src.program import dataflow, site_distribution, source_line
 from .._src.program._jax_compat import (
     JAX_RANDOM_DISCRETE,
@@ -24,8 +25,12 @@ from .._src.program._jax_compat import (
 
 THETA, RANDOM, SINGULAR, GUARDED = 1, 2, 4, 8
 # simgrad.random checks its parameters (``scale > 0``) with eqx.error_if next to each draw:
-# part of the draw, not of the user's program.
-_DRAW_VALIDATION = os.path.join("simgrad", "random.py")
+# part of the draw, not of the user's program. Its files, as source_line's suffixes:
+_DRAW_VALIDATION = tuple(
+    os.path.join("simgrad", "random", name)
+    for name in os.listdir(os.path.dirname(_random.__file__))
+    if name.endswith(".py")
+)
 
 COMPARISONS = frozenset({"gt", "ge", "lt", "le", "eq", "ne"})
 ROUNDING = frozenset({"floor", "ceil", "round", "sign"})
@@ -259,7 +264,7 @@ def location(flow) -> tuple:
     """The innermost source line in user code: the equation's own, else its callers' (an
     equation inside a library `jit` such as `jnp.linalg.eigh` keeps only JAX's frames)."""
     for eqn in (flow.eqn, *reversed(flow.outer)):
-        where = source_line(eqn, skip=(_DRAW_VALIDATION,))
+        where = source_line(eqn, skip=_DRAW_VALIDATION)
         if where is not None:
             return where
     return None, None, None
