@@ -243,9 +243,10 @@ def categorical(key, logits=None, axis=-1, shape=None, dtype=None, *, probs=None
     parameters' shape without ``axis`` by default).
 
     >>> import jax, jax.numpy as jnp, simgrad as sg
-    >>> mask = jnp.array([True, False, True])
-    >>> float(sg.random.categorical(jax.random.key(0), jnp.where(mask, 0.0, -jnp.inf)))
-    2.0
+    >>> logits = jnp.where(jnp.array([True, False, True]), 0.0, -jnp.inf)  # 1 is masked
+    >>> x = sg.random.categorical(jax.random.key(0), logits, shape=(100,))
+    >>> sorted(set(x.tolist()))
+    [0.0, 2.0]
     """
     if (logits is None) == (probs is None):
         raise TypeError("simgrad.random.categorical: give exactly one of logits= and probs=.")
