@@ -113,10 +113,6 @@ class Distribution:
             object.__setattr__(self, "proposal_params", perturbed)
 
     @property
-    def param_names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.params)
-
-    @property
     def reparameterised(self) -> bool:
         """Pathwise gradients flow through the draw to its parameters."""
         return self.reparameterisation is not None
@@ -125,10 +121,6 @@ class Distribution:
     def support_params(self) -> tuple[int, ...]:
         """Positions of the parameters that move the support."""
         return tuple(i for i, p in enumerate(self.params) if p.moves_support)
-
-    @property
-    def support_depends_on_params(self) -> bool:
-        return bool(self.support_params)
 
 
 DISTRIBUTIONS: dict[str, Distribution] = {}
