@@ -10,6 +10,8 @@ on the tail nearer the interval. Log-densities are written out rather than wrapp
 numpyro: its log-probabilities use `jax.scipy.special.xlogy`, whose gradient is NaN at
 ``0 · log 0`` (numpyro 0.22: ``grad(Poisson(r).log_prob(0.))(0.)`` is NaN), and its
 parameter checks do not say the valid range; simgrad's are gradient-safe (`xlogy` here).
+TensorFlow Probability's JAX substrate (and distrax, built on it) would add a large
+dependency for samplers that `jax.random` already has.
 """
 
 import math
