@@ -22,6 +22,7 @@ import scipy.stats as st
 from jax.scipy.special import gammaln, ndtr
 
 import simgrad as sg
+from simgrad._estimate import estimate
 from simgrad._src.program import output_depends_on
 from simgrad._src.program.sites import DISTRIBUTIONS
 
@@ -502,6 +503,44 @@ def test_invalid_traced_parameter_fails_at_run_time(name, key):
     f(jnp.asarray(row.params[param]))  # valid: runs
     with pytest.raises(Exception, match=f"{param} must be"):
         jax.block_until_ready(f(jnp.asarray(bad, jnp.float64)))
+
+
+def _falling_rate(rate, key):
+    """Three Poisson draws whose rate falls by 1 each step; the threshold would hide NaN."""
+
+    def step(r, k):
+        return r - 1.0, jnp.where(R.poisson(k, r) > 1, 1.0, 0.0)
+
+    return jnp.sum(jax.lax.scan(step, rate, jax.random.split(key, 3))[1])
+
+
+def _falling_scale(scale, key):
+    def step(s, k):
+        return s - 1.0, jnp.where(R.normal(k, 0.0, s) > 0, s, 0.0)
+
+    return jnp.sum(jax.lax.scan(step, scale, jax.random.split(key, 3))[1])
+
+
+@pytest.mark.parametrize(
+    "sim, method, param",
+    [(_falling_rate, sg.ScoreFunction(), "rate must be non-negative and finite"),
+     (_falling_rate, sg.StochasticTriples(), "rate must be non-negative and finite"),
+     (_falling_scale, sg.Pathwise(), "scale must be positive")],
+)  # fmt: skip
+def test_engine_names_an_invalid_traced_parameter(sim, method, param, key):
+    # valid at every step from θ = 2.5; the third draw's parameter is -0.5 from θ = 1.5
+    est = sg.gradient(sim, 2.5, key, method=method, n_samples=8)
+    assert np.isfinite(float(est.grad))
+    with pytest.raises(sg.SimulationError, match=param):
+        sg.gradient(sim, 1.5, key, method=method, n_samples=8).grad
+
+
+def test_engine_checks_draws_without_host_callbacks(key):
+    # Host callbacks keep JAX from caching a compiled program on disk (issue 16): the
+    # engine's run reads validity off the draw sites instead; a plain jit still raises.
+    run = lambda t, k: estimate(_falling_rate, t, k, method=sg.ScoreFunction(), n_samples=8)  # noqa: E731
+    assert "callback" not in str(jax.make_jaxpr(lambda t, k: run(t, k).status)(2.5, key))
+    assert "callback" in str(jax.make_jaxpr(_falling_rate)(2.5, key))
 
 
 # --- samplers off the beaten track ---------------------------------------------------------

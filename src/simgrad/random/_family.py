@@ -12,7 +12,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._src.program.sites import SITE_PREFIX, Constraint, Distribution, register
+from .._src.program.sites import (
+    SITE_PREFIX,
+    Constraint,
+    Distribution,
+    checked_by_caller,
+    register,
+)
+from .._types import SIMULATION_ERROR_MARK
 
 _SITES: dict[str, object] = {}
 
@@ -145,7 +152,9 @@ def _batch_shape(fn: str, d: Distribution, arrays: dict, shape):
 
 
 def _validate(fn: str, d: Distribution, arrays: dict) -> list:
-    """Each parameter, checked: ``ValueError`` now when concrete, a run-time error when traced."""
+    """Each parameter, checked: ``ValueError`` now when concrete; when traced, a run-time
+    error (``equinox.error_if``, a host callback) — or, for a caller that checks the draws
+    itself (the engine, through `valid_draws`), NaN in place of an invalid value."""
     out = []
     for p in d.params:
         value = arrays[p.name]
@@ -155,8 +164,11 @@ def _validate(fn: str, d: Distribution, arrays: dict) -> list:
         xp = np if isinstance(value, np.ndarray) else jnp
         ok = p.valid.check(xp, value, arrays)
         text = f"simgrad.random.{fn}: {p.name} must be {p.valid.text}"
-        if isinstance(ok, jax.core.Tracer):
-            value = eqx.error_if(value, jnp.logical_not(jnp.all(ok)), text)
+        if isinstance(ok, jax.core.Tracer) and checked_by_caller():
+            value = jnp.where(jnp.all(ok), value, jnp.nan)
+        elif isinstance(ok, jax.core.Tracer):
+            bad = jnp.logical_not(jnp.all(ok))
+            value = eqx.error_if(value, bad, SIMULATION_ERROR_MARK + text + " (at run time).")
         elif not bool(np.all(ok)):
             shown = np.array2string(np.asarray(value), threshold=8)
             raise ValueError(f"{text} (got {p.name}={shown}).")

@@ -13,8 +13,12 @@ the score function reads ``log_prob`` and which parameters move the support, the
 estimator ``reparameterised``, stochastic triples ``proposal``, the checker ``discrete``.
 """
 
+import contextlib
+import contextvars
 import dataclasses
 from collections.abc import Callable
+
+import jax.numpy as jnp
 
 from ._jax_compat import JaxprEqn, bind, jit_name
 
@@ -122,8 +126,40 @@ class Distribution:
         """Positions of the parameters that move the support."""
         return tuple(i for i, p in enumerate(self.params) if p.moves_support)
 
+    def valid(self, *params):
+        """True (a traced boolean) when every parameter value satisfies its constraint."""
+        named = {p.name: v for p, v in zip(self.params, params, strict=True)}
+        checks = [
+            jnp.all(p.valid.check(jnp, v, named))
+            for p, v in zip(self.params, params, strict=True)
+            if p.valid is not None
+        ]
+        return jnp.all(jnp.stack(checks)) if checks else jnp.asarray(True)
+
 
 DISTRIBUTIONS: dict[str, Distribution] = {}
+
+# Whether the draws being traced are checked by their caller (`valid_draws`, read off the
+# sites) rather than by a run-time error next to each draw (a host callback, which keeps
+# JAX from caching the compiled program on disk).
+_CHECKED_BY_CALLER = contextvars.ContextVar("simgrad_draws_checked_by_caller", default=False)
+
+
+@contextlib.contextmanager
+def draws_checked_by_caller(checked: bool = True):
+    """Trace draws whose traced parameters are checked by the caller: an invalid value
+    becomes NaN (no host callback), and the caller must read validity off the sites
+    (`valid_draws`) so that it cannot pass silently."""
+    token = _CHECKED_BY_CALLER.set(checked)
+    try:
+        yield
+    finally:
+        _CHECKED_BY_CALLER.reset(token)
+
+
+def checked_by_caller() -> bool:
+    """Inside `draws_checked_by_caller` (read by `simgrad.random` when it traces a draw)."""
+    return _CHECKED_BY_CALLER.get()
 
 
 def register(distribution: Distribution) -> None:
