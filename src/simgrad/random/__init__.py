@@ -27,7 +27,10 @@ multivariate draw (`dirichlet`, `multinomial`, `multivariate_normal`) has shape
 when they are float64, or x64 is on and they are Python numbers). Invalid parameters
 (``p`` outside [0, 1], a rate that is not positive) raise ``ValueError`` naming the
 parameter and its valid range when they are concrete, and an error at run time when
-traced — never a silent NaN.
+traced — never a silent NaN. Inside `sg.gradient` (and `sg.expectation`, `sg.optimize`) a
+traced parameter is checked without a host callback, so that JAX can cache the compiled
+program on disk: a sample whose draw had an invalid parameter fails, and the
+`sg.SimulationError` names the parameter and its range.
 
 >>> import jax, simgrad as sg
 >>> x = sg.random.poisson(jax.random.key(0), 3.0, shape=(4,))
