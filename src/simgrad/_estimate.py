@@ -30,6 +30,7 @@ from ._src.program.sites import draws_checked_by_caller
 from ._src.program.valid import valid_draws
 from ._types import SIMULATION_ERROR_MARK as _MARK
 from ._types import Jacobian, Key, Output, Simulator, Theta
+from .check._scan import scan
 from .estimators.base import AbstractEstimator, Samples
 
 MAX_SAMPLES = 2**32 - 1  # sample i's key is fold_in(key, i) with a 32-bit index
@@ -491,7 +492,10 @@ def estimate(
     """
     with jax.numpy_dtype_promotion("standard"):
         x, unravel_theta = ravel_pytree(theta)
-    out = _check_simulator(sim, theta, key)
+    # The estimators that read the program get it from the same trace as the output shapes.
+    wants_program = method.sees_draws or method.perturbs_theta
+    out, program = _check_simulator(sim, theta, key, wants_program)
+    n_theta = len(jax.tree.leaves(theta))
     out_def = jax.tree.structure(out)
     out_shapes = [leaf.shape for leaf in jax.tree.leaves(out)]
 
@@ -502,10 +506,9 @@ def estimate(
             return ravel_pytree(y)[0]
 
     n_params, n_outputs = x.size, sum(math.prod(shape) for shape in out_shapes)
-    program = trace(f, x, key)
     if method.sees_draws:
-        _refuse_hidden_draws(method, program)
-    if not count and draw_sites(program):
+        _refuse_hidden_draws(method, program, n_theta)
+    if not count and (program is None or draw_sites(program)):
         # Traced parameters of simgrad.random draws are checked without host callbacks (so
         # that JAX can cache the compiled program on disk): a sample is NaN when a draw's
         # parameters were invalid. The counting run, made only when some sample failed,
@@ -583,6 +586,8 @@ def estimate(
             f"the baseline couples samples within each chunk of batch_size={chunk}, "
             f"not across all {n_samples}",
         )
+    if method.perturbs_theta:  # at trace time: once per compilation, not per call
+        notes = (*notes, *scan(program, n_theta).fd_hazards)
     return Estimate(
         _value=moments.mean.value,
         _value_stderr=jax.tree.map(lambda s: s / root_n, std.value),
@@ -651,8 +656,9 @@ class _Moments(eqx.Module):
         )
 
 
-def _refuse_hidden_draws(method, program) -> None:
-    hidden = hidden_draws(program, [True] + [False] * (len(program.jaxpr.invars) - 1))
+def _refuse_hidden_draws(method, program, n_theta: int) -> None:
+    n_rest = len(program.jaxpr.invars) - n_theta
+    hidden = hidden_draws(program, [True] * n_theta + [False] * n_rest)
     if hidden:
         raise ValueError(
             f"{method!r}: theta reaches the parameters of {', '.join(hidden)}, a discrete "
@@ -831,9 +837,11 @@ _CONTRACT = (
 )
 
 
-def _check_simulator(sim, theta, key):
-    """The simulator's output structure, checked at its first trace; a simulator that
-    breaks the contract gets a message naming it and the fix (the original chained)."""
+def _check_simulator(sim, theta, key, program: bool = False):
+    """``(output structure, program)``: the output checked at the simulator's first trace,
+    and with ``program`` its traced program (inputs: θ's leaves, then the key's), from the
+    same trace (else None). A simulator that breaks the contract gets a message naming it
+    and the fix (the original chained)."""
     try:
         inspect.signature(sim).bind(theta, key)
     except TypeError as error:
@@ -844,7 +852,10 @@ def _check_simulator(sim, theta, key):
     except ValueError:  # no signature to read (a builtin): let the call decide
         pass
     try:
-        out = jax.eval_shape(sim, theta, key)
+        if program:
+            program, out = trace(sim, theta, key, return_shape=True)
+        else:
+            program, out = None, jax.eval_shape(sim, theta, key)
     except jax.errors.TracerArrayConversionError as error:
         raise TypeError(
             f"{_CONTRACT}It turned a traced value into a NumPy array (np.exp, np.asarray, "
@@ -877,7 +888,7 @@ def _check_simulator(sim, theta, key):
         raise ValueError(
             f"{_CONTRACT}It returned an empty output (shapes {[leaf.shape for leaf in leaves]})."
         )
-    return out
+    return out, program
 
 
 def _check_memory(method, x, n_params, n_outputs, n_samples, chunk, batch_size) -> None:
