@@ -24,14 +24,16 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Int
 
-from ._src.program import trace
+from ._src.program import draw_sites, trace
 from ._src.program.hidden import hidden_draws
+from ._src.program.sites import draws_checked_by_caller
+from ._src.program.valid import valid_draws
+from ._types import SIMULATION_ERROR_MARK as _MARK
 from ._types import Jacobian, Key, Output, Simulator, Theta
 from .check._scan import scan
 from .estimators.base import AbstractEstimator, Samples
 
 MAX_SAMPLES = 2**32 - 1  # sample i's key is fold_in(key, i) with a 32-bit index
-_MARK = "sg.SimulationError: "  # starts the message of run-time errors raised inside jit
 
 
 class SimulationError(RuntimeError):
@@ -210,7 +212,10 @@ def _raise_if_failed(est: Estimate) -> None:
         where = _leaf_name(est._theta_structure, bad_leaf)
         raise ValueError(f"{where} is not finite: parameters must be finite.")
     if n_bad_value < 0 and est._recount is not None:  # some failed: count them
-        n_bad_value, n_bad_grad, _ = np.asarray(est._recount().status).tolist()
+        try:
+            n_bad_value, n_bad_grad, _ = np.asarray(est._recount().status).tolist()
+        except (jax.errors.JaxRuntimeError, eqx.EquinoxRuntimeError) as error:
+            raise _runtime_error(error, est.n_samples) from error  # a draw's invalid parameter
         if n_bad_value == n_bad_grad == 0:
             raise SimulationError(
                 f"{est.method}: every sample is finite but their mean or variance "
@@ -494,14 +499,21 @@ def estimate(
     out_def = jax.tree.structure(out)
     out_shapes = [leaf.shape for leaf in jax.tree.leaves(out)]
 
-    def f(x, key):
-        y = sim(unravel_theta(x), key)
+    def f(x, key, checked_by_caller=False):
+        with draws_checked_by_caller(checked_by_caller):
+            y = sim(unravel_theta(x), key)
         with jax.numpy_dtype_promotion("standard"):
             return ravel_pytree(y)[0]
 
     n_params, n_outputs = x.size, sum(math.prod(shape) for shape in out_shapes)
     if method.sees_draws:
         _refuse_hidden_draws(method, program, n_theta)
+    if not count and (program is None or draw_sites(program)):
+        # Traced parameters of simgrad.random draws are checked without host callbacks (so
+        # that JAX can cache the compiled program on disk): a sample is NaN when a draw's
+        # parameters were invalid. The counting run, made only when some sample failed,
+        # keeps the draws' own run-time errors, which name the parameter.
+        f = valid_draws(trace(functools.partial(f, checked_by_caller=True), x, key)) or f
     chunk = n_samples if batch_size is None else min(batch_size, n_samples)
     _check_memory(method, x, n_params, n_outputs, n_samples, chunk, batch_size)
 
@@ -674,7 +686,11 @@ def count_failures(sim, theta, key, *, method, n_samples, batch_size=None) -> tu
     run `estimate` inside their own compiled loop (`sg.optimize`) and must say how many
     samples failed."""
     runner = _runner(sim, method, n_samples, batch_size)
-    n_bad_value, n_bad_grad, _ = np.asarray(runner.count(runner.sim_arrays, theta, key).status)
+    try:
+        status = np.asarray(runner.count(runner.sim_arrays, theta, key).status)
+    except (jax.errors.JaxRuntimeError, eqx.EquinoxRuntimeError) as error:
+        raise _runtime_error(error, n_samples) from error  # a draw's invalid parameter
+    n_bad_value, n_bad_grad, _ = status
     return int(n_bad_value), int(n_bad_grad)
 
 

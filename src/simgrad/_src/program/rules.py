@@ -718,7 +718,7 @@ SMOOTH_LIBRARY = frozenset(
      ("optax/losses/_regression.py", "huber_loss"),
      ("optax/losses/_regression.py", "cosine_similarity"),
      ("optax/_src/numerics.py", "safe_norm"),
-     ("simgrad/random.py", "*"), ("simgrad/relax/_soft.py", "*")}
+     ("simgrad/random/", "*"), ("simgrad/relax/_soft.py", "*")}
 )  # fmt: skip
 SMOOTH_JITS = frozenset(
     {"softplus", "logsumexp", "logaddexp", "logaddexp2", "sigmoid", "log_sigmoid", "softmax",
@@ -727,7 +727,7 @@ SMOOTH_JITS = frozenset(
 # Files whose frames are never the user's line (libraries installed next to simgrad, and
 # simgrad's own samplers): a finding is located at the user's call into them.
 _LIBRARY_PATHS = (
-    "site-packages", "dist-packages", "simgrad/random.py", "simgrad/check/", "simgrad/_src/"
+    "site-packages", "dist-packages", "simgrad/random/", "simgrad/check/", "simgrad/_src/"
 )  # fmt: skip
 
 
