@@ -484,16 +484,11 @@ def estimate(
     simulator's values and of the raw gradient contributions, before any baseline mixes
     samples) — a second run that `Estimate` makes only when the first one failed.
     """
-    with jax.numpy_dtype_promotion("standard"):
-        x, unravel_theta = ravel_pytree(theta)
-    out = _check_simulator(sim, theta, key)
+    x, f, out = flat_problem(sim, theta, key)
     out_def = jax.tree.structure(out)
     out_shapes = [leaf.shape for leaf in jax.tree.leaves(out)]
-
-    def f(x, key):
-        y = sim(unravel_theta(x), key)
-        with jax.numpy_dtype_promotion("standard"):
-            return ravel_pytree(y)[0]
+    chooser, (method, notes) = method, method.choose(f, x, key)
+    name = repr(method) if method is chooser else f"{chooser!r} → {method!r}"
 
     n_params, n_outputs = x.size, sum(math.prod(shape) for shape in out_shapes)
     if method.sees_draws:
@@ -564,9 +559,9 @@ def estimate(
         statistics = jax.tree.leaves((moments.mean, moments.m2.value, moments.m2.grad))
         ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in statistics]))
         n_bad_value, n_bad_grad = jnp.where(ok, 0, -1).astype(jnp.int32), jnp.int32(0)
-    notes = ()
     if chunk < n_samples and method.couples_samples:
         notes = (
+            *notes,
             f"the baseline couples samples within each chunk of batch_size={chunk}, "
             f"not across all {n_samples}",
         )
@@ -580,11 +575,34 @@ def estimate(
         status=jnp.stack([n_bad_value, n_bad_grad, bad_leaf]),
         n_samples=n_samples,
         n_evals=n_samples * method.evals_per_sample(n_params, n_outputs),
-        method=repr(method),
+        method=name,
         notes=notes,
         _theta_structure=jax.tree.structure(theta),
         _hint=method.gradient_nan_hint,
     )
+
+
+def flat_problem(sim: Simulator, theta: Theta, key: Key):
+    """``(x, f, out)``: θ raveled to a vector ``x``, the flat simulator ``f(x, key) -> y``
+    (outputs raveled, the estimators' contract) and the shapes of ``sim``'s output,
+    checked against the simulator's contract."""
+    with jax.numpy_dtype_promotion("standard"):
+        x, unravel_theta = ravel_pytree(theta)
+    out = _check_simulator(sim, theta, key)
+
+    def f(x, key):
+        y = sim(unravel_theta(x), key)
+        with jax.numpy_dtype_promotion("standard"):
+            return ravel_pytree(y)[0]
+
+    return x, f, out
+
+
+def choose(method: AbstractEstimator, sim: Simulator, theta: Theta, key: Key):
+    """``(estimator, notes)``: the estimator that runs for ``sim`` (``method`` itself, or
+    the one `sg.Auto` chooses from the program) and the notes saying why."""
+    x, f, _ = flat_problem(sim, theta, key)
+    return method.choose(f, x, key)
 
 
 class _PerSample(eqx.Module):
