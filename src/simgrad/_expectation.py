@@ -201,12 +201,13 @@ def _differentiable(sim_with, method, n_samples, batch_size):
         )
         sim = lambda t, k: sim_with(t, k, consts)  # noqa: E731
         chosen, _ = choose(method, sim, theta, key)
-        est = check_on_device(estimate(sim, theta, key, method=chosen, n_samples=n_samples,
+        refusal = _second_order_refusal(chosen, sim, theta, key)
+        # Guard θ itself, not the Jacobian: AD may see the Jacobian's dependence on θ as a
+        # symbolic zero (a pathwise derivative through a comparison), and skip any rule.
+        at = _no_second_derivative(refusal)(theta) if refusal else theta
+        est = check_on_device(estimate(sim, at, key, method=chosen, n_samples=n_samples,
                                        batch_size=batch_size))  # fmt: skip
         jac = est._grad
-        refusal = _second_order_refusal(chosen, sim, theta, key)
-        if refusal:
-            jac = _no_second_derivative(refusal)(jac)
         value = mean(theta, key, consts)
         return value, _contract(jac, dtheta, value)
 
@@ -288,8 +289,8 @@ def _second_order_refusal(chosen, sim, theta, key) -> str:
 
 def _no_second_derivative(reason: str):
     @jax.custom_jvp
-    def guard(jac):
-        return jac
+    def guard(theta):
+        return theta
 
     @guard.defjvp
     def guard_jvp(primals, tangents):

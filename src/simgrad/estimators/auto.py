@@ -101,7 +101,7 @@ class Auto(AbstractEstimator):
         mode = "forward" if forward else "reverse"
         kinks = any(fi.kind == "kink" for fi in findings)
         kinks = " (kinks: fine almost surely)" if kinks else ""
-        why = f"no jump reaches the output{kinks}: pathwise, {mode} mode for {n} parameter(s)"
+        why = f"no jump after a random draw{kinks}: pathwise, {mode} mode for {n} parameter(s)"
         return Pathwise(mode=mode), (why, *notes)
 
     def sample_batch(self, f, x, keys):
