@@ -13,13 +13,12 @@ from ._src.program import draw_sites, site_distribution, trace
 from .estimators import (
     ESTIMATORS,
     AbstractEstimator,
-    Auto,
     AbstractScoreEstimator,
+    Auto,
     FiniteDifference,
     StochasticTriples,
 )
 from .models import GALLERY, AbstractModel
-
 
 # Estimators that choose another from the program: one more row per model, labelled with
 # the choice ("auto → pathwise-forward").
