@@ -1,5 +1,6 @@
 """`sg.Auto`: read the program with the checker's static scan, choose the estimator, say why."""
 
+import warnings
 from typing import ClassVar
 
 import equinox as eqx
@@ -55,10 +56,12 @@ class Auto(AbstractEstimator):
         >>> abs(float(est.grad) - 0.3989) < 4 * float(est.grad_stderr)   # φ(0)
         True
 
-    Raises ValueError when the program needs the score function and it cannot run (the
-    jump's randomness is drawn with `jax.random`, or θ is not in any draw's
-    distribution): then no estimator in simgrad is unbiased, and the message says how to
-    make one so (draw through `simgrad.random`) or to smooth the jump (`sg.smooth`).
+    When rule 1 applies but the score function cannot run (the jump's randomness is drawn
+    with `jax.random`, or θ is in no draw's distribution), the comparison may be a
+    safeguard whose branches agree (``jnp.where(b > 0, f(b), 0)``), which the static scan
+    cannot tell from a jump: `Auto` then falls back to rule 3, and says so in a note and a
+    warning — with how to make an unbiased estimator possible (θ in a `simgrad.random`
+    draw's distribution) or to smooth the jump (`sg.smooth`).
     """
 
     few: int = eqx.field(default=4, static=True)
@@ -79,13 +82,15 @@ class Auto(AbstractEstimator):
         notes = _fixed_jumps(findings)
         jumps = [fi for fi in findings if fi.kind in JUMPS and fi.continuous]
         if jumps:
-            chosen = ScoreFunction(baseline="loo")
             why = (
                 f"θ reaches a {_at(jumps[0])} downstream of continuous randomness: every "
                 "path's derivative misses the jump, the score function accounts for it"
             )
-            _refuse_if_unusable(chosen, why, f, x, key, program)
-            return chosen, (why, *notes)
+            refusal = _refusal(ScoreFunction(baseline="loo"), f, x, key)
+            if not refusal:
+                return ScoreFunction(baseline="loo"), (why, *notes)
+            notes = (*notes, _unscorable(jumps[0], refusal, bool(draw_sites(program))))
+            warnings.warn(f"sg.Auto: {notes[-1]}", stacklevel=2)
         draws = [site_distribution(eqn) for eqn, _ in draw_sites(program)]
         discrete = [fi for fi in findings if fi.kind == "discrete_draw"]
         if discrete:
@@ -101,7 +106,10 @@ class Auto(AbstractEstimator):
         mode = "forward" if forward else "reverse"
         kinks = any(fi.kind == "kink" for fi in findings)
         kinks = " (kinks: fine almost surely)" if kinks else ""
-        why = f"no jump after a random draw{kinks}: pathwise, {mode} mode for {n} parameter(s)"
+        what = "the score function cannot run (next note)" if jumps else (
+            f"no jump after a random draw{kinks}"
+        )  # fmt: skip
+        why = f"{what}: pathwise, {mode} mode for {n} parameter(s)"
         return Pathwise(mode=mode), (why, *notes)
 
     def sample_batch(self, f, x, keys):
@@ -142,19 +150,26 @@ def _reverse_runs(f, x, key, program) -> bool:
     return True
 
 
-def _refuse_if_unusable(chosen, why, f, x, key, program) -> None:
-    """Trace the chosen estimator once; if it refuses the program, say that nothing else
-    would be unbiased either, and what to change."""
+def _refusal(chosen, f, x, key) -> str:
+    """Why ``chosen`` refuses the program (its trace-time error), or ""."""
     try:
         jax.eval_shape(lambda: chosen.sample_batch(f, x, key[None]))
     except ValueError as error:
-        hidden = "" if draw_sites(program) else (
-            " Its randomness is drawn with jax.random, which simgrad cannot see: draw it "
-            "through simgrad.random (e.g. sg.random.normal(key, loc, scale)) with θ in the "
-            "distribution's parameters."
-        )  # fmt: skip
-        raise ValueError(
-            f"sg.Auto: {why}, but the score function refuses this program: {error} No "
-            f"other estimator in simgrad is unbiased here (pathwise misses the jump).{hidden} "
-            "Or smooth the jump, sg.smooth(sim, tau) (bias O(tau)), and use sg.Pathwise()."
-        ) from error
+        return str(error).split(": ", 1)[-1].split(". ", 1)[0]
+    return ""
+
+
+def _unscorable(jump, refusal: str, visible: bool) -> str:
+    """The note when the score function cannot run on a jump after continuous randomness."""
+    fix = (
+        "put θ in a draw's distribution" if visible
+        else "draw the randomness through simgrad.random with θ in its distribution"
+    )  # fmt: skip
+    return (
+        f"θ reaches a {_at(jump)} downstream of continuous randomness, and the score "
+        f"function cannot run here ({refusal}): pathwise chosen. It is right if the "
+        "branches agree where the comparison flips (a safeguard, a kink written with "
+        "where); if the output jumps there, pathwise misses the jump and no estimator in "
+        f"simgrad is unbiased as the program stands: {fix} (the score function then "
+        "runs), or smooth the jump with sg.smooth(sim, tau)"
+    )
