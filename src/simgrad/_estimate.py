@@ -27,6 +27,7 @@ from jaxtyping import Array, Int
 from ._src.program import trace
 from ._src.program.hidden import hidden_draws
 from ._types import Jacobian, Key, Output, Simulator, Theta
+from .check._scan import scan
 from .estimators.base import AbstractEstimator, Samples
 
 MAX_SAMPLES = 2**32 - 1  # sample i's key is fold_in(key, i) with a 32-bit index
@@ -484,15 +485,19 @@ def estimate(
     simulator's values and of the raw gradient contributions, before any baseline mixes
     samples) — a second run that `Estimate` makes only when the first one failed.
     """
-    x, f, out = flat_problem(sim, theta, key)
+    # The estimators that read the program get it from the same trace as the output shapes.
+    x, f, out, program = flat_problem(sim, theta, key, method.sees_draws or method.perturbs_theta)
+    n_theta = len(jax.tree.leaves(theta))
     out_def = jax.tree.structure(out)
     out_shapes = [leaf.shape for leaf in jax.tree.leaves(out)]
     chooser, (method, notes) = method, method.choose(f, x, key)
     name = repr(method) if method is chooser else f"{chooser!r} → {method!r}"
+    if program is None and (method.sees_draws or method.perturbs_theta):  # chosen: Auto's
+        program = trace(sim, theta, key)
 
     n_params, n_outputs = x.size, sum(math.prod(shape) for shape in out_shapes)
     if method.sees_draws:
-        _refuse_hidden_draws(method, trace(f, x, key))
+        _refuse_hidden_draws(method, program, n_theta)
     chunk = n_samples if batch_size is None else min(batch_size, n_samples)
     _check_memory(method, x, n_params, n_outputs, n_samples, chunk, batch_size)
 
@@ -565,6 +570,8 @@ def estimate(
             f"the baseline couples samples within each chunk of batch_size={chunk}, "
             f"not across all {n_samples}",
         )
+    if method.perturbs_theta:  # at trace time: once per compilation, not per call
+        notes = (*notes, *scan(program, n_theta).fd_hazards)
     return Estimate(
         _value=moments.mean.value,
         _value_stderr=jax.tree.map(lambda s: s / root_n, std.value),
@@ -582,26 +589,27 @@ def estimate(
     )
 
 
-def flat_problem(sim: Simulator, theta: Theta, key: Key):
-    """``(x, f, out)``: θ raveled to a vector ``x``, the flat simulator ``f(x, key) -> y``
-    (outputs raveled, the estimators' contract) and the shapes of ``sim``'s output,
-    checked against the simulator's contract."""
+def flat_problem(sim: Simulator, theta: Theta, key: Key, program: bool = False):
+    """``(x, f, out, program)``: θ raveled to a vector ``x``, the flat simulator
+    ``f(x, key) -> y`` (outputs raveled, the estimators' contract), the shapes of ``sim``'s
+    output, checked against the simulator's contract, and with ``program`` its traced
+    program from the same trace (else None; see `_check_simulator`)."""
     with jax.numpy_dtype_promotion("standard"):
         x, unravel_theta = ravel_pytree(theta)
-    out = _check_simulator(sim, theta, key)
+    out, program = _check_simulator(sim, theta, key, program)
 
     def f(x, key):
         y = sim(unravel_theta(x), key)
         with jax.numpy_dtype_promotion("standard"):
             return ravel_pytree(y)[0]
 
-    return x, f, out
+    return x, f, out, program
 
 
 def choose(method: AbstractEstimator, sim: Simulator, theta: Theta, key: Key):
     """``(estimator, notes)``: the estimator that runs for ``sim`` (``method`` itself, or
     the one `sg.Auto` chooses from the program) and the notes saying why."""
-    x, f, _ = flat_problem(sim, theta, key)
+    x, f, _, _ = flat_problem(sim, theta, key)
     return method.choose(f, x, key)
 
 
@@ -656,8 +664,9 @@ class _Moments(eqx.Module):
         )
 
 
-def _refuse_hidden_draws(method, program) -> None:
-    hidden = hidden_draws(program, [True] + [False] * (len(program.jaxpr.invars) - 1))
+def _refuse_hidden_draws(method, program, n_theta: int) -> None:
+    n_rest = len(program.jaxpr.invars) - n_theta
+    hidden = hidden_draws(program, [True] * n_theta + [False] * n_rest)
     if hidden:
         raise ValueError(
             f"{method!r}: theta reaches the parameters of {', '.join(hidden)}, a discrete "
@@ -832,9 +841,11 @@ _CONTRACT = (
 )
 
 
-def _check_simulator(sim, theta, key):
-    """The simulator's output structure, checked at its first trace; a simulator that
-    breaks the contract gets a message naming it and the fix (the original chained)."""
+def _check_simulator(sim, theta, key, program: bool = False):
+    """``(output structure, program)``: the output checked at the simulator's first trace,
+    and with ``program`` its traced program (inputs: θ's leaves, then the key's), from the
+    same trace (else None). A simulator that breaks the contract gets a message naming it
+    and the fix (the original chained)."""
     try:
         inspect.signature(sim).bind(theta, key)
     except TypeError as error:
@@ -845,7 +856,10 @@ def _check_simulator(sim, theta, key):
     except ValueError:  # no signature to read (a builtin): let the call decide
         pass
     try:
-        out = jax.eval_shape(sim, theta, key)
+        if program:
+            program, out = trace(sim, theta, key, return_shape=True)
+        else:
+            program, out = None, jax.eval_shape(sim, theta, key)
     except jax.errors.TracerArrayConversionError as error:
         raise TypeError(
             f"{_CONTRACT}It turned a traced value into a NumPy array (np.exp, np.asarray, "
@@ -878,7 +892,7 @@ def _check_simulator(sim, theta, key):
         raise ValueError(
             f"{_CONTRACT}It returned an empty output (shapes {[leaf.shape for leaf in leaves]})."
         )
-    return out
+    return out, program
 
 
 def _check_memory(method, x, n_params, n_outputs, n_samples, chunk, batch_size) -> None:

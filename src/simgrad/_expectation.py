@@ -33,6 +33,7 @@ from ._estimate import (
     gradient,
 )
 from ._types import Key, Output, Simulator, Theta
+from .check._scan import scan
 from .estimators import AbstractEstimator, Auto
 from .estimators.auto import JUMPS
 
@@ -272,9 +273,7 @@ def _second_order_refusal(chosen, sim, theta, key) -> str:
             "function's misses the f ∇log p ∇log pᵀ term; finite differences' and "
             "stochastic triples' miss the jumps)"
         )
-    from .check._scan import scan
-
-    x, f, _ = flat_problem(sim, theta, key)
+    x, f, _, _ = flat_problem(sim, theta, key)
     findings = scan(jax.make_jaxpr(f)(x, key), 1).findings
     rough = [fi for fi in findings if fi.random and fi.kind in (*JUMPS, "kink", "discrete_draw")]
     if not rough:

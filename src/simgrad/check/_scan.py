@@ -237,13 +237,31 @@ def _fd_hazard(flow: Flow, rule, label) -> str:
         distribution = site_distribution(eqn)
         label = (distribution.name if distribution else jit_name(eqn)).lstrip("_")
     else:
-        text = rule.fd_hazard if rule is not None else ""
-        label = eqn.primitive.name
+        text, label = (rule.fd_hazard if rule is not None else ""), eqn.primitive.name
+        if not text and rule is not None and _jumps_in_theta(flow, rule):
+            text, label = FINDING_KINDS[rule.kind].fd_hazard, rule.kind  # one per line
     if not text:
         return ""
     file, line, _ = location(flow)
     where = f" at {file}:{line}" if file is not None else ""
     return f"{label}{where}: {text}"
+
+
+def _jumps_in_theta(flow: Flow, rule) -> bool:
+    """A threshold or rounding of θ with no random draw upstream, outside the smooth
+    library functions: the expectation itself jumps there (after a continuous draw it does
+    not, and finite differences with common random numbers are consistent)."""
+    union = 0
+    for f in flow.inputs:
+        union |= f
+    kind = FINDING_KINDS.get(rule.kind)
+    return bool(
+        kind is not None
+        and kind.fd_hazard
+        and union & THETA
+        and not union & RANDOM
+        and not in_smooth_library(flow.eqn, flow.outer)
+    )
 
 
 def location(flow: Flow) -> tuple:

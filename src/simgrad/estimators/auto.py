@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from .._src.program import draw_sites, find, site_distribution, trace
+from ..check._scan import scan
 from .base import AbstractEstimator
 from .hybrid import Hybrid
 from .pathwise import Pathwise
@@ -74,8 +75,6 @@ class Auto(AbstractEstimator):
             raise ValueError(f"Auto(few={self.few!r}): few must be a non-negative int, e.g. 4.")
 
     def choose(self, f, x, key):
-        from ..check._scan import scan  # the checker imports the estimators' registry
-
         program = trace(f, x, key)
         findings = scan(program, 1).findings
         n, m = x.size, program.out_avals[0].size

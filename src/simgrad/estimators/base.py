@@ -74,6 +74,10 @@ class AbstractEstimator(eqx.Module):
       reaches the parameters of a discrete `jax.random` draw — a draw it cannot see, whose
       contribution would be silently zero.
     * ``couples_samples``: per-sample estimates depend on other samples of the chunk.
+    * ``perturbs_theta``: the estimator differences runs at perturbed θ with shared keys
+      (finite differences). `sg.gradient` then lists in `Estimate.notes` what makes such
+      differences untrustworthy for the simulator (`simgrad.check.fd_hazards`), found
+      once per compilation.
     * ``gradient_nan_hint``: what NaN in the gradient only (a finite value) means for this
       estimator, appended to the `sg.SimulationError` message.
     * ``differentiable``: AD of the estimator's own computation estimates the next
@@ -85,6 +89,7 @@ class AbstractEstimator(eqx.Module):
 
     sees_draws: eqx.AbstractClassVar[bool]
     couples_samples: eqx.AbstractClassVar[bool]
+    perturbs_theta: ClassVar[bool] = False
     gradient_nan_hint: ClassVar[str] = ""
     differentiable: ClassVar[bool] = False
 
