@@ -490,20 +490,15 @@ def estimate(
     simulator's values and of the raw gradient contributions, before any baseline mixes
     samples) — a second run that `Estimate` makes only when the first one failed.
     """
-    with jax.numpy_dtype_promotion("standard"):
-        x, unravel_theta = ravel_pytree(theta)
     # The estimators that read the program get it from the same trace as the output shapes.
-    wants_program = method.sees_draws or method.perturbs_theta
-    out, program = _check_simulator(sim, theta, key, wants_program)
+    x, f, out, program = flat_problem(sim, theta, key, method.sees_draws or method.perturbs_theta)
     n_theta = len(jax.tree.leaves(theta))
     out_def = jax.tree.structure(out)
     out_shapes = [leaf.shape for leaf in jax.tree.leaves(out)]
-
-    def f(x, key, checked_by_caller=False):
-        with draws_checked_by_caller(checked_by_caller):
-            y = sim(unravel_theta(x), key)
-        with jax.numpy_dtype_promotion("standard"):
-            return ravel_pytree(y)[0]
+    chooser, (method, notes) = method, method.choose(f, x, key)
+    name = repr(method) if method is chooser else f"{chooser!r} → {method!r}"
+    if program is None and (method.sees_draws or method.perturbs_theta):  # chosen: Auto's
+        program = trace(sim, theta, key)
 
     n_params, n_outputs = x.size, sum(math.prod(shape) for shape in out_shapes)
     if method.sees_draws:
@@ -580,9 +575,9 @@ def estimate(
         statistics = jax.tree.leaves((moments.mean, moments.m2.value, moments.m2.grad))
         ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in statistics]))
         n_bad_value, n_bad_grad = jnp.where(ok, 0, -1).astype(jnp.int32), jnp.int32(0)
-    notes = ()
     if chunk < n_samples and method.couples_samples:
         notes = (
+            *notes,
             f"the baseline couples samples within each chunk of batch_size={chunk}, "
             f"not across all {n_samples}",
         )
@@ -598,11 +593,36 @@ def estimate(
         status=jnp.stack([n_bad_value, n_bad_grad, bad_leaf]),
         n_samples=n_samples,
         n_evals=n_samples * method.evals_per_sample(n_params, n_outputs),
-        method=repr(method),
+        method=name,
         notes=notes,
         _theta_structure=jax.tree.structure(theta),
         _hint=method.gradient_nan_hint,
     )
+
+
+def flat_problem(sim: Simulator, theta: Theta, key: Key, program: bool = False):
+    """``(x, f, out, program)``: θ raveled to a vector ``x``, the flat simulator
+    ``f(x, key) -> y`` (outputs raveled, the estimators' contract), the shapes of ``sim``'s
+    output, checked against the simulator's contract, and with ``program`` its traced
+    program from the same trace (else None; see `_check_simulator`)."""
+    with jax.numpy_dtype_promotion("standard"):
+        x, unravel_theta = ravel_pytree(theta)
+    out, program = _check_simulator(sim, theta, key, program)
+
+    def f(x, key, checked_by_caller=False):
+        with draws_checked_by_caller(checked_by_caller):
+            y = sim(unravel_theta(x), key)
+        with jax.numpy_dtype_promotion("standard"):
+            return ravel_pytree(y)[0]
+
+    return x, f, out, program
+
+
+def choose(method: AbstractEstimator, sim: Simulator, theta: Theta, key: Key):
+    """``(estimator, notes)``: the estimator that runs for ``sim`` (``method`` itself, or
+    the one `sg.Auto` chooses from the program) and the notes saying why."""
+    x, f, _, _ = flat_problem(sim, theta, key)
+    return method.choose(f, x, key)
 
 
 class _PerSample(eqx.Module):

@@ -80,6 +80,9 @@ class AbstractEstimator(eqx.Module):
       once per compilation.
     * ``gradient_nan_hint``: what NaN in the gradient only (a finite value) means for this
       estimator, appended to the `sg.SimulationError` message.
+    * ``differentiable``: AD of the estimator's own computation estimates the next
+      derivative where the sample path is smooth (pathwise); `sg.expectation` refuses
+      second derivatives of the others.
 
     Hyperparameters are static fields, validated in ``__check_init__``.
     """
@@ -88,6 +91,7 @@ class AbstractEstimator(eqx.Module):
     couples_samples: eqx.AbstractClassVar[bool]
     perturbs_theta: ClassVar[bool] = False
     gradient_nan_hint: ClassVar[str] = ""
+    differentiable: ClassVar[bool] = False
 
     @abc.abstractmethod
     def sample_batch(self, f: FlatSimulator, x: Array, keys: Key) -> Samples:
@@ -97,6 +101,12 @@ class AbstractEstimator(eqx.Module):
     def evals_per_sample(self, n_params: int, n_outputs: int) -> int:
         """Simulator evaluations one sample costs for ``n_params`` parameters and
         ``n_outputs`` outputs (a reverse-mode pass per output counts as one)."""
+
+    def choose(self, f: FlatSimulator, x: Array, key: Key) -> "tuple[AbstractEstimator, tuple]":
+        """The estimator that runs for this flat program, and notes on why: itself and no
+        notes, except for an estimator that chooses another from the program (`sg.Auto`).
+        Called once per trace by the engine, before anything else reads the estimator."""
+        return self, ()
 
 
 class AbstractPerSampleEstimator(AbstractEstimator):
