@@ -18,7 +18,6 @@ def key():
     return jax.random.key(20261126)
 
 
-
 def pytest_xdist_make_scheduler(config, log):
     """``pytest -n N --dist loadfile`` (``make test``) sends one test file at a time to a
     worker, so that its module-level simulators compile once, but each docs page of
