@@ -16,3 +16,22 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 @pytest.fixture
 def key():
     return jax.random.key(20261126)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``pytest -n N --dist loadfile`` (``make test``) sends one test file at a time to a
+    worker, so that its module-level simulators compile once, but each docs page of
+    tests/test_docs.py (a subprocess of its own per page) goes on its own: the pages spread
+    over the workers instead of making one file the long pole."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class _PagesApart(LoadFileScheduling):
+        def _split_scope(self, nodeid):
+            path, _, rest = nodeid.partition("::")
+            if path.endswith("test_docs.py") and rest.startswith("test_block["):
+                return f"{path}::{rest[len('test_block[') :].rpartition(':')[0]}"
+            return super()._split_scope(nodeid)
+
+    return _PagesApart(config, log)

@@ -173,12 +173,15 @@ def test_second_call_does_not_recompile(name, key):
 
 
 def per_sample_rows(method, sim, theta, key, n, chunk):
-    """Per-sample (value, Jacobian) of every sample, chunk by chunk, straight from the
-    estimator with the keys `sg.gradient` uses: sample i's key is fold_in(key, i)."""
+    """Per-sample (value, Jacobian) of every sample straight from the estimator, with the
+    keys `sg.gradient` uses (sample i's key is fold_in(key, i)), in chunks as it runs them:
+    a batch baseline couples the samples of one chunk. Without one, the samples run in one
+    batch (one compilation; a sample agrees with itself in another batch shape to rounding)."""
     x, unravel = ravel_pytree(theta)
     flat = lambda x, k: jnp.atleast_1d(sim(unravel(x), k))  # noqa: E731
     keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n, dtype=jnp.uint32))
     run = jax.jit(lambda x, keys: method.sample_batch(flat, x, keys))
+    chunk = chunk if method.couples_samples else n
     parts = [run(x, keys[i : i + chunk]) for i in range(0, n, chunk)]
     return np.concatenate([p.value for p in parts]), np.concatenate([p.grad for p in parts])
 
