@@ -12,6 +12,7 @@ from . import random as random
 from . import reference as reference
 from . import relax as relax
 from . import surrogate as surrogate
+from ._blackbox import BlackBox as BlackBox
 from ._estimate import Estimate as Estimate
 from ._estimate import SimulationError as SimulationError
 from ._estimate import gradient as gradient
@@ -26,9 +27,11 @@ from .check import one_sided as one_sided
 from .check import taylor_test as taylor_test
 from .estimators import AbstractEstimator as AbstractEstimator
 from .estimators import FiniteDifference as FiniteDifference
+from .estimators import GaussianSmoothing as GaussianSmoothing
 from .estimators import Hybrid as Hybrid
 from .estimators import Pathwise as Pathwise
 from .estimators import ScoreFunction as ScoreFunction
+from .estimators import SPSA as SPSA
 from .estimators import StochasticTriples as StochasticTriples
 from .relax._smooth import SweepResult as SweepResult
 from .relax._smooth import smooth as smooth

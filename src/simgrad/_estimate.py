@@ -69,6 +69,7 @@ def gradient(
     method: AbstractEstimator,
     n_samples: int,
     batch_size: int | None = None,
+    executor=None,
 ) -> Estimate:
     r"""Estimate $\nabla_\theta \mathbb{E}_{key}[\mathrm{sim}(\theta, key)]$ and its standard error.
 
@@ -84,6 +85,8 @@ def gradient(
         n_samples: the number of replicates, at least 2 (a standard error needs two).
         batch_size: run the samples in chunks of this size (``lax.map``) instead of all
             at once, when all at once does not fit in memory.
+        executor: for an `sg.BlackBox` simulator only: where its evaluations run — None
+            (this process), a ``concurrent.futures.Executor`` or a ``dask.distributed.Client``.
 
     Example:
         >>> import jax, jax.numpy as jnp, simgrad as sg
@@ -98,6 +101,13 @@ def gradient(
         TypeError, ValueError: on misuse that can be seen before running, naming the fix.
         SimulationError: when the simulator produces NaN or inf for some samples.
     """
+    from . import _blackbox
+
+    if isinstance(sim, _blackbox.BlackBox) or executor is not None:
+        return _blackbox.gradient(
+            sim, theta, key, method=method, n_samples=n_samples, batch_size=batch_size,
+            executor=executor,
+        )  # fmt: skip
     _check_method(method)
     if not callable(sim):
         raise TypeError(f"sim must be a function sim(theta, key) -> scalar, got {type(sim)}.")

@@ -12,6 +12,7 @@ import numpy as np
 import optax
 from jaxtyping import Array
 
+from . import _blackbox
 from ._estimate import Estimate, _check_key, _check_method, _check_theta, gradient
 from ._src.names import named_components, path_name
 from ._src.runs import load_checkpoint, progress_bar, save_checkpoint
@@ -119,6 +120,7 @@ def optimize(
     resume: bool = False,
     progress: bool = True,
     callback: Callable[[int, Estimate], None] | None = None,
+    executor=None,
 ) -> OptimizeResult:
     r"""Minimise (or maximise) $\mathbb{E}_{key}[\mathrm{sim}(\theta, key)]$ by gradient steps.
 
@@ -143,6 +145,8 @@ def optimize(
         progress: show a progress bar with the current value ± its standard error.
         callback: ``callback(step, estimate)`` after each step (logging, early stopping
             by raising an exception).
+        executor: for an `sg.BlackBox` simulator: where its evaluations run, as for
+            `sg.gradient`.
 
     Example:
         >>> import jax, simgrad as sg
@@ -155,6 +159,7 @@ def optimize(
     method = Pathwise() if method is None else method
     optimizer = optax.adam(1e-2) if optimizer is None else optimizer
     _check_method(method)
+    sim = _blackbox.bind(sim, method, executor)  # sg.BlackBox: evaluations through executor
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(
             f"optimizer must be an optax optimiser such as optax.adam(1e-2), got {optimizer!r}."

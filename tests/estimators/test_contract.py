@@ -37,14 +37,22 @@ def test_pytree_theta_exact_gradient(name, dtype, key):
         with pytest.raises(ValueError, match="Pathwise"):
             sg.gradient(quadratic_tree, theta, key, method=ESTIMATORS[name], n_samples=2)
         return
-    est = sg.gradient(quadratic_tree, theta, key, method=ESTIMATORS[name], n_samples=2)
+    method = ESTIMATORS[name]
+    # Random directions (SPSA, Gaussian smoothing) stay random on a deterministic program:
+    # unbiased within 4 standard errors; every other estimator is exact with error 0.
+    n = 4000 if method.random_directions else 2
+    est = sg.gradient(quadratic_tree, theta, key, method=method, n_samples=n)
     exact = quadratic_tree_grad(theta)
     assert jax.tree.structure(est.grad) == jax.tree.structure(theta)
-    for got, want in zip(jax.tree.leaves(est.grad), jax.tree.leaves(exact), strict=True):
+    leaves = zip(*map(jax.tree.leaves, (est.grad, est.grad_stderr, exact)), strict=True)
+    for got, stderr, want in leaves:
         assert got.dtype == dtype and got.shape == want.shape
-        np.testing.assert_allclose(got, want, rtol=tolerance(dtype), atol=tolerance(dtype))
-    for stderr in jax.tree.leaves(est.grad_stderr):
-        np.testing.assert_allclose(stderr, 0.0, atol=tolerance(dtype))  # deterministic
+        if method.random_directions:
+            assert np.all(np.abs(got - want) <= 4 * stderr + 3 * tolerance(dtype))
+            assert np.all(stderr > 0)
+        else:
+            np.testing.assert_allclose(got, want, rtol=tolerance(dtype), atol=tolerance(dtype))
+            np.testing.assert_allclose(stderr, 0.0, atol=tolerance(dtype))  # deterministic
 
 
 @pytest.mark.parametrize("name", ESTIMATORS)

@@ -2,12 +2,24 @@
 
 import abc
 from collections.abc import Callable
+from typing import ClassVar
 
 import equinox as eqx
 import jax
 from jaxtyping import Array
 
 from .._types import Key, Scalar, Simulator, Theta
+
+
+def own_key(key: Key) -> Key:
+    """A key for an estimator's own draws (random directions), independent of the simulator's.
+
+    The simulator keeps the sample's ``key`` itself, so its randomness is the same as under
+    any other estimator (and a `sg.BlackBox` gets the same seed); the estimator draws from
+    ``fold_in(key, 2**31 - 1)``, a key a simulator's own ``split`` or ``fold_in`` of small
+    counts never produces.
+    """
+    return jax.random.fold_in(key, 2**31 - 1)
 
 
 def map_samples(fn: Callable, keys: Key, batch_size: int | None):
@@ -27,8 +39,17 @@ class AbstractEstimator(eqx.Module):
     write `sample` for one key. An estimator that couples samples (a batch baseline)
     implements `sample_batch` itself, using `map_samples` for the per-key work.
 
-    Hyperparameters are static fields, validated in ``__check_init__``.
+    Hyperparameters are static fields, validated in ``__check_init__``. Capabilities are
+    class variables, declared, never probed:
+
+    * ``evaluations_only``: the estimator needs nothing but evaluations of the simulator (no
+      derivative, no view of its program), so it also runs `sg.BlackBox` simulators.
+    * ``random_directions``: it draws random perturbation directions, so its estimate is
+      random even for a deterministic simulator (SPSA, Gaussian smoothing).
     """
+
+    evaluations_only: ClassVar[bool] = False
+    random_directions: ClassVar[bool] = False
 
     @abc.abstractmethod
     def sample_batch(

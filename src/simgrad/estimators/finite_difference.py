@@ -1,6 +1,6 @@
 """Finite differences, with common random numbers for stochastic simulators."""
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import equinox as eqx
 import jax
@@ -63,6 +63,8 @@ class FiniteDifference(AbstractPerSampleEstimator):
     scheme: Literal["central", "forward"] = eqx.field(default="central", static=True)
     step: float | None = eqx.field(default=None, static=True)
     crn: bool = eqx.field(default=True, static=True)
+
+    evaluations_only: ClassVar[bool] = True
 
     def __check_init__(self):
         if self.scheme not in ("central", "forward"):

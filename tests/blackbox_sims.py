@@ -1,0 +1,63 @@
+"""NumPy simulators with closed-form answers for the black-box tests.
+
+NumPy only, and importable, so that worker processes (a process pool, a Dask cluster)
+can unpickle them.
+"""
+
+import os
+import signal
+
+import numpy as np
+
+A = np.array([1.0, 2.0])  # the weights a of `quadratic`
+
+
+def quadratic(theta, seed):
+    """``y Σ a_i (x_i + Z_i)²``, Z ~ N(0, 1), θ = {"x": x, "w": {"y": y}}: E = y Σ a (x² + 1)."""
+    x, y = theta["x"], theta["w"]["y"]
+    z = np.random.default_rng(seed).normal(size=x.shape)
+    return float(y * np.sum(A * (x + z) ** 2))
+
+
+def quadratic_exact(theta, sigma=0.0):
+    """E[quadratic] and its gradient; with ``sigma``, of the Gaussian-smoothed objective.
+
+    ``f`` is y times a quadratic in x, so ``f_σ = f + σ² y Σa`` exactly (the Laplacian
+    ``Δf = 2 y Σa``), whose gradient adds ``σ² Σa`` in y only.
+    """
+    x, y = theta["x"], theta["w"]["y"]
+    value = y * np.sum(A * (x**2 + 1)) + sigma**2 * y * np.sum(A)
+    grad = {"x": 2 * A * x * y, "w": {"y": np.sum(A * (x**2 + 1)) + sigma**2 * np.sum(A)}}
+    return value, grad
+
+
+def square_loss(theta, seed):
+    """``(θ - 2 + Z)²``: E = (θ - 2)² + 1, minimum at θ = 2."""
+    return float((theta - 2.0 + np.random.default_rng(seed).normal()) ** 2)
+
+
+class KillOnce:
+    """`quadratic`, except that the first run with a seed divisible by 3 kills its process.
+
+    A marker file makes it once across processes (created atomically: one killer only).
+    """
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __call__(self, theta, seed):
+        if seed % 3 == 0:
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return quadratic(theta, seed)
+
+
+def raise_on(theta, seed):
+    """Raises for seeds divisible by 5; else `quadratic`."""
+    if seed % 5 == 0:
+        raise ValueError(f"boom at seed {seed}")
+    return quadratic(theta, seed)
