@@ -36,28 +36,32 @@ def square_loss(theta, seed):
     return float((theta - 2.0 + np.random.default_rng(seed).normal()) ** 2)
 
 
-class KillOnce:
-    """`quadratic`, except that the first run with a seed divisible by 3 kills its process.
-
-    A marker file makes it once across processes (created atomically: one killer only).
+class Probe:
+    """`quadratic`, instrumented. One object serves many tests, so that the estimators
+    compile once for it: it records the seeds it sees (in this process), and can return NaN
+    or another ``output`` for one seed, raise for seeds divisible by ``raise_every``, or
+    kill its own process the first time it sees a seed divisible by 3 while ``kill_marker``
+    names a file that does not exist yet (created atomically: one killer only).
     """
 
-    def __init__(self, marker: str):
-        self.marker = marker
+    def __init__(self):
+        self.seen, self.kill_marker, self.raise_every = [], None, None
+        self.odd_seed, self.output = None, None
+
+    def __getstate__(self):  # what a worker gets: the settings, not the seeds seen here
+        return self.__dict__ | {"seen": []}
 
     def __call__(self, theta, seed):
-        if seed % 3 == 0:
+        self.seen.append(seed)
+        if self.kill_marker is not None and seed % 3 == 0:
             try:
-                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+                os.close(os.open(self.kill_marker, os.O_CREAT | os.O_EXCL))
             except FileExistsError:
                 pass
             else:
                 os.kill(os.getpid(), signal.SIGKILL)
+        if self.raise_every is not None and seed % self.raise_every == 0:
+            raise ValueError(f"boom at seed {seed}")
+        if seed == self.odd_seed:
+            return self.output
         return quadratic(theta, seed)
-
-
-def raise_on(theta, seed):
-    """Raises for seeds divisible by 5; else `quadratic`."""
-    if seed % 5 == 0:
-        raise ValueError(f"boom at seed {seed}")
-    return quadratic(theta, seed)

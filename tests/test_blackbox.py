@@ -1,11 +1,14 @@
 """`sg.BlackBox`: simulators not written in JAX, through every evaluation-only estimator, in
-this process, on a process pool and on a Dask cluster; seeds, a killed worker, errors."""
+this process, on a process pool and on a Dask cluster; seeds, a killed worker, errors.
+
+One instrumented black box (`blackbox_sims.Probe`) serves most tests, so that each
+estimator compiles once for the whole module.
+"""
 
 import concurrent.futures
 import functools
 import logging
 import multiprocessing
-import os
 import subprocess
 import sys
 
@@ -21,6 +24,8 @@ from . import blackbox_sims as sims
 KEY = jax.random.key(11)
 THETA = {"x": np.array([0.5, -1.0]), "w": {"y": 0.7}}  # nested: an array and a float
 N = 300
+PROBE = sims.Probe()
+BOX = sg.BlackBox(PROBE, progress=False)
 
 METHODS = {
     "fd-central": sg.FiniteDifference(),
@@ -31,19 +36,28 @@ METHODS = {
 }
 
 
-def box(fn=sims.quadratic, **kwargs):
-    return sg.BlackBox(fn, progress=False, **kwargs)
-
-
 @functools.cache
 def in_process(name):
-    return sg.gradient(box(), THETA, KEY, method=METHODS[name], n_samples=N)
+    return sg.gradient(BOX, THETA, KEY, method=METHODS[name], n_samples=N)
+
+
+def sample_seed(i: int) -> int:
+    """The seed of sample ``i``, as `sg.BlackBox` documents it."""
+    return sg.BlackBox.seed(jax.random.fold_in(KEY, i))
+
+
+@pytest.fixture
+def probe():
+    PROBE.__init__()
+    yield PROBE
+    PROBE.__init__()
 
 
 @pytest.fixture(scope="module")
 def pool():
     # spawn: forking a process that runs JAX's threads is unsafe
-    with concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
         yield pool
 
 
@@ -83,71 +97,58 @@ def test_each_estimator_recovers_the_closed_form_gradient(name):
 @pytest.mark.parametrize("name", METHODS)
 def test_every_executor_gives_the_in_process_estimate_exactly(name, executor, request):
     est = sg.gradient(
-        box(),
-        THETA,
-        KEY,
-        method=METHODS[name],
-        n_samples=N,
-        executor=request.getfixturevalue(executor),
+        BOX, THETA, KEY, method=METHODS[name], n_samples=N, executor=request.getfixturevalue(executor)
     )
     for got, want in zip(jax.tree.leaves(est), jax.tree.leaves(in_process(name)), strict=True):
         assert np.array_equal(got, want)
 
 
-def test_a_worker_killed_mid_run_loses_nothing(client, tmp_path):
-    marker = tmp_path / "killed"
-    est = sg.gradient(
-        box(sims.KillOnce(str(marker)), chunk_size=10),
-        THETA,
-        KEY,
-        method=METHODS["spsa"],
-        n_samples=N,
-        executor=client,
-    )
-    assert marker.exists()  # a worker did kill itself, mid-run
-    for got, want in zip(jax.tree.leaves(est), jax.tree.leaves(in_process("spsa")), strict=True):
+def test_a_worker_killed_mid_run_loses_nothing(client, probe, tmp_path):
+    uninterrupted = in_process("spsa")  # before arming the probe: it would kill this process
+    probe.kill_marker = str(tmp_path / "killed")
+    box = sg.BlackBox(PROBE, chunk_size=10, progress=False)  # 60 tasks
+    est = sg.gradient(box, THETA, KEY, method=METHODS["spsa"], n_samples=N, executor=client)
+    assert (tmp_path / "killed").exists()  # a worker did kill itself, mid-run
+    for got, want in zip(jax.tree.leaves(est), jax.tree.leaves(uninterrupted), strict=True):
         assert np.array_equal(got, want)
 
 
-def test_seeds_are_the_sample_keys_and_shared_by_the_runs_of_a_sample():
-    seen = []
-
-    def record(theta, seed):
-        seen.append(seed)
-        return float(theta)
-
-    n = 8
-    sample_seeds = [sg.BlackBox.seed(jax.random.fold_in(KEY, i)) for i in range(n)]
-    for method in (sg.FiniteDifference(), sg.SPSA(), sg.GaussianSmoothing(sigma=0.1)):
-        seen.clear()
-        sg.gradient(box(record), 1.0, KEY, method=method, n_samples=n)
-        assert sorted(seen) == sorted(sample_seeds * 2)  # both runs of a sample: one seed
-    seen.clear()
-    sg.gradient(box(record), 1.0, KEY, method=sg.FiniteDifference(crn=False), n_samples=n)
-    assert len(set(seen)) == 2 * n and not set(seen) & set(sample_seeds)
-    assert all(0 <= s < 2**63 for s in seen)
+def test_seeds_are_the_sample_keys_and_shared_by_the_runs_of_a_sample(probe):
+    seeds = [sample_seed(i) for i in range(N)]
+    for name, runs in (("fd-central", 6), ("spsa", 2), ("smoothing", 2)):
+        probe.seen.clear()
+        sg.gradient(BOX, THETA, KEY, method=METHODS[name], n_samples=N)
+        assert sorted(probe.seen) == sorted(seeds * runs), name  # one seed per sample
+    probe.seen.clear()
+    sg.gradient(BOX, THETA, KEY, method=METHODS["fd-independent"], n_samples=N)
+    assert len(set(probe.seen)) == 6 * N and not set(probe.seen) & set(seeds)
+    assert all(0 <= s < 2**63 for s in probe.seen)
 
 
-def test_works_inside_jit_and_with_batches():
-    def grad_at(theta):
-        return sg.gradient(box(), theta, KEY, method=METHODS["spsa"], n_samples=N).grad
+@jax.jit
+def grad_in_jit(theta):
+    method = METHODS["spsa"]
+    return sg.gradient(BOX, theta, KEY, method=method, n_samples=N, batch_size=64).grad
 
-    jitted = jax.jit(grad_at)(jax.tree.map(np.asarray, THETA))
-    chunked = sg.gradient(box(), THETA, KEY, method=METHODS["spsa"], n_samples=N, batch_size=64)
-    for a, b, c in zip(*map(jax.tree.leaves, (jitted, chunked.grad, in_process("spsa").grad))):
-        np.testing.assert_allclose(a, c, rtol=1e-12)
-        np.testing.assert_allclose(b, c, rtol=1e-12)
+
+def test_works_inside_jit_in_batches():
+    got = grad_in_jit(jax.tree.map(np.asarray, THETA))
+    for a, b in zip(*map(jax.tree.leaves, (got, in_process("spsa").grad)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_inside_jit_a_failure_still_names_its_seed(probe):
+    probe.raise_every = 5
+    with pytest.raises(Exception, match=r"ValueError: boom[\s\S]*seed="):
+        grad_in_jit(jax.tree.map(np.asarray, THETA))
 
 
 def test_optimize_a_black_box_and_resume_on_a_cluster(client, tmp_path):
+    box = sg.BlackBox(sims.square_loss, progress=False)
     kwargs = dict(
-        method=sg.SPSA(step=0.1),
-        steps=24,
-        n_samples=16,
-        optimizer=optax.sgd(0.1),
-        progress=False,
+        method=sg.SPSA(step=0.1), steps=24, n_samples=16, optimizer=optax.sgd(0.1), progress=False
     )
-    whole = sg.optimize(box(sims.square_loss), 0.0, KEY, **kwargs)
+    whole = sg.optimize(box, 0.0, KEY, **kwargs)
     assert abs(float(whole.theta) - 2.0) < 0.3  # E = (θ - 2)² + 1
     assert whole.n_evals == 24 * 16 * 2
 
@@ -160,57 +161,44 @@ def test_optimize_a_black_box_and_resume_on_a_cluster(client, tmp_path):
 
     path = tmp_path / "run.eqx"
     with pytest.raises(Crash):
-        sg.optimize(
-            box(sims.square_loss),
-            0.0,
-            KEY,
-            checkpoint=path,
-            checkpoint_every=5,
-            callback=crash_at_13,
-            **kwargs,
-        )
-    resumed = sg.optimize(
-        box(sims.square_loss), 0.0, KEY, checkpoint=path, resume=True, executor=client, **kwargs
-    )
+        sg.optimize(box, 0.0, KEY, checkpoint=path, checkpoint_every=5, callback=crash_at_13, **kwargs)
+    resumed = sg.optimize(box, 0.0, KEY, checkpoint=path, resume=True, executor=client, **kwargs)
     for a, b in zip(jax.tree.leaves(resumed.history), jax.tree.leaves(whole.history), strict=True):
         assert np.array_equal(a, b)
 
 
-def test_an_exception_in_fn_names_theta_and_seed_and_reproduces():
+def test_an_exception_in_fn_names_theta_and_seed_and_reproduces(probe):
+    probe.raise_every = 5
     with pytest.raises(sg.SimulationError, match=r"fn raised ValueError: boom") as info:
-        sg.gradient(box(sims.raise_on), THETA, KEY, method=sg.SPSA(), n_samples=N)
+        sg.gradient(BOX, THETA, KEY, method=METHODS["spsa"], n_samples=N)
     error = info.value
     assert f"seed={error.seed}" in str(error) and "theta=" in str(error)
     assert isinstance(error.__cause__, ValueError)
     with pytest.raises(ValueError, match="boom"):
-        sims.raise_on(error.theta, error.seed)
+        PROBE(error.theta, error.seed)
     i = int(str(error).split("sample ")[1].split(" of")[0])
-    assert error.seed == sg.BlackBox.seed(jax.random.fold_in(KEY, i))
+    assert error.seed == sample_seed(i)
 
 
-def test_an_exception_on_a_worker_carries_its_traceback(client):
+def test_an_exception_on_a_worker_carries_its_traceback(client, probe):
+    probe.raise_every = 5
     with pytest.raises(sg.SimulationError, match="seed=") as info:
-        sg.gradient(box(sims.raise_on), THETA, KEY, method=sg.SPSA(), n_samples=N, executor=client)
+        sg.gradient(BOX, THETA, KEY, method=METHODS["spsa"], n_samples=N, executor=client)
     assert "The traceback of fn" in str(info.value) and "raise ValueError" in str(info.value)
 
 
-def test_a_nan_result_names_its_sample():
-    bad_seed = sg.BlackBox.seed(jax.random.fold_in(KEY, 5))
-
-    def nan_at_sample_5(theta, seed):
-        return float("nan") if seed == bad_seed else float(theta)
-
+def test_a_nan_result_names_its_sample(probe):
+    probe.odd_seed, probe.output = sample_seed(5), float("nan")
     with pytest.raises(sg.SimulationError, match="fn returned nan") as info:
-        sg.gradient(box(nan_at_sample_5), 1.0, KEY, method=sg.FiniteDifference(), n_samples=20)
-    assert "sample 5 of 20" in str(info.value) and info.value.seed == bad_seed
+        sg.gradient(BOX, THETA, KEY, method=METHODS["fd-central"], n_samples=N)
+    assert f"sample 5 of {N}" in str(info.value) and info.value.seed == sample_seed(5)
 
 
-def test_inside_jit_a_failure_still_names_its_seed():
-    run = jax.jit(
-        lambda t: sg.gradient(box(sims.raise_on), t, KEY, method=sg.SPSA(), n_samples=N).grad
-    )
-    with pytest.raises(Exception, match=r"ValueError: boom[\s\S]*seed="):
-        run(jax.tree.map(np.asarray, THETA))
+@pytest.mark.parametrize("output", [np.ones(2), "x", None])
+def test_an_output_that_is_not_one_float_is_named(output, probe):
+    probe.odd_seed, probe.output = sample_seed(0), output
+    with pytest.raises(sg.SimulationError, match="fn must return one float"):
+        sg.gradient(BOX, THETA, KEY, method=METHODS["spsa"], n_samples=N)
 
 
 class _BrokenPool(concurrent.futures.Executor):
@@ -228,22 +216,21 @@ POOL = "the process pool fixture"
 @pytest.mark.parametrize(
     "fn, method, executor, error, words",
     [
-        (sims.quadratic, sg.Pathwise(), None, TypeError, "sg.SPSA()"),
-        (sims.quadratic, sg.ScoreFunction(), None, TypeError, "sg.FiniteDifference()"),
-        (sims.quadratic, sg.StochasticTriples(), None, TypeError, "GaussianSmoothing"),
-        (sims.quadratic, sg.Pathwise, None, TypeError, "Did you mean"),
-        (sims.quadratic, sg.SPSA(), "cluster", TypeError, "concurrent.futures.Executor"),
-        (sims.quadratic, sg.SPSA(), _BrokenPool(), sg.SimulationError, "worker process died"),
+        (PROBE, sg.Pathwise(), None, TypeError, "sg.SPSA()"),
+        (PROBE, sg.ScoreFunction(), None, TypeError, "sg.FiniteDifference()"),
+        (PROBE, sg.StochasticTriples(), None, TypeError, "GaussianSmoothing"),
+        (PROBE, sg.Pathwise, None, TypeError, "Did you mean"),
+        (PROBE, sg.SPSA(), "cluster", TypeError, "concurrent.futures.Executor"),
+        (PROBE, METHODS["spsa"], _BrokenPool(), sg.SimulationError, "worker process died"),
         (lambda t, s: 0.0, sg.SPSA(), POOL, sg.SimulationError, "picklable"),
-        (lambda t, s: np.ones(2), sg.SPSA(), None, sg.SimulationError, "one float"),
-        (lambda t, s: "x", sg.SPSA(), None, sg.SimulationError, "one float"),
     ],
 )
 def test_misuse_is_named_with_its_fix(fn, method, executor, error, words, request):
     if executor == POOL:
         executor = request.getfixturevalue("pool")  # a real pool, which must pickle fn
+    box = sg.BlackBox(fn, progress=False)
     with pytest.raises(error) as info:
-        sg.gradient(box(fn), THETA, KEY, method=method, n_samples=4, executor=executor)
+        sg.gradient(box, THETA, KEY, method=method, n_samples=N, executor=executor)
     assert words in str(info.value)
 
 
@@ -251,17 +238,17 @@ def test_bad_arguments_are_named():
     with pytest.raises(TypeError, match="fn must be a function"):
         sg.BlackBox(3.0)
     with pytest.raises(ValueError, match="chunk_size"):
-        sg.BlackBox(sims.quadratic, chunk_size=0)
+        sg.BlackBox(PROBE, chunk_size=0)
     with pytest.raises(TypeError, match="progress"):
-        sg.BlackBox(sims.quadratic, progress="yes")
+        sg.BlackBox(PROBE, progress="yes")
     with pytest.raises(TypeError, match="executor= runs the evaluations of an sg.BlackBox"):
         sg.gradient(lambda t, k: t, 1.0, KEY, method=sg.SPSA(), n_samples=4, executor=object())
 
 
 def test_progress_bar_counts_the_evaluations(capsys):
-    sg.gradient(sg.BlackBox(sims.square_loss), 1.0, KEY, method=sg.SPSA(), n_samples=50)
+    sg.gradient(sg.BlackBox(PROBE), THETA, KEY, method=METHODS["spsa"], n_samples=N)
     err = capsys.readouterr().err
-    assert "evaluating" in err and "100/100" in err
+    assert "evaluating" in err and f"{2 * N}/{2 * N}" in err
 
 
 def test_importing_simgrad_imports_neither_dask_nor_simpy():
@@ -273,7 +260,8 @@ def test_importing_simgrad_imports_neither_dask_nor_simpy():
 def test_the_simpy_queue_matches_queueing_theory():
     queue = sg.models.MM1SimPy(n_customers=20)
     theta = queue.default_theta()
-    est = sg.gradient(sg.BlackBox(queue, progress=False), theta, KEY, method=sg.SPSA(), n_samples=400)
+    box = sg.BlackBox(queue, progress=False)
+    est = sg.gradient(box, theta, KEY, method=sg.SPSA(), n_samples=400)
     assert abs(est.value - queue.exact_value(theta)) <= 4 * est.value_stderr + 1e-4
     for name, want in queue.exact_grad(theta).items():
         assert abs(est.grad[name] - want) <= 4 * est.grad_stderr[name], name

@@ -144,18 +144,23 @@ def bind(sim, method, executor):
             f"executor must be None (run in this process), a concurrent.futures.Executor "
             f"such as ProcessPoolExecutor(), or a dask.distributed.Client, got {executor!r}."
         )
-    return _Bound(sim, executor)
+    return _Bound(sim.fn, executor, sim.chunk_size)
 
 
 def gradient(sim, theta, key, *, method, n_samples, batch_size, executor):
-    """`sg.gradient` for a `BlackBox` (``executor`` given or not): see `BlackBox`."""
+    """`sg.gradient` for a `BlackBox` (``executor`` given or not): see `BlackBox`.
+
+    The compiled program depends on ``fn`` alone: this call's run hands the executor and
+    the settings to the callback, so calls that differ only in them share a compilation.
+    """
     global _RUN
     bound = bind(sim, method, executor)
-    run = lambda: _estimate.gradient(  # noqa: E731
-        bound, theta, key, method=method, n_samples=n_samples, batch_size=batch_size
-    )
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((theta, key))):
-        return run()  # inside jit: no progress bar; a failure raises inside the callback
+        # inside jit: no progress bar; a failure raises inside the callback
+        return _estimate.gradient(
+            bound, theta, key, method=method, n_samples=n_samples, batch_size=batch_size
+        )
+    bound = _Bound(sim.fn, None, None)  # this run brings the executor and chunk size
     try:
         n_params = sum(np.size(x) for x in jax.tree.leaves(theta))
         total = int(n_samples) * method.evals_per_sample(n_params)
@@ -163,10 +168,12 @@ def gradient(sim, theta, key, *, method, n_samples, batch_size, executor):
         total = 0  # misuse: the engine names it
     with _RUN_LOCK:
         bar = progress_bar("evaluating", "rate", sim.progress and total > 0, total, 0)
-        _RUN = state = _Run(bound, bar, raise_now=False)
+        _RUN = state = _Run(bound, executor, sim.chunk_size, bar, raise_now=False)
         try:
             with bar:
-                return run()
+                return _estimate.gradient(
+                    bound, theta, key, method=method, n_samples=n_samples, batch_size=batch_size
+                )
         except Exception:
             if state.failure is None:
                 raise
@@ -176,10 +183,15 @@ def gradient(sim, theta, key, *, method, n_samples, batch_size, executor):
 
 
 class _Bound(eqx.Module):
-    """A `BlackBox` as a JAX simulator: one ``pure_callback`` running ``fn`` on ``executor``."""
+    """A `BlackBox` as a JAX simulator: one ``pure_callback`` running ``fn``.
 
-    box: BlackBox = eqx.field(static=True)
+    Inside `gradient` the evaluations go to that call's executor, in its chunks; elsewhere
+    (`sg.optimize`, a user's ``jit``) to ``executor`` in chunks of ``chunk_size``.
+    """
+
+    fn: Callable = eqx.field(static=True)
     executor: Any = eqx.field(static=True)
+    chunk_size: int | None = eqx.field(static=True)
 
     def __call__(self, theta, key):
         leaves, treedef = jax.tree.flatten(theta)
@@ -203,7 +215,7 @@ class _Evaluate:
         self.sim, self.treedef, self.ranks, self.dtype = sim, treedef, ranks, dtype
 
     def __repr__(self) -> str:  # stable across processes: a checkpoint fingerprint reads it
-        fn = self.sim.box.fn
+        fn = self.sim.fn
         return f"BlackBox({getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')})"
 
     def __call__(self, leaves, bits):
@@ -217,7 +229,9 @@ class _Evaluate:
         ]
         seeds = seeds_of(np.broadcast_to(bits, (*batch, 2)).reshape(n, 2))
         thetas = [jax.tree.unflatten(self.treedef, [np.array(x[j]) for x in flat]) for j in range(n)]
-        run = _RUN if _RUN is not None and _RUN.sim == self.sim else _Run(self.sim)
+        run = _RUN
+        if run is None or run.sim != self.sim:
+            run = _Run(self.sim, self.sim.executor, self.sim.chunk_size)
         values = run.evaluate(thetas, [int(s) for s in seeds])
         return values.reshape(batch).astype(self.dtype)
 
@@ -269,8 +283,9 @@ class _Run:
     callback, and JAX reports it inside a ``JaxRuntimeError``.
     """
 
-    def __init__(self, sim: _Bound, bar=None, raise_now: bool = True):
-        self.sim, self.bar, self.raise_now, self.failure = sim, bar, raise_now, None
+    def __init__(self, sim: _Bound, executor, chunk_size, bar=None, raise_now: bool = True):
+        self.sim, self.executor, self.chunk_size = sim, executor, chunk_size
+        self.bar, self.raise_now, self.failure = bar, raise_now, None
         self.done, self.start = 0, None
 
     def evaluate(self, thetas: list, seeds: list[int]) -> np.ndarray:
@@ -278,17 +293,17 @@ class _Run:
         values = np.full(n, np.nan)
         if self.failure is not None or n == 0:
             return values
-        executor, box = self.sim.executor, self.sim.box
+        executor, fn = self.executor, self.sim.fn
         if self.start is None:
             self.start = time.monotonic()
         workers = 1 if executor is None else _workers(executor)
-        size = box.chunk_size or max(1, math.ceil(n / (8 * workers)))
-        if executor is None and box.chunk_size is None:
+        size = self.chunk_size or max(1, math.ceil(n / (8 * workers)))
+        if executor is None and self.chunk_size is None:
             size = max(1, n // 100)  # in this process chunks only pace the progress bar
         starts = range(0, n, size)
         pieces = [_Chunk(thetas[i : i + size], seeds[i : i + size]) for i in starts]
         try:
-            with contextlib.closing(_completed(executor, box.fn, pieces)) as completed:
+            with contextlib.closing(_completed(executor, fn, pieces)) as completed:
                 self._record(completed, starts, thetas, seeds, values)
         except Exception as error:  # the executor failed (a dead pool, an unpicklable fn)
             self.failure = _Failure(None, None, _executor_failure(error), cause=error)
