@@ -86,7 +86,8 @@ def test_each_estimator_recovers_the_closed_form_gradient(name):
     assert jax.tree.structure(est.grad) == jax.tree.structure(THETA)
     # + 0.01: the O(h²) bias of the mean of runs at θ ± h that FD reports as the value
     assert abs(est.value - value) <= 4 * est.value_stderr + 0.01
-    for got, stderr, want in zip(*map(jax.tree.leaves, (est.grad, est.grad_stderr, grad))):
+    leaves = map(jax.tree.leaves, (est.grad, est.grad_stderr, grad))
+    for got, stderr, want in zip(*leaves, strict=True):
         assert np.all(np.abs(got - want) <= 4 * stderr + 1e-6), name
         assert np.all(stderr > 0)
     assert est.n_samples == N and est.n_evals == N * METHODS[name].evals_per_sample(3)
@@ -96,9 +97,8 @@ def test_each_estimator_recovers_the_closed_form_gradient(name):
 @pytest.mark.parametrize("executor", ["pool", "client"])
 @pytest.mark.parametrize("name", METHODS)
 def test_every_executor_gives_the_in_process_estimate_exactly(name, executor, request):
-    est = sg.gradient(
-        BOX, THETA, KEY, method=METHODS[name], n_samples=N, executor=request.getfixturevalue(executor)
-    )
+    executor = request.getfixturevalue(executor)
+    est = sg.gradient(BOX, THETA, KEY, method=METHODS[name], n_samples=N, executor=executor)
     for got, want in zip(jax.tree.leaves(est), jax.tree.leaves(in_process(name)), strict=True):
         assert np.array_equal(got, want)
 
@@ -161,7 +161,9 @@ def test_optimize_a_black_box_and_resume_on_a_cluster(client, tmp_path):
 
     path = tmp_path / "run.eqx"
     with pytest.raises(Crash):
-        sg.optimize(box, 0.0, KEY, checkpoint=path, checkpoint_every=5, callback=crash_at_13, **kwargs)
+        sg.optimize(
+            box, 0.0, KEY, checkpoint=path, checkpoint_every=5, callback=crash_at_13, **kwargs
+        )
     resumed = sg.optimize(box, 0.0, KEY, checkpoint=path, resume=True, executor=client, **kwargs)
     for a, b in zip(jax.tree.leaves(resumed.history), jax.tree.leaves(whole.history), strict=True):
         assert np.array_equal(a, b)

@@ -25,13 +25,13 @@ from .check import check as check
 from .check import dot_product_test as dot_product_test
 from .check import one_sided as one_sided
 from .check import taylor_test as taylor_test
+from .estimators import SPSA as SPSA
 from .estimators import AbstractEstimator as AbstractEstimator
 from .estimators import FiniteDifference as FiniteDifference
 from .estimators import GaussianSmoothing as GaussianSmoothing
 from .estimators import Hybrid as Hybrid
 from .estimators import Pathwise as Pathwise
 from .estimators import ScoreFunction as ScoreFunction
-from .estimators import SPSA as SPSA
 from .estimators import StochasticTriples as StochasticTriples
 from .relax._smooth import SweepResult as SweepResult
 from .relax._smooth import smooth as smooth

@@ -15,6 +15,7 @@ retried on another worker computes the same numbers.
 
 import concurrent.futures
 import contextlib
+import functools
 import math
 import os
 import threading
@@ -214,21 +215,24 @@ class _Evaluate:
     def __init__(self, sim: _Bound, treedef, ranks, dtype):
         self.sim, self.treedef, self.ranks, self.dtype = sim, treedef, ranks, dtype
 
-    def __repr__(self) -> str:  # stable across processes: a checkpoint fingerprint reads it
-        fn = self.sim.fn
-        return f"BlackBox({getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')})"
+    def __repr__(self) -> str:  # a checkpoint's fingerprint reads it (addresses stripped)
+        return f"BlackBox({self.sim.fn!r})"
 
     def __call__(self, leaves, bits):
+        # vmap_method="expand_dims": each argument has the batch dims, of size 1 if unbatched
+        shapes = [x.shape[x.ndim - r :] for x, r in zip(leaves, self.ranks, strict=True)]
         batch = np.broadcast_shapes(
-            bits.shape[:-1], *(x.shape[: x.ndim - r] for x, r in zip(leaves, self.ranks))
+            bits.shape[:-1],
+            *(x.shape[: x.ndim - len(s)] for x, s in zip(leaves, shapes, strict=True)),
         )
         n = math.prod(batch)
         flat = [
-            np.broadcast_to(x, batch + x.shape[x.ndim - r :]).reshape(n, *x.shape[x.ndim - r :])
-            for x, r in zip(leaves, self.ranks)
+            np.broadcast_to(x, batch + s).reshape(n, *s)
+            for x, s in zip(leaves, shapes, strict=True)
         ]
         seeds = seeds_of(np.broadcast_to(bits, (*batch, 2)).reshape(n, 2))
-        thetas = [jax.tree.unflatten(self.treedef, [np.array(x[j]) for x in flat]) for j in range(n)]
+        unflatten = functools.partial(jax.tree.unflatten, self.treedef)
+        thetas = [unflatten([np.array(x[j]) for x in flat]) for j in range(n)]
         run = _RUN
         if run is None or run.sim != self.sim:
             run = _Run(self.sim, self.sim.executor, self.sim.chunk_size)
@@ -317,19 +321,19 @@ class _Run:
     def _record(self, completed, starts, thetas, seeds, values) -> None:
         """Fill ``values`` as tasks complete, stopping at the first failure."""
         for index, (results, raised) in completed:
-                start = starts[index]
-                values[start : start + len(results)] = results
-                self._advance(len(results))
-                if raised is not None:
-                    j, what, detail, cause = raised
-                    j += start
-                    self.failure = _Failure(thetas[j], seeds[j], f"fn raised {what}", detail, cause)
-                    return
-                bad = np.flatnonzero(~np.isfinite(values[start : start + len(results)]))
-                if bad.size:
-                    j = start + int(bad[0])
-                    self.failure = _Failure(thetas[j], seeds[j], f"fn returned {values[j]}")
-                    return
+            start = starts[index]
+            values[start : start + len(results)] = results
+            self._advance(len(results))
+            if raised is not None:
+                j, what, detail, cause = raised
+                j += start
+                self.failure = _Failure(thetas[j], seeds[j], f"fn raised {what}", detail, cause)
+                return
+            bad = np.flatnonzero(~np.isfinite(values[start : start + len(results)]))
+            if bad.size:
+                j = start + int(bad[0])
+                self.failure = _Failure(thetas[j], seeds[j], f"fn returned {values[j]}")
+                return
 
     def _advance(self, k: int) -> None:
         self.done += k
