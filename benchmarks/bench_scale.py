@@ -185,7 +185,7 @@ def main() -> None:
             n_workers=w,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",
             silence_logs=logging.ERROR,
         )
         for w in (1, 2)

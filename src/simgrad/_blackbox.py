@@ -387,9 +387,10 @@ def _completed(executor, fn, pieces: list[_Chunk]):
 
         futures = executor.map(_evaluate_chunk, pieces, fn=fn, pure=False)
         index = {future.key: i for i, future in enumerate(futures)}
-        try:
-            for future, result in as_completed(futures, with_results=True):
-                yield index[future.key], result
+        try:  # whatever has finished, fetched in one gather by this thread
+            for batch in as_completed(futures).batches():
+                for future, result in zip(batch, executor.gather(batch), strict=True):
+                    yield index[future.key], result
         finally:
             executor.cancel([f for f in futures if not f.done()])
     else:
