@@ -3,8 +3,8 @@
 How it runs: `sg.gradient` binds a `BlackBox` to its executor (`bind`), which makes it an
 ordinary JAX simulator whose body is one ``jax.pure_callback``. The estimator — finite
 differences, SPSA, Gaussian smoothing — then runs exactly as on a JAX simulator: it picks
-the points and the keys, batched under ``vmap``, and its statistics (standard errors, the
-finite-difference truncation estimate) are the engine's. The callback receives the whole
+the points and the keys, batched under ``vmap``, and the statistics are the engine's, as
+for any simulator. The callback receives the whole
 batch of (θ, key) pairs at once, turns each key into an int seed, and runs ``fn(θ, seed)``
 for every pair: in this process, or as tasks of ``chunk_size`` evaluations on a
 ``concurrent.futures`` executor or a Dask cluster.
