@@ -18,6 +18,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 import simgrad as sg
 from simgrad.models import GALLERY, DigitalCall
@@ -84,13 +85,15 @@ def cost(model, key, n, repeats):
     keys = jax.random.split(key, n)
     primal = jax.jit(jax.vmap(model, (None, 0)))
     runs = {"primal": lambda: primal(theta, keys)}
+    x, unravel = ravel_pytree(theta)
+    flat = lambda x, k: model(unravel(x), k)[None]  # noqa: E731  (the estimator's flat view)
     for name, method in {
         "score-vanilla": sg.ScoreFunction(baseline=None),
         "score-loo": sg.ScoreFunction(baseline="loo"),
         "pathwise": sg.Pathwise(),
     }.items():
-        inner = jax.jit(lambda th, ks, m=method: m.sample_batch(model, th, ks, None))
-        runs[name] = lambda i=inner: i(theta, keys)
+        inner = jax.jit(lambda x, ks, m=method: m.sample_batch(flat, x, ks))
+        runs[name] = lambda i=inner: i(x, keys)
         runs[name + " (sg.gradient)"] = lambda m=method: sg.gradient(
             model, theta, key, method=m, n_samples=n
         )

@@ -34,7 +34,7 @@ def test_reaches_the_gaussian_mean_within_the_final_standard_error(method, key):
     assert abs(float(res.theta) - 2.0) < tolerance
     assert abs(float(res.value) - 1.0) < 4 * float(res.value_stderr) + 0.05
     assert res.history.value.shape == (200,)
-    assert res.n_evals == 200 * 256 * method.evals_per_sample(1)
+    assert res.n_evals == 200 * 256 * method.evals_per_sample(1, 1)
 
 
 def test_reaches_a_bernoulli_parameter_by_score_function(key):
@@ -174,6 +174,14 @@ def test_plot_writes_a_file(key, tmp_path):
         (dict(bounds=(3.0, 4.0)), ValueError, "outside bounds"),
         (dict(bounds=(0.0,)), TypeError, "pair"),
         (dict(method=sg.Pathwise), TypeError, "Did you mean"),
+        (dict(bounds=(1.0, -1.0)), ValueError, "reversed"),
+        (dict(bounds=(float("nan"), 1.0)), ValueError, "lower bound is NaN"),
+        (dict(optimizer=optax.adam(float("nan"))), ValueError, "NaN setting"),
+        (dict(optimizer=optax.adam(jnp.nan)), ValueError, "NaN setting"),
+        (dict(optimizer=optax.chain(optax.sgd(0.1), optax.clip(jnp.nan))), ValueError, "NaN"),
+        (dict(batch_size=0), ValueError, "batch_size=0"),
+        (dict(callback="print"), TypeError, "callback"),
+        (dict(checkpoint=3), TypeError, "file path"),
     ],
 )
 def test_bad_arguments_say_what_to_fix(kwargs, error, words, key):
@@ -183,6 +191,179 @@ def test_bad_arguments_say_what_to_fix(kwargs, error, words, key):
     assert words in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "where, words",
+    [
+        (lambda tmp: tmp, "is a folder"),
+        (lambda tmp: tmp / "missing" / "run.eqx", "does not exist"),
+        (lambda tmp: (tmp / "file").write_text("x") and tmp / "file" / "run.eqx", "not a folder"),
+    ],
+)
+def test_a_checkpoint_path_is_checked_before_the_first_step(where, words, key, tmp_path):
+    ran = []
+    with pytest.raises(ValueError, match=words):
+        sg.optimize(
+            gaussian_mean_loss,
+            0.0,
+            key,
+            steps=5,
+            n_samples=8,
+            checkpoint=where(tmp_path),
+            callback=lambda i, e: ran.append(i),
+            progress=False,
+        )
+    assert ran == []
+
+
+# -- any optax optimiser: value, grad and value_fn are passed ------------------------------
+
+
+def rosenbrock(theta, key):
+    """Deterministic: minimum 0 at (1, 1); the key is ignored."""
+    x, y = theta["x"], theta["y"]
+    return (1 - x) ** 2 + 100 * (y - x**2) ** 2
+
+
+def test_lbfgs_reaches_the_rosenbrock_minimum():
+    res = sg.optimize(
+        rosenbrock,
+        {"x": -1.2, "y": 1.0},
+        jax.random.key(0),
+        steps=60,
+        n_samples=2,
+        optimizer=optax.lbfgs(),
+        progress=False,
+    )
+    assert abs(float(res.theta["x"]) - 1) < 1e-5 and abs(float(res.theta["y"]) - 1) < 1e-5
+    assert float(res.value) < 1e-9
+
+
+def test_lbfgs_on_a_stochastic_objective_solves_each_steps_sample_average(key):
+    res = sg.optimize(
+        gaussian_mean_loss, 0.0, key, steps=6, n_samples=256, optimizer=optax.lbfgs(),
+        progress=False,
+    )  # fmt: skip
+    # Each step solves its own sample average (common random numbers), whose minimiser is
+    # 2 - mean(z): within 4 standard errors of the optimum 2.
+    assert abs(float(res.theta) - 2.0) < 4 * float(res.history.grad_stderr[-1]) / 2
+
+
+def test_n_evals_counts_the_line_searchs_evaluations(key):
+    evaluations = []
+
+    def loss(theta, key):
+        x = sg.random.normal(key, theta, 1.0)
+        jax.debug.callback(lambda v: evaluations.append(np.size(v)), x)
+        return (x - 2.0) ** 2
+
+    res = sg.optimize(loss, 0.0, key, steps=3, n_samples=4, optimizer=optax.lbfgs(),
+                      progress=False)  # fmt: skip
+    jax.effects_barrier()
+    assert res.n_evals == sum(evaluations) > 3 * 4  # the line search's estimates too
+
+
+def test_reduce_on_plateau_gets_the_value_and_reaches_the_optimum(key):
+    optimizer = optax.chain(
+        optax.adam(0.2), optax.contrib.reduce_on_plateau(patience=5, factor=0.5)
+    )
+    res = sg.optimize(
+        gaussian_mean_loss, 0.0, key, steps=300, n_samples=256, optimizer=optimizer,
+        progress=False,
+    )  # fmt: skip
+    assert float(optax.tree_utils.tree_get(res.opt_state, "scale")) < 1  # it saw the values
+    assert abs(float(res.theta) - 2.0) < 4 * float(res.history.grad_stderr[-1]) / 2
+
+
+# -- compilation: keyed on the optimiser's settings, independent of the run's length -------
+
+
+def test_an_equal_new_optimizer_and_another_length_reuse_the_compilation(key):
+    from simgrad._optimize import _run_chunk
+
+    run = lambda opt, steps=20: sg.optimize(  # noqa: E731
+        gaussian_mean_loss, 0.0, key, steps=steps, n_samples=16, optimizer=opt, progress=False
+    )
+    first = run(optax.adam(0.0123))
+    compiled = _run_chunk._cached._cache_size()
+    again = run(optax.adam(0.0123))  # a new object with equal settings
+    longer = run(optax.adam(0.0123), steps=300)  # the compiled step does not depend on steps
+    assert _run_chunk._cached._cache_size() == compiled
+    np.testing.assert_array_equal(first.history.theta, again.history.theta)
+    np.testing.assert_array_equal(first.history.theta, longer.history.theta[:20])
+    run(optax.adam(0.0124))  # other settings: compiled anew, never shared by mistake
+    assert _run_chunk._cached._cache_size() == compiled + 1
+
+
+# -- run-time failures name the step ----------------------------------------------------
+
+
+def test_a_simulator_nan_raises_simulation_error_naming_the_step(key):
+    def sim(theta, key):  # NaN once theta passes 0.45: at step 5 of sgd(0.1) from 0
+        return -theta + 0.0 * jnp.log(0.45 - theta)
+
+    with pytest.raises(sg.SimulationError, match="step 5:.*NaN or inf in 8 of 8"):
+        sg.optimize(sim, 0.0, key, steps=20, n_samples=8, optimizer=optax.sgd(0.1),
+                    progress=False)  # fmt: skip
+
+
+def test_a_diverging_optimiser_raises_floating_point_error_naming_the_step(key):
+    lr = lambda count: jnp.where(count >= 3, jnp.nan, 0.1)  # noqa: E731
+    with pytest.raises(FloatingPointError, match="step 4: theta became non-finite"):
+        sg.optimize(gaussian_mean_loss, 0.0, key, steps=10, n_samples=8,
+                    optimizer=optax.sgd(lr), progress=False)  # fmt: skip
+
+
+# -- checkpoints: a fingerprint of the run ------------------------------------------------
+
+
+def other_loss(theta, key):
+    return (sg.random.normal(key, theta, 1.0) - 3.0) ** 2
+
+
+BASE = dict(steps=4, n_samples=8, progress=False)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (dict(sim=other_loss), "the simulator differs"),
+        (dict(key=jax.random.key(1)), "key differs"),
+        (dict(optimizer=optax.adam(0.06)), "the optimizer differs"),
+        (dict(optimizer=optax.sgd(0.05)), "the optimizer differs"),
+        (dict(n_samples=16), "n_samples differs (saved 8, now 16)"),
+        (dict(method=sg.ScoreFunction()), "method differs"),
+        (dict(theta0=0.5), "the theta0 differs"),
+        (dict(bounds=(-5.0, 5.0)), "the bounds differs"),
+        (dict(maximize=True), "maximize differs"),
+    ],
+)
+def test_a_checkpoint_of_a_different_run_is_refused_saying_what_differs(change, words, tmp_path):
+    path = tmp_path / "run.eqx"
+    run = dict(sim=gaussian_mean_loss, theta0=0.0, key=jax.random.key(0))
+    run |= dict(optimizer=optax.adam(0.05), checkpoint=path) | BASE
+    sg.optimize(run.pop("sim"), run.pop("theta0"), run.pop("key"), **run)
+    other = dict(sim=gaussian_mean_loss, theta0=0.0, key=jax.random.key(0))
+    other |= dict(optimizer=optax.adam(0.05), checkpoint=path, resume=True) | BASE | change
+    with pytest.raises(sg.CheckpointError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        sg.optimize(other.pop("sim"), other.pop("theta0"), other.pop("key"), **other)
+
+
+def test_a_finished_run_continues_to_more_steps_bit_for_bit(key, tmp_path):
+    kwargs = dict(n_samples=16, optimizer=optax.adam(0.05), progress=False)
+    whole = sg.optimize(gaussian_mean_loss, 0.0, key, steps=25, **kwargs)
+    path = tmp_path / "run.eqx"
+    sg.optimize(gaussian_mean_loss, 0.0, key, steps=10, checkpoint=path, **kwargs)
+    with pytest.raises(ValueError, match="at step 10, beyond steps=5"):
+        sg.optimize(gaussian_mean_loss, 0.0, key, steps=5, checkpoint=path, resume=True,
+                    **kwargs)  # fmt: skip
+    kwargs["optimizer"] = optax.adam(0.05)  # an equal new object is the same optimiser
+    more = sg.optimize(gaussian_mean_loss, 0.0, key, steps=25, checkpoint=path, resume=True,
+                       **kwargs)  # fmt: skip
+    for a, b in zip(jax.tree.leaves(more.history), jax.tree.leaves(whole.history), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert more.n_evals == whole.n_evals
+
+
 def test_existing_checkpoint_needs_resume_and_matching_run(key, tmp_path):
     path = tmp_path / "run.eqx"
     sg.optimize(gaussian_mean_loss, 0.0, key, steps=5, n_samples=8, checkpoint=path, progress=False)
@@ -190,7 +371,7 @@ def test_existing_checkpoint_needs_resume_and_matching_run(key, tmp_path):
         sg.optimize(
             gaussian_mean_loss, 0.0, key, steps=5, n_samples=8, checkpoint=path, progress=False
         )
-    with pytest.raises(ValueError, match="different run"):
+    with pytest.raises(sg.CheckpointError, match="different run"):
         sg.optimize(
             gaussian_mean_loss,
             0.0,

@@ -3,38 +3,123 @@
 >>> import jax, simgrad as sg
 >>> est = sg.gradient(sg.models.EuropeanCall(), {"S0": 100.0, "sigma": 0.2},
 ...                   jax.random.key(0), method=sg.Pathwise(), n_samples=10_000)
+
+The public names below are loaded on first use (PEP 562), so that ``import simgrad`` and
+the ``simgrad`` command start without importing JAX, diffrax, scipy or matplotlib.
+To export a new name, add one line to ``_EXPORTS`` (name -> the module that defines it),
+the same import under ``TYPE_CHECKING`` (for type checkers and IDEs), and a
+``::: simgrad.NAME`` line in docs/api.md (tests/test_site.py checks all three agree).
 """
 
-from . import adjoint as adjoint
-from . import estimators as estimators
-from . import models as models
-from . import random as random
-from . import reference as reference
-from . import relax as relax
-from . import surrogate as surrogate
-from ._blackbox import BlackBox as BlackBox
-from ._estimate import Estimate as Estimate
-from ._estimate import SimulationError as SimulationError
-from ._estimate import gradient as gradient
-from ._optimize import OptimizeHistory as OptimizeHistory
-from ._optimize import OptimizeResult as OptimizeResult
-from ._optimize import optimize as optimize
-from .check import OneSided as OneSided
-from .check import Report as Report
-from .check import check as check
-from .check import dot_product_test as dot_product_test
-from .check import one_sided as one_sided
-from .check import taylor_test as taylor_test
-from .estimators import SPSA as SPSA
-from .estimators import AbstractEstimator as AbstractEstimator
-from .estimators import FiniteDifference as FiniteDifference
-from .estimators import GaussianSmoothing as GaussianSmoothing
-from .estimators import Hybrid as Hybrid
-from .estimators import Pathwise as Pathwise
-from .estimators import ScoreFunction as ScoreFunction
-from .estimators import StochasticTriples as StochasticTriples
-from .relax._smooth import SweepResult as SweepResult
-from .relax._smooth import smooth as smooth
-from .relax._smooth import smooth_sweep as smooth_sweep
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# Subpackages, public as `sg.NAME`.
+_SUBPACKAGES = ("adjoint", "estimators", "models", "random", "reference", "relax", "surrogate")
+
+# Public name -> the module that defines it (the attribute of the same name).
+_EXPORTS: dict[str, str] = {
+    # estimating gradients
+    "Estimate": "simgrad._estimate",
+    "SimulationError": "simgrad._estimate",
+    "gradient": "simgrad._estimate",
+    "simulation_errors": "simgrad._estimate",
+    "BlackBox": "simgrad._blackbox",
+    # estimators
+    "AbstractEstimator": "simgrad.estimators",
+    "FiniteDifference": "simgrad.estimators",
+    "GaussianSmoothing": "simgrad.estimators",
+    "Hybrid": "simgrad.estimators",
+    "Pathwise": "simgrad.estimators",
+    "SPSA": "simgrad.estimators",
+    "ScoreFunction": "simgrad.estimators",
+    "StochasticTriples": "simgrad.estimators",
+    # optimising
+    "OptimizeHistory": "simgrad._optimize",
+    "OptimizeResult": "simgrad._optimize",
+    "optimize": "simgrad._optimize",
+    "CheckpointError": "simgrad._src.runs",
+    # checking
+    "OneSided": "simgrad.check",
+    "Report": "simgrad.check",
+    "check": "simgrad.check",
+    "dot_product_test": "simgrad.check",
+    "one_sided": "simgrad.check",
+    "taylor_test": "simgrad.check",
+    # smoothing
+    "SweepResult": "simgrad.relax._smooth",
+    "smooth": "simgrad.relax._smooth",
+    "smooth_sweep": "simgrad.relax._smooth",
+}
+
+__all__ = sorted([*_SUBPACKAGES, *_EXPORTS])
+
+if TYPE_CHECKING:  # the same names, eagerly, for type checkers, IDEs and the API reference
+    from . import adjoint as adjoint
+    from . import estimators as estimators
+    from . import models as models
+    from . import random as random
+    from . import reference as reference
+    from . import relax as relax
+    from . import surrogate as surrogate
+    from ._blackbox import BlackBox as BlackBox
+    from ._estimate import Estimate as Estimate
+    from ._estimate import SimulationError as SimulationError
+    from ._estimate import gradient as gradient
+    from ._estimate import simulation_errors as simulation_errors
+    from ._optimize import OptimizeHistory as OptimizeHistory
+    from ._optimize import OptimizeResult as OptimizeResult
+    from ._optimize import optimize as optimize
+    from ._src.runs import CheckpointError as CheckpointError
+    from .check import OneSided as OneSided
+    from .check import Report as Report
+    from .check import check as check
+    from .check import dot_product_test as dot_product_test
+    from .check import one_sided as one_sided
+    from .check import taylor_test as taylor_test
+    from .estimators import SPSA as SPSA
+    from .estimators import AbstractEstimator as AbstractEstimator
+    from .estimators import FiniteDifference as FiniteDifference
+    from .estimators import GaussianSmoothing as GaussianSmoothing
+    from .estimators import Hybrid as Hybrid
+    from .estimators import Pathwise as Pathwise
+    from .estimators import ScoreFunction as ScoreFunction
+    from .estimators import StochasticTriples as StochasticTriples
+    from .relax._smooth import SweepResult as SweepResult
+    from .relax._smooth import smooth as smooth
+    from .relax._smooth import smooth_sweep as smooth_sweep
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later look-ups find it directly
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    """Keeps ``sg.check`` the function when the subpackage ``simgrad.check`` is imported.
+
+    Python sets an imported subpackage as an attribute of its parent; for a name that is
+    public as something else (``check``: the function), that attribute is not set.
+    """
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

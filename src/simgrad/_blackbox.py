@@ -164,7 +164,7 @@ def gradient(sim, theta, key, *, method, n_samples, batch_size, executor):
     bound = _Bound(sim.fn, None, None)  # this run brings the executor and chunk size
     try:
         n_params = sum(np.size(x) for x in jax.tree.leaves(theta))
-        total = int(n_samples) * method.evals_per_sample(n_params)
+        total = int(n_samples) * method.evals_per_sample(n_params, 1)
     except (TypeError, ValueError):
         total = 0  # misuse: the engine names it
     with _RUN_LOCK:
@@ -172,15 +172,21 @@ def gradient(sim, theta, key, *, method, n_samples, batch_size, executor):
         _RUN = state = _Run(bound, executor, sim.chunk_size, bar, raise_now=False)
         try:
             with bar:
-                return _estimate.gradient(
+                est = _estimate.gradient(
                     bound, theta, key, method=method, n_samples=n_samples, batch_size=batch_size
                 )
+                jax.block_until_ready(est)  # every evaluation runs while this run is current
         except Exception:
             if state.failure is None:
                 raise
             raise state.failure.error(key, n_samples) from state.failure.cause
         finally:
             _RUN = None
+    if state.failure is not None:
+        raise state.failure.error(key, n_samples) from state.failure.cause
+    # A failure is named above, with its θ and seed; never recounted by running again.
+    object.__setattr__(est, "_recount", None)
+    return est
 
 
 class _Bound(eqx.Module):

@@ -118,33 +118,44 @@ def run_one(
     )
 
 
+def demo_plan(
+    model_names: Iterable[str] | None = None, estimator_names: Iterable[str] | None = None
+) -> list[tuple[str, str]]:
+    """The (model, estimator) pairs the demo runs: every applicable registered estimator
+    on every gallery model, or only those named."""
+    names = list(GALLERY) if model_names is None else list(model_names)
+    unknown = [n for n in names if n not in GALLERY]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; the gallery has {sorted(GALLERY)}.")
+    wanted = None if estimator_names is None else list(estimator_names)
+    unknown = [e for e in wanted or [] if e not in ESTIMATORS]
+    if unknown:
+        raise ValueError(f"unknown estimator(s) {unknown}; choose from {list(ESTIMATORS)}.")
+    return [
+        (model_name, est_name)
+        for model_name in names
+        for est_name in applicable_estimators(GALLERY[model_name])
+        if wanted is None or est_name in wanted
+    ]
+
+
 def run_demo(
     model_names: Iterable[str] | None = None,
     *,
+    estimator_names: Iterable[str] | None = None,
     seed: int = 0,
     scale: float = 1.0,
     on_step: Callable[[str], None] | None = None,
 ) -> list[DemoRow]:
     """Run the demo; ``scale`` multiplies each model's sample size (at least 2)."""
-    names = list(GALLERY) if model_names is None else list(model_names)
-    unknown = [n for n in names if n not in GALLERY]
-    if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; the gallery has {sorted(GALLERY)}.")
     if not (scale > 0 and math.isfinite(scale)):
         raise ValueError(f"scale={scale}: must be a positive number.")
     rows = []
     key = jax.random.key(seed)
-    for model_name in names:
+    for model_name, est_name in demo_plan(model_names, estimator_names):
         model = GALLERY[model_name]
         n_samples = max(2, int(model.n_samples * scale))
-        for est_name, estimator in applicable_estimators(model).items():
-            if on_step is not None:
-                on_step(f"{model_name}: {est_name}")
-            rows.append(run_one(model, est_name, estimator, key, n_samples))
+        if on_step is not None:
+            on_step(f"{model_name}: {est_name}")
+        rows.append(run_one(model, est_name, ESTIMATORS[est_name], key, n_samples))
     return rows
-
-
-def demo_steps(model_names: Iterable[str] | None = None) -> int:
-    """How many (model, estimator) runs `run_demo` will make, for a progress bar."""
-    names = list(GALLERY) if model_names is None else list(model_names)
-    return sum(len(applicable_estimators(GALLERY[n])) for n in names if n in GALLERY)

@@ -1,7 +1,8 @@
 """`optimize`: stochastic gradient descent on E[sim(theta, key)] with any estimator."""
 
+import functools
+import math
 import os
-import pathlib
 import time
 from collections.abc import Callable
 
@@ -13,9 +14,19 @@ import optax
 from jaxtyping import Array
 
 from . import _blackbox
-from ._estimate import Estimate, _check_key, _check_method, _check_theta, gradient
+from ._estimate import (
+    Estimate,
+    SimulationError,
+    _check_key,
+    _check_method,
+    count_failures,
+    failure_message,
+)
+from ._estimate import check_theta as _check_theta
+from ._estimate import estimate as _engine
+from ._src import runs
 from ._src.names import named_components, path_name
-from ._src.runs import load_checkpoint, progress_bar, save_checkpoint
+from ._src.plots import figure
 from ._types import Key, Simulator, Theta
 from .estimators import AbstractEstimator, Pathwise
 
@@ -40,11 +51,15 @@ class OptimizeResult(eqx.Module):
     """What `optimize` returns: the final parameters and the whole history.
 
     ``value``/``value_stderr`` are the last step's estimate of ``E[sim]`` (taken at the
-    parameters before the last update); ``n_evals`` counts every simulator run.
+    parameters before the last update); ``n_evals`` counts every simulator run, those of
+    an optimiser's line search included. ``opt_state`` is the optimiser's final state
+    (e.g. ``optax.tree_utils.tree_get(result.opt_state, "scale")`` for
+    ``reduce_on_plateau``).
     """
 
     theta: Theta
     history: OptimizeHistory
+    opt_state: optax.OptState
     n_steps: int = eqx.field(static=True)
     n_evals: int = eqx.field(static=True)
     method: str = eqx.field(static=True)
@@ -61,18 +76,14 @@ class OptimizeResult(eqx.Module):
         """The objective ± one standard error, and each parameter, against the step.
 
         ``exact`` (optional, ``theta``'s structure) draws the known optimum as dashed lines.
-        Saves to ``path`` if given; returns the matplotlib figure.
+        Saves to ``path`` if given; returns the matplotlib figure (`figure`: pyplot's only
+        without a path, so that saving leaves the backend and pyplot's figures alone).
         """
-        import matplotlib
-
-        if path is not None:
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         steps = np.arange(self.n_steps)
         value = np.asarray(self.history.value)
         stderr = np.asarray(self.history.value_stderr)
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+        fig = figure(path is not None, figsize=(10, 3.8))
+        left, right = fig.subplots(1, 2)
         left.plot(steps, value, lw=1)
         left.fill_between(steps, value - stderr, value + stderr, alpha=0.3, lw=0)
         left.set(xlabel="step", ylabel="E[sim] ± stderr", title=title or "objective")
@@ -91,16 +102,49 @@ class OptimizeResult(eqx.Module):
         fig.tight_layout()
         if path is not None:
             fig.savefig(path, dpi=90)
-            plt.close(fig)
         return fig
 
 
-class _State(eqx.Module):
+class _Carry(eqx.Module):
+    """What one step hands to the next (and a checkpoint holds, with the history)."""
+
     step: Array
     theta: Theta
     opt_state: optax.OptState
     key_data: Array  # raw key bits: serialisable, unlike typed keys
-    history: OptimizeHistory
+    n_estimates: Array  # estimates made so far: one per step, plus line-search evaluations
+
+
+class _Row(eqx.Module):
+    """One step's record; `OptimizeHistory` without ``grad_std``, kept for callbacks."""
+
+    theta: Theta
+    value: Array
+    value_stderr: Array
+    grad: Theta
+    grad_std: Theta
+    grad_stderr: Theta
+    projected: Array
+
+
+class _Stable:
+    """An optimiser compared by its settings (`runs.fingerprint`), not by identity.
+
+    optax optimisers are closures, so ``optax.adam(1e-3)`` is a new object at every call;
+    keyed by this, a compiled run is reused by any optimiser with equal settings.
+    """
+
+    def __init__(self, optimizer):
+        self.optimizer = optax.with_extra_args_support(optimizer)
+        nans = []
+        self.key = runs.fingerprint(optimizer, stable=False, visit=lambda x: nans.append(_nan(x)))
+        self.has_nan = any(nans)  # a NaN setting, e.g. optax.adam(float("nan"))
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, _Stable) and self.key == other.key
 
 
 def optimize(
@@ -125,8 +169,21 @@ def optimize(
     r"""Minimise (or maximise) $\mathbb{E}_{key}[\mathrm{sim}(\theta, key)]$ by gradient steps.
 
     Each step draws a fresh key, estimates the gradient with ``method`` from ``n_samples``
-    replicates (`sg.gradient`), and applies one ``optimizer`` update; the whole step is
-    compiled once. The history keeps every step's estimate with its standard errors.
+    replicates (as `sg.gradient` does), and applies one ``optimizer`` update. Steps run
+    compiled, many at a time, between progress updates and checkpoints; each step costs
+    the same however long the run. The history keeps every step's estimate with its
+    standard errors.
+
+    Optimisers that need the objective get it, as optax's
+    ``GradientTransformationExtraArgs`` asks: ``value`` (the step's estimate of
+    ``E[sim]``), ``grad`` and ``value_fn``. ``value_fn(θ')`` is a Monte Carlo estimate
+    with the *step's key* (common random numbers: a line search compares values of one
+    sample average, so its comparisons are not swamped by noise) whose JAX gradient is
+    ``method``'s estimate. So ``optax.lbfgs()`` and
+    ``optax.contrib.reduce_on_plateau`` work; a line search then solves each step's
+    sample-average problem (of ``n_samples`` replicates), and each of its evaluations
+    costs one estimate, counted in ``n_evals``. Use it with ``n_samples`` large enough
+    that one sample average is close to the expectation.
 
     Arguments:
         sim, theta0, key: as for `sg.gradient`; ``theta0`` is the starting point.
@@ -138,17 +195,25 @@ def optimize(
         bounds: ``(lower, upper)``, pytrees like ``theta`` or scalars: after each update
             θ is projected onto the box (``optax.projections.projection_box``) and the
             step is marked in ``history.projected`` — never clipped silently.
-        checkpoint: a file; every ``checkpoint_every`` steps, and on Ctrl-C, the
-            optimiser state, θ, the key and the history are written there (equinox
-            serialisation, no pickle). ``resume=True`` continues from it, reproducing
-            an uninterrupted run bit for bit.
+        batch_size: as for `sg.gradient`.
+        checkpoint: a file; every ``checkpoint_every`` steps, on Ctrl-C and at the end,
+            the optimiser state, θ, the key and the history are written there (equinox
+            serialisation, no pickle, atomically, with a checksum and a fingerprint of the
+            run). ``resume=True`` continues from it, reproducing an uninterrupted run bit
+            for bit, also with a larger ``steps``; a checkpoint of a different run
+            (simulator, key, optimiser, θ₀, bounds, method, n_samples) is refused.
         progress: show a progress bar with the current value ± its standard error.
         callback: ``callback(step, estimate)`` after each step (logging, early stopping
-            by raising an exception).
+            by raising an exception). With a callback, steps run one at a time.
         executor: for an `sg.BlackBox` simulator: where its evaluations run, as for
             `sg.gradient`.
 
-    Example:
+    Raises:
+        SimulationError: the simulator gave NaN or inf (the message names the step).
+        FloatingPointError: θ became non-finite: the optimiser diverged.
+        CheckpointError: the checkpoint is corrupted or from a different run.
+
+    Examples:
         >>> import jax, simgrad as sg
         >>> sim = lambda t, k: (t - 3.0 + jax.random.normal(k)) ** 2    # minimum at t = 3
         >>> res = sg.optimize(sim, 0.0, jax.random.key(0), steps=300, n_samples=64,
@@ -160,6 +225,8 @@ def optimize(
     optimizer = optax.adam(1e-2) if optimizer is None else optimizer
     _check_method(method)
     sim = _blackbox.bind(sim, method, executor)  # sg.BlackBox: evaluations through executor
+    if not callable(sim):
+        raise TypeError(f"sim must be a function sim(theta, key) -> scalar, got {type(sim)}.")
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(
             f"optimizer must be an optax optimiser such as optax.adam(1e-2), got {optimizer!r}."
@@ -171,111 +238,300 @@ def optimize(
     ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise ValueError(f"{name}={value!r}: must be an int ≥ {minimum}.")
+    steps, n_samples, checkpoint_every = int(steps), int(n_samples), int(checkpoint_every)
+    if batch_size is not None and (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
+        raise ValueError(f"batch_size={batch_size!r}: must be a positive int or None.")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be a function callback(step, estimate), got {callback!r}.")
     _check_key(key)
     theta0 = _check_theta(theta0)
+    stable = _Stable(optimizer)
+    if stable.has_nan:
+        raise ValueError(
+            "optimizer holds a NaN setting (for example optax.adam(learning_rate=nan)): "
+            "pass a finite learning rate and finite hyperparameters."
+        )
+    lower, upper = _check_bounds(bounds, theta0)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=PATH: the file to resume from.")
-    lower, upper = _check_bounds(bounds, theta0)
-
-    key_data = jax.random.key_data(key) if _is_typed_key(key) else key
-    history = OptimizeHistory(
-        theta=_stack_zeros(theta0, steps),
-        value=jnp.zeros(steps, _result_dtype(theta0)),
-        value_stderr=jnp.zeros(steps, _result_dtype(theta0)),
-        grad=_stack_zeros(theta0, steps),
-        grad_stderr=_stack_zeros(theta0, steps),
-        projected=jnp.zeros(steps, bool),
-    )
-    with jax.numpy_dtype_promotion("standard"):
-        opt_state = optimizer.init(theta0)
-    state = _State(jnp.asarray(0), theta0, opt_state, key_data, history)
-    meta = {"steps": steps, "n_samples": n_samples, "method": repr(method), "maximize": maximize}
     if checkpoint is not None:
-        checkpoint = pathlib.Path(checkpoint)
-        if resume and checkpoint.exists():
-            state = load_checkpoint(
-                checkpoint,
-                state,
-                meta,
-                "resume with the same steps, n_samples, method and maximize, or start afresh.",
-            )
-        elif checkpoint.exists() and not resume:
+        checkpoint = runs.check_output_path(checkpoint, "checkpoint")
+        if checkpoint.exists() and not resume:
             raise FileExistsError(
                 f"checkpoint {checkpoint} exists: pass resume=True to continue that run, "
                 "or delete the file to start afresh."
             )
 
-    statics = (
-        sim,
-        method,
-        optimizer,
-        n_samples,
-        batch_size,
-        maximize,
-        lower,
-        upper,
-        _is_typed_key(key),
+    typed_key = _is_typed_key(key)
+    zero = jnp.zeros((), jnp.int32)
+    carry = _Carry(
+        zero, theta0, _init(stable, theta0), jax.random.key_data(key) if typed_key else key, zero
     )
-    bar = progress_bar("optimising", "objective", progress, steps, int(state.step))
+    n_params = sum(x.size for x in jax.tree.leaves(theta0))
+    statics = dict(
+        sim=sim,
+        method=method,
+        optimizer=stable,
+        n_samples=n_samples,
+        batch_size=batch_size,
+        maximize=bool(maximize),
+        typed_key=typed_key,
+        chunk=max(1, min(64, (1 << 21) // max(1, n_params))),  # steps per call, at most
+    )
+    rows = []  # the history so far, on the host: one `_Row` stack per compiled call
+    if checkpoint is not None:
+        fingerprint = {
+            "simulator": runs.program_hash(sim, theta0, key),
+            "key": runs.key_fingerprint(key),
+            "optimizer": runs.fingerprint(optimizer, stable=True),
+            "theta0": runs.array_hash(theta0),
+            "bounds": runs.array_hash(lower, upper),
+            "method": repr(method),
+            "n_samples": n_samples,
+            "batch_size": batch_size,
+            "maximize": bool(maximize),
+        }
+        if resume and checkpoint.exists():
+            row = _row_like(theta0, key, sim, method, n_samples, batch_size)[0]
+            (carry, saved), done = runs.load_checkpoint(
+                checkpoint,
+                "optimize checkpoint",
+                fingerprint,
+                lambda step: (carry, _stack(row, step)),
+                "Resume with the same simulator, key, optimiser, theta0, bounds, method, "
+                "n_samples, batch_size and maximize, or delete the file to start afresh.",
+            )
+            if done > steps:
+                raise ValueError(
+                    f"checkpoint {checkpoint} is at step {done}, beyond steps={steps}: "
+                    f"pass steps ≥ {done} to continue it."
+                )
+            rows.append(jax.device_get(saved))
+
+    def save():
+        if rows:  # else interrupted before the first step: nothing to save
+            rows[:] = [_concatenate(rows)]
+            runs.save_checkpoint(
+                checkpoint, "optimize checkpoint", (carry, rows[0]), fingerprint, done
+            )
+
+    done = int(carry.step)
+    bar = runs.progress_bar("optimising", "objective", progress, steps, done)
+    per_step = None  # seconds per step once compiled: sizes the calls when progress shows
+    calls = 0
     try:
         with bar:
-            shown = time.monotonic()
-            for i in range(int(state.step), steps):
-                state, estimate = _step(state, *statics)
-                # Redraw at most 10 times a second: reading the value waits for the device.
-                if bar.tasks and (time.monotonic() - shown > 0.1 or i == steps - 1):
-                    bar.update(bar.tasks[0].id, completed=i + 1, objective=_pm(estimate))
-                    shown = time.monotonic()
+            while done < steps:
+                n = min(steps - done, statics["chunk"])
+                if checkpoint is not None:
+                    n = min(n, checkpoint_every - done % checkpoint_every)
                 if callback is not None:
-                    callback(i, estimate)
-                if checkpoint is not None and (i + 1) % checkpoint_every == 0:
-                    save_checkpoint(checkpoint, state, meta | {"step": int(state.step)})
+                    n = 1
+                elif progress:  # redraw about ten times a second
+                    n = 1 if per_step is None else max(1, min(n, int(0.1 / per_step)))
+                start = time.perf_counter()
+                out, buffer, last, status = _run_chunk(
+                    carry, jnp.asarray(n, jnp.int32), lower, upper, **statics
+                )
+                _raise_on_failure(jax.device_get(status), out, statics)
+                buffer = jax.device_get(buffer)
+                rows.append(jax.tree.map(lambda x, n=n: x[:n].copy(), buffer))
+                if calls:  # not the first call, which may have compiled
+                    per_step = (time.perf_counter() - start) / n
+                carry, done, calls = out, done + n, calls + 1
+                if bar.tasks:
+                    value, stderr = buffer.value[n - 1], buffer.value_stderr[n - 1]
+                    objective = f"{value:.5g} ± {stderr:.2g}"
+                    bar.update(bar.tasks[0].id, completed=done, objective=objective)
+                if callback is not None:
+                    callback(done - 1, last)
+                if checkpoint is not None and done % checkpoint_every == 0:
+                    save()
     except KeyboardInterrupt:
         if checkpoint is not None:
-            save_checkpoint(checkpoint, state, meta | {"step": int(state.step)})
+            save()
         raise
     if checkpoint is not None:
-        save_checkpoint(checkpoint, state, meta | {"step": int(state.step)})
-    n_params = sum(x.size for x in jax.tree.leaves(theta0))
+        save()
+    h = jax.device_put(_concatenate(rows))
     return OptimizeResult(
-        theta=state.theta,
-        history=state.history,
+        theta=carry.theta,
+        opt_state=carry.opt_state,
+        history=OptimizeHistory(
+            h.theta, h.value, h.value_stderr, h.grad, h.grad_stderr, h.projected
+        ),
         n_steps=steps,
-        n_evals=steps * n_samples * method.evals_per_sample(n_params),
+        n_evals=int(carry.n_estimates) * n_samples * method.evals_per_sample(n_params, 1),
         method=repr(method),
     )
 
 
 @eqx.filter_jit
-def _step(state, sim, method, optimizer, n_samples, batch_size, maximize, lower, upper, typed_key):
-    key = jax.random.wrap_key_data(state.key_data) if typed_key else state.key_data
-    key, subkey = jax.random.split(key)
-    estimate = gradient(
-        sim, state.theta, subkey, method=method, n_samples=n_samples, batch_size=batch_size
+def _run_chunk(
+    carry, n, lower, upper, *, sim, method, optimizer, n_samples, batch_size, maximize,
+    typed_key, chunk,
+):  # fmt: skip
+    """Run ``n ≤ chunk`` steps in one ``while_loop``, stopping at the first failure.
+
+    Returns the carry after the last good step, the steps' records (``chunk`` rows, the
+    first ``n`` filled), the last estimate and the status ``(ok, theta_finite, n_bad_value,
+    n_bad_grad)`` of the last step tried.
+    """
+    optimizer = optimizer.optimizer
+    sign = -1.0 if maximize else 1.0
+
+    def estimate(theta, key):
+        return _engine(sim, theta, key, method=method, n_samples=n_samples, batch_size=batch_size)
+
+    @jax.custom_vjp
+    def objective(theta, key):  # what the optimiser minimises, with the estimator's gradient
+        return sign * estimate(theta, key).value
+
+    def objective_fwd(theta, key):
+        est = estimate(theta, key)
+        return sign * est.value, est.grad
+
+    def objective_bwd(grad, cotangent):
+        return jax.tree.map(lambda g: sign * cotangent * g, grad), None
+
+    objective.defvjp(objective_fwd, objective_bwd)
+
+    def step(loop):
+        i, carry, buffer, _, _ = loop
+        key = jax.random.wrap_key_data(carry.key_data) if typed_key else carry.key_data
+        key, subkey = jax.random.split(key)
+        est = estimate(carry.theta, subkey)
+        n_bad_value, n_bad_grad = est.status[0], est.status[1]  # -1: some, not counted
+        theta_finite = est.status[2] < 0
+        direction = jax.tree.map(jnp.negative, est.grad) if maximize else est.grad
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes Python floats and int counts
+            updates, opt_state = optimizer.update(
+                direction,
+                carry.opt_state,
+                carry.theta,
+                value=sign * est.value,
+                grad=direction,
+                value_fn=functools.partial(objective, key=subkey),
+            )
+        theta = optax.apply_updates(carry.theta, updates)
+        projected = jnp.asarray(False)
+        if lower is not None:
+            boxed = optax.projections.projection_box(theta, lower, upper)
+            moved = jax.tree.map(lambda a, b: jnp.any(a != b), theta, boxed)
+            projected = jnp.any(jnp.stack(jax.tree.leaves(moved)))
+            theta = boxed
+        row = _Row(
+            carry.theta,
+            est.value,
+            est.value_stderr,
+            est.grad,
+            est.grad_std,
+            est.grad_stderr,
+            projected,
+        )
+        buffer = jax.tree.map(lambda b, x: b.at[i].set(x), buffer, row)
+        searched = optax.tree_utils.tree_get_all_with_path(opt_state, "num_linesearch_steps")
+        new = _Carry(
+            carry.step + 1,
+            theta,
+            opt_state,
+            jax.random.key_data(key) if typed_key else key,
+            carry.n_estimates + 1 + sum(jnp.asarray(c, jnp.int32) for _, c in searched),
+        )
+        ok = theta_finite & (n_bad_value == 0) & (n_bad_grad == 0)
+        carry = jax.lax.cond(ok, lambda: new, lambda: carry)
+        return i + 1, carry, buffer, est, (ok, theta_finite, n_bad_value, n_bad_grad)
+
+    first = jax.random.wrap_key_data(carry.key_data) if typed_key else carry.key_data
+    row, est_like, status_like = _row_like(carry.theta, first, sim, method, n_samples, batch_size)
+    zeros = lambda s: jnp.zeros(s.shape, s.dtype)  # noqa: E731
+    last, buffer = jax.tree.map(zeros, (est_like, _stack(row, chunk)))
+    zero = jnp.zeros(status_like.shape[1:], status_like.dtype)
+    status = (jnp.asarray(True), jnp.asarray(True), zero, zero)  # ok, theta finite, 0, 0
+    _, carry, buffer, last, status = jax.lax.while_loop(
+        lambda loop: (loop[0] < n) & loop[4][0], step, (0, carry, buffer, last, status)
     )
-    direction = jax.tree.map(jnp.negative, estimate.grad) if maximize else estimate.grad
+    return carry, buffer, last, status
+
+
+def _row_like(theta, key, sim, method, n_samples, batch_size):
+    """The shapes of one step's record, estimate and status (`jax.eval_shape`: nothing runs)."""
+    est = jax.eval_shape(
+        lambda t, k: _engine(sim, t, k, method=method, n_samples=n_samples, batch_size=batch_size),
+        theta,
+        key,
+    )
+    status = est.status
+    struct = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype)  # noqa: E731
+    row = _Row(
+        jax.tree.map(struct, theta),
+        est.value,
+        est.value_stderr,
+        est.grad,
+        est.grad_std,
+        est.grad_stderr,
+        jax.ShapeDtypeStruct((), jnp.bool_),
+    )
+    return row, est, status
+
+
+def _stack(tree, length: int):
+    """``tree``'s shape structs with a leading axis ``length``."""
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct((length, *s.shape), s.dtype), tree)
+
+
+def _concatenate(rows):
+    return rows[0] if len(rows) == 1 else jax.tree.map(lambda *xs: np.concatenate(xs), *rows)
+
+
+def _raise_on_failure(status, carry, statics) -> None:
+    """Raise what a failed step means: a simulator's NaN, or θ gone non-finite."""
+    method, n_samples = statics["method"], statics["n_samples"]
+    ok, theta_finite, n_bad_value, n_bad_grad = (np.asarray(x).item() for x in status)
+    if ok:
+        return
+    step = int(carry.step)
+    if not theta_finite:
+        bad = [
+            f"theta{jax.tree_util.keystr(path)}"
+            for path, leaf in jax.tree_util.tree_flatten_with_path(carry.theta)[0]
+            if not np.isfinite(np.asarray(leaf)).all()
+        ]
+        if step == 0:
+            raise ValueError(f"{bad[0]} is not finite: parameters must be finite.")
+        raise FloatingPointError(
+            f"sg.optimize, step {step}: {', '.join(bad)} became non-finite after the "
+            f"optimiser's update at step {step - 1}: the optimiser diverged. Lower the "
+            "learning rate, or check the optimiser's settings and the bounds."
+        )
+    if n_bad_value < 0:  # the step's samples failed: run them again, counting
+        key = carry.key_data
+        key = jax.random.wrap_key_data(key) if statics["typed_key"] else key
+        n_bad_value, n_bad_grad = count_failures(
+            statics["sim"], carry.theta, jax.random.split(key)[1], method=method,
+            n_samples=n_samples, batch_size=statics["batch_size"],
+        )  # fmt: skip
+    message = failure_message(
+        repr(method), n_samples, n_bad_value, n_bad_grad, method.gradient_nan_hint
+    )
+    raise SimulationError(f"sg.optimize, step {step}: {message}")
+
+
+def _nan(x) -> bool:
+    if isinstance(x, float):
+        return math.isnan(x)
+    x = np.asarray(x)
+    return bool(np.issubdtype(x.dtype, np.inexact) and np.isnan(x).any())
+
+
+@eqx.filter_jit
+def _init(optimizer: _Stable, theta):
     with jax.numpy_dtype_promotion("standard"):  # optax mixes Python floats and int counts
-        updates, opt_state = optimizer.update(direction, state.opt_state, state.theta)
-    theta = optax.apply_updates(state.theta, updates)
-    projected = jnp.asarray(False)
-    if lower is not None:
-        boxed = optax.projections.projection_box(theta, lower, upper)
-        moved = jax.tree.map(lambda a, b: jnp.any(a != b), theta, boxed)
-        projected = jnp.any(jnp.stack(jax.tree.leaves(moved)))
-        theta = boxed
-    i = state.step
-    put = lambda stack, x: stack.at[i].set(x)  # noqa: E731
-    h = state.history
-    history = OptimizeHistory(
-        theta=jax.tree.map(put, h.theta, state.theta),
-        value=put(h.value, estimate.value),
-        value_stderr=put(h.value_stderr, estimate.value_stderr),
-        grad=jax.tree.map(put, h.grad, estimate.grad),
-        grad_stderr=jax.tree.map(put, h.grad_stderr, estimate.grad_stderr),
-        projected=put(h.projected, projected),
-    )
-    new_key_data = jax.random.key_data(key) if typed_key else key
-    return _State(i + 1, theta, opt_state, new_key_data, history), estimate
+        return optimizer.optimizer.init(theta)
 
 
 def _check_bounds(bounds, theta0):
@@ -284,16 +540,25 @@ def _check_bounds(bounds, theta0):
     if not (isinstance(bounds, tuple) and len(bounds) == 2):
         raise TypeError("bounds must be a pair (lower, upper), each a scalar or like theta.")
 
-    def like_theta(bound):
+    def like_theta(bound, name):
         if jax.tree.structure(bound) == jax.tree.structure(theta0):
-            return jax.tree.map(
+            out = jax.tree.map(
                 lambda t, b: jnp.broadcast_to(jnp.asarray(b, t.dtype), t.shape), theta0, bound
             )
-        if np.ndim(bound) == 0 and isinstance(bound, (int, float, np.generic, jax.Array)):
-            return jax.tree.map(lambda t: jnp.full_like(t, bound), theta0)
-        raise TypeError(f"each bound must be a scalar or have theta's structure, got {bound!r}.")
+        elif np.ndim(bound) == 0 and isinstance(bound, (int, float, np.generic, jax.Array)):
+            out = jax.tree.map(lambda t: jnp.full_like(t, bound), theta0)
+        else:
+            raise TypeError(
+                f"each bound must be a scalar or have theta's structure, got {bound!r}."
+            )
+        if any(bool(jnp.isnan(x).any()) for x in jax.tree.leaves(out)):
+            raise ValueError(f"bounds: the {name} bound is NaN; use ±inf for no bound.")
+        return out
 
-    lower, upper = like_theta(bounds[0]), like_theta(bounds[1])
+    lower, upper = like_theta(bounds[0], "lower"), like_theta(bounds[1], "upper")
+    reversed_ = jax.tree.map(lambda lo, hi: bool(jnp.any(lo > hi)), lower, upper)
+    if any(jax.tree.leaves(reversed_)):
+        raise ValueError("bounds are reversed (lower > upper): pass bounds=(lower, upper).")
     inside = jax.tree.map(
         lambda lo, t, hi: bool(jnp.all((lo <= t) & (t <= hi))), lower, theta0, upper
     )
@@ -304,15 +569,3 @@ def _check_bounds(bounds, theta0):
 
 def _is_typed_key(key) -> bool:
     return jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-
-
-def _result_dtype(theta):
-    return jnp.result_type(*jax.tree.leaves(theta))
-
-
-def _stack_zeros(theta, steps):
-    return jax.tree.map(lambda x: jnp.zeros((steps, *x.shape), x.dtype), theta)
-
-
-def _pm(estimate) -> str:
-    return f"{float(estimate.value):.5g} ± {float(estimate.value_stderr):.2g}"

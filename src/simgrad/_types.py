@@ -10,7 +10,15 @@ Theta: TypeAlias = PyTree[Float[Array, "..."]]
 
 Scalar: TypeAlias = Float[Array, ""]
 
+Output: TypeAlias = PyTree[Float[Array, "..."]]
+"""What a simulator returns: a scalar, an array, or a pytree of floating arrays."""
+
+Jacobian: TypeAlias = PyTree[Float[Array, "..."]]
+"""Derivatives of an ``Output`` in ``Theta``, laid out as `jax.jacrev` lays them out: the
+output's structure, in it ``Theta``'s structure, each leaf of shape
+``output_leaf.shape + theta_leaf.shape``; ``Theta`` itself for a scalar output."""
+
 Key: TypeAlias = PRNGKeyArray
 
-Simulator: TypeAlias = Callable[[Any, Key], Scalar]
-"""``sim(theta, key) -> scalar``: one Monte Carlo replicate; randomness only from ``key``."""
+Simulator: TypeAlias = Callable[[Any, Key], Output]
+"""``sim(theta, key) -> output``: one Monte Carlo replicate; randomness only from ``key``."""

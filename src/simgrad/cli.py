@@ -1,12 +1,24 @@
-"""The `simgrad` command line."""
+"""The `simgrad` command line.
+
+This module imports neither JAX nor simgrad's numerics: ``simgrad --help`` starts in a
+fraction of a second, and each command imports what it needs when it runs. Commands that
+compile (demo, optimize, check) keep JAX's compiled programs in a persistent cache
+(`cache_dir`), so that a second run skips XLA compilation; ``--no-cache`` or
+``SIMGRAD_NO_CACHE=1`` turns it off.
+"""
 
 import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperCommand
 
 from .reference._explain import explain_app
 
@@ -19,10 +31,126 @@ app = typer.Typer(
 )
 app.add_typer(explain_app, name="explain")
 
+_USE_CACHE = True
+
+
+def cache_dir() -> Path:
+    """Where the commands keep JAX's compiled programs: ``$SIMGRAD_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/simgrad/jax``, else ``~/.cache/simgrad/jax``."""
+    if os.environ.get("SIMGRAD_CACHE_DIR"):
+        return Path(os.environ["SIMGRAD_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "simgrad" / "jax"
+
+
+def _setup_jax(x64: bool = True):
+    """Import JAX for a command: float64, and the persistent compilation cache unless off."""
+    import jax
+
+    jax.config.update("jax_enable_x64", x64)
+    if _USE_CACHE and not os.environ.get("SIMGRAD_NO_CACHE"):
+        jax.config.update("jax_compilation_cache_dir", str(cache_dir()))
+        # Cache every program: the demo compiles ~80 small ones, each well under a second.
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return jax
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"simgrad {__version__}")
+        raise typer.Exit()
+
 
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+    no_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-cache",
+            help="Do not keep compiled programs in the cache (also SIMGRAD_NO_CACHE=1); "
+            "by default they go to $XDG_CACHE_HOME/simgrad/jax or ~/.cache/simgrad/jax.",
+        ),
+    ] = False,
+) -> None:
     """simgrad: gradients of simulations, every estimator, each with its error bar."""
+    global _USE_CACHE
+    _USE_CACHE = not no_cache
+
+
+class _Steps:
+    """Progress of a run of known length on stderr: a live bar on a terminal; when stderr is
+    piped or redirected, a plain line at most once a second (and at the end)."""
+
+    def __init__(self, title: str, total: int, console: Console):
+        self.title, self.total, self.console = title, total, console
+        self.done, self.start, self.shown = 0, time.monotonic(), -math.inf
+        self.live = None
+        if console.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self.live = Progress(
+                TextColumn("[bold]{task.description:<32}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            )
+            self.task = self.live.add_task(title, total=total)
+
+    def __enter__(self):
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.live is not None:
+            return self.live.__exit__(*exc)
+        if exc[0] is None:
+            self._line("done", force=True)
+        return None
+
+    def step(self, label: str) -> None:
+        """A new step starts (the previous one finished)."""
+        if self.live is not None:
+            self.live.update(self.task, description=label, completed=self.done)
+        else:
+            self._line(label)
+        self.done += 1
+
+    def _line(self, label: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.shown >= 1.0:
+            self.shown = now
+            elapsed = now - self.start
+            self.console.print(
+                f"{self.title}: {self.done}/{self.total} {label} ({elapsed:.0f} s)",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+
+
+def _verdicts(row) -> dict:
+    """Each gradient component's verdict, as the table shows it: ``{"kind", "error"}``."""
+    out = {}
+    for name in row.grad:
+        verdict = row.error(name)
+        out[name] = None if verdict is None else {"kind": verdict[0], "error": verdict[1]}
+    return out
 
 
 @app.command()
@@ -30,6 +158,10 @@ def demo(
     model: Annotated[
         list[str] | None,
         typer.Option("--model", "-m", help="Gallery model(s) to run; default: all."),
+    ] = None,
+    estimator: Annotated[
+        list[str] | None,
+        typer.Option("--estimator", "-e", help="Estimator(s) to run; default: all that apply."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the PRNG key.")] = 0,
     scale: Annotated[
@@ -44,37 +176,26 @@ def demo(
     Columns: the estimate of the value and gradient, the gradient's standard error, the
     simulator evaluations it cost, its run time (after compiling), and its error against
     the exact gradient — in standard errors for random models, absolute for deterministic.
+    In --json, "verdict" holds the same per component: kind "exact" (absolute error),
+    "sigma" (error in standard errors) or "biased" (off with zero spread).
     """
-    import jax
+    if not math.isfinite(scale):
+        raise typer.BadParameter(f"{scale}: give a finite number.", param_hint="--scale")
+    _setup_jax()
+    from ._demo import demo_plan, run_demo
 
-    from ._demo import demo_steps, run_demo
-    from .models import GALLERY
-
-    unknown = [m for m in model or [] if m not in GALLERY]
-    if unknown:
-        raise typer.BadParameter(
-            f"unknown model(s) {unknown}; choose from {sorted(GALLERY)}.", param_hint="--model"
-        )
-    jax.config.update("jax_enable_x64", True)  # exact answers deserve float64
+    try:
+        plan = demo_plan(model, estimator)
+    except ValueError as e:
+        hint = "--model" if "model" in str(e) else "--estimator"
+        raise typer.BadParameter(str(e), param_hint=hint) from None
     console = Console(stderr=as_json)
     if not console.is_terminal:
         console.width = max(console.width, 150)
-    progress = Progress(
-        TextColumn("[bold]{task.description:<32}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-    with progress:
-        task = progress.add_task("compiling", total=demo_steps(model))
-
-        def step(label: str) -> None:
-            progress.update(task, description=label)
-            progress.advance(task)
-
-        rows = run_demo(model, seed=seed, scale=scale, on_step=step)
+    with _Steps("simgrad demo", len(plan), Console(stderr=True)) as steps:
+        rows = run_demo(
+            model, estimator_names=estimator, seed=seed, scale=scale, on_step=steps.step
+        )
 
     if as_json:
         typer.echo(json.dumps([_row_dict(r) for r in rows], indent=2))
@@ -83,9 +204,20 @@ def demo(
     _print_notes(console, list(dict.fromkeys(r.model for r in rows)))
 
 
-@app.command()
+class _ListsApplications(TyperCommand):
+    """`simgrad optimize --help` lists the applications, read from the gallery itself."""
+
+    def get_help(self, ctx):
+        from .models.applications import APPLICATIONS
+
+        listing = "\n\n".join(f"[bold]{n}[/bold]: {a.summary}" for n, a in APPLICATIONS.items())
+        self.help = f"{self.help}\n\nApplications:\n\n{listing}"
+        return super().get_help(ctx)
+
+
+@app.command(cls=_ListsApplications)
 def optimize(
-    name: Annotated[str, typer.Argument(help="An application from the gallery.")],
+    name: Annotated[str, typer.Argument(help="An application from the list below.")],
     seed: Annotated[int, typer.Option(help="Seed of the PRNG key.")] = 0,
     plot: Annotated[
         str | None, typer.Option(help="Where to write the convergence plot; default NAME.png.")
@@ -96,12 +228,10 @@ def optimize(
     resume: Annotated[bool, typer.Option(help="Continue the run saved in --checkpoint.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Optimise a gallery application and compare the result with its known answer.
-
-    Applications: run `simgrad optimize --help` and see the list below, or docs/applications.
-    """
-    import jax
-
+    """Optimise a gallery application and compare the result with its known answer."""
+    if resume and checkpoint is None:
+        raise typer.BadParameter("--resume needs --checkpoint PATH.", param_hint="--resume")
+    jax = _setup_jax()
     from .models.applications import APPLICATIONS
 
     if name not in APPLICATIONS:
@@ -109,9 +239,6 @@ def optimize(
             f"unknown application {name!r}; choose from {sorted(APPLICATIONS)}.",
             param_hint="NAME",
         )
-    if resume and checkpoint is None:
-        raise typer.BadParameter("--resume needs --checkpoint PATH.", param_hint="--resume")
-    jax.config.update("jax_enable_x64", True)
     application = APPLICATIONS[name]
     console = Console(stderr=as_json)
     console.print(f"[bold]{name}[/bold]: {application.summary}")
@@ -138,6 +265,57 @@ def optimize(
     )
 
 
+def _load_target(target: str):
+    """``module:function`` -> the function, found as ``python -m`` would (the current
+    folder first on the path); every failure is a one-line usage error."""
+    import importlib
+
+    module_name, _, name = target.partition(":")
+    if not module_name or not name:
+        raise typer.BadParameter(f"{target!r}: write module:function.", param_hint="TARGET")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except SyntaxError as e:
+        where = f"{Path(e.filename or '?').name}, line {e.lineno}"
+        raise typer.BadParameter(
+            f"cannot import {module_name!r}: syntax error ({where}): {e.msg}", param_hint="TARGET"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - whatever the module raised, in one line
+        own = isinstance(e, ModuleNotFoundError) and e.name == module_name.split(".")[0]
+        hint = " (run from its folder, or set PYTHONPATH)" if own else ""
+        raise typer.BadParameter(
+            f"cannot import {module_name!r}: {type(e).__name__}: {e}{hint}", param_hint="TARGET"
+        ) from None
+    fn = getattr(module, name, None)
+    if fn is None:
+        raise typer.BadParameter(f"module {module_name!r} has no {name!r}.", param_hint="TARGET")
+    if not callable(fn):
+        raise typer.BadParameter(
+            f"{target!r} is a {type(fn).__name__}, not a function sim(theta, key).",
+            param_hint="TARGET",
+        )
+    return fn, name
+
+
+def _parse_theta(theta: str) -> list[float]:
+    try:
+        values = [float(v) for v in theta.split(",")]
+    except ValueError:
+        raise typer.BadParameter(
+            f"{theta!r}: give numbers, e.g. 1.0,2.0.", param_hint="--theta"
+        ) from None
+    bad = [v for v in theta.split(",") if not math.isfinite(float(v))]
+    if bad:
+        raise typer.BadParameter(
+            f"{', '.join(b.strip() for b in bad)}: θ must be finite (a gradient at nan or inf "
+            "means nothing; 1e999 overflows to inf).",
+            param_hint="--theta",
+        )
+    return values
+
+
 @app.command()
 def check(
     target: Annotated[str, typer.Argument(help="The simulator, as module:function.")],
@@ -151,45 +329,48 @@ def check(
     """Find where AD is wrong in a simulator and write an HTML report with plots.
 
     FUNCTION is called as function(theta, key), or function(theta) if it takes one
-    argument; theta is a float for one value and an array otherwise.
+    argument; theta is a float for one value and an array otherwise. The module is found
+    as `python -m` finds it: from the current folder first.
     """
-    import importlib
     import inspect
 
-    import jax
+    fn, name = _load_target(target)
+    values = _parse_theta(theta)
+    out = Path(html or f"{name}.html")
+    if out.is_dir():
+        raise typer.BadParameter(f"{out} is a folder; give a file name.", param_hint="--html")
+    jax = _setup_jax()
     import jax.numpy as jnp
 
     from .check import check as run_check
 
-    module_name, _, name = target.partition(":")
-    if not module_name or not name:
-        raise typer.BadParameter(f"{target!r}: write module:function.", param_hint="TARGET")
-    try:
-        fn = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as e:
-        raise typer.BadParameter(f"cannot load {target!r}: {e}", param_hint="TARGET") from e
-    try:
-        values = [float(v) for v in theta.split(",")]
-    except ValueError as e:
-        hint = f"{theta!r}: give numbers, e.g. 1.0,2.0."
-        raise typer.BadParameter(hint, param_hint="--theta") from e
-    jax.config.update("jax_enable_x64", True)
     point = jnp.asarray(values[0] if len(values) == 1 else values, jnp.float64)
     try:
         n_params = len(inspect.signature(fn).parameters)
     except (TypeError, ValueError):
         n_params = 2
     sim = fn if n_params >= 2 else (lambda t, key: fn(t))  # noqa: E731
-    report = run_check(sim, point, jax.random.key(seed))
+    with _Steps("simgrad check", 2, Console(stderr=True)) as steps:
+        steps.step("reading the program (trace, scan, one-sided derivatives)")
+        try:
+            report = run_check(sim, point, jax.random.key(seed))
+        except (TypeError, ValueError) as e:
+            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise typer.BadParameter(f"{target}: {message}", param_hint="TARGET") from None
+        steps.step(f"drawing the report's plots ({samples} draws per point)")
+        path = report.to_html(out, n_samples=samples)
     typer.echo(str(report))
-    path = report.to_html(html or f"{name}.html", n_samples=samples)
     typer.echo(f"report: {path}")
 
 
 def _row_dict(row) -> dict:
     import dataclasses
 
-    return dataclasses.asdict(row) | {"abs_error": row.abs_error, "z_score": row.z_score}
+    return dataclasses.asdict(row) | {
+        "abs_error": row.abs_error,
+        "z_score": row.z_score,
+        "verdict": _verdicts(row),
+    }
 
 
 def _fmt(x: float) -> str:

@@ -2,6 +2,7 @@
 digital call's remedy, kinks at θ and degenerate eigenvalues against exact answers."""
 
 import inspect
+import pathlib
 import re
 
 import jax
@@ -171,3 +172,65 @@ def test_check_validates_its_input(key):
         sg.check(lambda t, k: jnp.stack([t, t]), 1.0, key)
     with pytest.raises(ValueError, match="unknown kind"):
         sg.check(defects.threshold, 1.0, key).of_kind("nope")
+
+
+def test_kink_at_theta_names_the_kink_acting_along_each_direction():
+    """|θ0| and max(θ1, 0) both tie at 0: along θ[0] the kink is the abs, along θ[1] the max
+    (not the first tied kink for both)."""
+
+    def sim(theta, key):
+        a = jnp.abs(theta[0])
+        b = jnp.maximum(theta[1], 0.0)
+        return a + 2.0 * b
+
+    report = sg.check(sim, jnp.zeros(2))
+    first = inspect.getsourcelines(sim)[1]
+    along = {f.detail.split("along ")[1].split(";")[0]: f for f in report.of_kind("kink_at_theta")}
+    assert (along["θ[0]"].primitive, along["θ[0]"].line) == ("abs", first + 1)
+    assert (along["θ[1]"].primitive, along["θ[1]"].line) == ("max", first + 2)
+    assert along["θ[0]"].detail.startswith("slope -1 from the left, 1 from the right")
+    assert along["θ[1]"].detail.startswith("slope 0 from the left, 2 from the right")
+
+
+def test_a_custom_vjp_function_is_checked_through_its_computation_and_said_so():
+    @jax.custom_vjp
+    def ramp(x):
+        return jnp.maximum(x, 0.0)
+
+    ramp.defvjp(lambda x: (ramp(x), x), lambda x, g: (jnp.where(x > 0, g, 0.0),))
+    report = sg.check(lambda t, key: ramp(t - 1.0) * 3.0, 1.0)
+    (kink,) = report.of_kind("kink_at_theta")
+    assert kink.primitive == "max" and kink.detail.startswith("slope 0 from the left, 3 from")
+    assert "AD returns 0" in kink.detail  # the custom rule's, in reverse mode
+    assert any("custom_vjp" in note for note in report.notes) and "note:" in str(report)
+
+
+def test_check_refuses_a_non_finite_theta_or_output_naming_the_leaf(key):
+    with pytest.raises(ValueError, match=r"theta\['b'\]\[1\] holds nan"):
+        sg.check(lambda t, k: t["a"] + jnp.sum(t["b"]), {"a": 1.0, "b": jnp.array([0.0, jnp.nan])})
+    with pytest.raises(ValueError, match="theta holds inf"):
+        sg.check(defects.threshold, jnp.inf, key)
+    with pytest.raises(ValueError, match="finite output"):
+        sg.check(lambda t, k: jnp.log(t - 1.0), 1.0, key)
+    with pytest.raises(ValueError, match="empty"):
+        sg.check(lambda t, k: jnp.sum(t), jnp.zeros(0), key)
+
+
+def test_nan_at_theta_reaches_the_html_report_and_the_taylor_verdict(tmp_path):
+    report = sg.check(lambda t, key: jnp.sqrt(t**2) + t, 0.0)
+    (finding,) = report.findings
+    assert finding.kind == "nan_at_theta" and finding.primitive == "sqrt"
+    assert np.isnan(report.grad) and not report.clean
+    page = pathlib.Path(report.to_html(tmp_path / "nan.html", n_samples=2)).read_text()
+    assert "Taylor test failed: the gradient is not finite" in page and "Clean" not in page
+
+
+def test_a_jitted_helper_called_twice_is_two_places():
+    """_ramp(t - 1) + _ramp(2t - 2) at t = 1: both calls of one jitted max tie; the sides are
+    0 and 1 + 2 = 3 (this used to raise IndexError in the tie test)."""
+    from . import corpus
+
+    report = sg.check(corpus.shared_jit_helper, 1.0)
+    (kink,) = report.of_kind("kink_at_theta")
+    assert kink.primitive == "max" and kink.line == inspect.getsourcelines(corpus._ramp)[1] + 2
+    assert kink.detail.startswith("slope 0 from the left, 3 from the right along θ[0]")

@@ -95,3 +95,13 @@ def test_one_sided_through_a_while_loop_with_a_comparison_in_its_condition():
     # Below 0.4 one halving fewer is needed: n = 2 on both sides of 0.3.
     d = sg.one_sided(f, 0.3, 1.0)
     assert (float(d.left), float(d.right)) == (2.0, 2.0)
+
+
+def test_one_sided_at_a_singular_point_says_so_instead_of_nan():
+    """sqrt(θ²) = |θ| at 0: forward mode meets ∞ · 0; the sides come from difference
+    quotients, exactly -1 and 1, flagged as not exact, naming sqrt."""
+    d = sg.one_sided(lambda t: jnp.sqrt(t**2), 0.0, 1.0)
+    assert (float(d.left), float(d.right), d.kink, d.exact) == (-1.0, 1.0, True, False)
+    assert "sqrt at" in d.note and "singular point" in d.note
+    d = sg.one_sided(jnp.sqrt, 0.0, 1.0)  # infinite slope on the right, undefined on the left
+    assert float(d.right) == np.inf and np.isnan(float(d.left)) and d.kink

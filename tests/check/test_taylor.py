@@ -51,3 +51,16 @@ def test_dot_product_test_passes_for_jax_and_fails_for_a_wrong_adjoint():
 def test_dot_product_test_validates_its_input():
     with pytest.raises(TypeError, match="f must be a function"):
         sg.dot_product_test(1.0, jnp.ones(2))
+
+
+def test_taylor_test_fails_with_a_reason_on_non_finite_values():
+    f = lambda x: jnp.sum(x**2)  # noqa: E731
+    x = jnp.array([0.5, 1.0])
+    r = sg.taylor_test(f, x, jnp.array([jnp.nan, 2.0]))
+    assert not r.passed and "gradient is not finite" in r.reason and r.rates == ()
+    r = sg.taylor_test(lambda x: jnp.sum(jnp.log(x)), jnp.array([1e-3]), jnp.array([1e3]),
+                       jnp.array([-1.0]))  # fmt: skip
+    assert not r.passed and "domain" in r.reason
+    r = sg.taylor_test(f, x, 2 * x * 1.01)
+    assert not r.passed and "rate 1.0" in r.reason
+    assert sg.taylor_test(f, x, 2 * x).reason == ""

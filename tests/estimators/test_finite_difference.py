@@ -1,4 +1,5 @@
-"""Finite differences: the step, the truncation error, the cost, and common random numbers."""
+"""Finite differences: the step, the truncation error and its estimate, the cost, the
+domain, and common random numbers."""
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +20,9 @@ def test_default_steps_are_the_textbook_powers_of_epsilon():
 
 
 @pytest.mark.parametrize("scheme, order", [("forward", 1), ("central", 2)])
-def test_truncation_error_has_the_textbook_leading_term(scheme, order, key):
-    # f = exp: forward error h/2·f'', central error h²/6·f''' — exactly the Taylor terms.
+def test_truncation_error_and_its_estimate(scheme, order, key):
+    # f = exp: forward error h/2·f'', central error h²/6·f''' — exactly the Taylor terms;
+    # the Richardson estimate from the same runs at 2h matches them to the next order.
     theta, h = 0.3, 1e-3
     est = sg.gradient(
         lambda t, k: jnp.exp(t),
@@ -29,11 +31,14 @@ def test_truncation_error_has_the_textbook_leading_term(scheme, order, key):
         method=sg.FiniteDifference(scheme=scheme, step=h),
         n_samples=2,
     )
+    actual = float(est.grad) - np.exp(theta)
     leading = np.exp(theta) * (h / 2 if order == 1 else h**2 / 6)
-    np.testing.assert_allclose(float(est.grad) - np.exp(theta), leading, rtol=2e-3)
+    np.testing.assert_allclose(actual, leading, rtol=2e-3)
+    np.testing.assert_allclose(float(est.grad_bias), actual, rtol=5e-3 if order == 1 else 5e-2)
+    assert f"(truncation ≈ {abs(float(est.grad_bias)):.2g})" in repr(est)
 
 
-@pytest.mark.parametrize("scheme, per_sample", [("central", 2 * 5), ("forward", 5 + 1)])
+@pytest.mark.parametrize("scheme, per_sample", [("central", 4 * 5 + 1), ("forward", 2 * 5 + 1)])
 def test_evaluations_are_counted_honestly(scheme, per_sample, key):
     calls = []
 
@@ -44,12 +49,66 @@ def test_evaluations_are_counted_honestly(scheme, per_sample, key):
     est = sg.gradient(sim, jnp.ones(5), key, method=sg.FiniteDifference(scheme=scheme), n_samples=3)
     assert est.n_evals == 3 * per_sample
     np.testing.assert_allclose(est.grad, 2 * np.ones(5), rtol=1e-6)
+    assert len(calls) <= 2  # all runs are one batched evaluation, traced once (twice: shapes)
 
 
-def test_default_step_scales_with_theta(key):
+def test_default_step_scales_with_large_theta(key):
     # at θ = 1e6 an absolute step of ε^(1/3) would be lost in rounding; the relative one is not
     est = sg.gradient(lambda t, k: t**2, 1e6, key, method=sg.FiniteDifference(), n_samples=2)
     np.testing.assert_allclose(est.grad, 2e6, rtol=1e-8)
+
+
+def test_default_step_scales_with_small_theta(key):
+    # sin(1e6·a) at a = 3e-7: a step of ε^(1/3)·max(1, |a|) = 6e-6 spans 6 radians and gave
+    # -35618 "± 0"; relative to |a| it is exact, with an honest truncation estimate.
+    exact = 1e6 * np.cos(0.3)
+    sim = lambda a, k: jnp.sin(1e6 * a)  # noqa: E731
+    est = sg.gradient(sim, 3e-7, key, method=sg.FiniteDifference(), n_samples=2)
+    np.testing.assert_allclose(float(est.grad), exact, rtol=1e-8)
+    assert abs(float(est.grad_bias)) < 1e-8 * exact
+    np.testing.assert_allclose(
+        sg.gradient(sim, 3e-7, key, method=sg.FiniteDifference(scheme="forward"), n_samples=2).grad,
+        exact,
+        rtol=1e-6,
+    )
+
+
+def test_rounding_that_swamps_the_difference_is_reported(key):
+    # sin(1e6·t0) beside t1² = 1e12: a step in t0 moves the output by 1e-8, far below its
+    # rounding (1e12·ε = 2e-4), and both quotients are exactly 0. The error estimate
+    # reports the rounding bound ε·|f|/h instead of a silent "0 ± 0".
+    both = sg.gradient(
+        lambda t, k: jnp.sin(1e6 * t[0]) + t[1] ** 2,
+        jnp.array([3e-7, 1e6]),
+        key,
+        method=sg.FiniteDifference(),
+        n_samples=2,
+    )
+    assert float(both.grad[0]) == 0.0  # wrong: the exact value is 955336
+    assert float(both.grad_bias[0]) > 1e6  # and the error estimate says so
+    np.testing.assert_allclose(both.grad[1], 2e6, rtol=1e-8)
+
+
+def test_a_wrong_step_shows_in_the_truncation_estimate_never_as_plus_minus_zero(key):
+    sim = lambda a, k: jnp.sin(1e6 * a)  # noqa: E731
+    est = sg.gradient(sim, 3e-7, key, method=sg.FiniteDifference(step=1e-6), n_samples=2)
+    error = abs(float(est.grad) - 1e6 * np.cos(0.3))
+    assert error > 1e5  # 1e6·h = 1 radian: badly wrong
+    assert abs(float(est.grad_bias)) > 0.3 * error  # and the estimate says so
+    assert float(est.grad_stderr) == 0.0
+    assert f"± 0 (truncation ≈ {abs(float(est.grad_bias)):.2g})" in repr(est)
+
+
+def test_a_step_across_the_domain_boundary_is_named(key):
+    # log at 2e-6 with a step of 1e-5: θ - h < 0, outside log's domain
+    sim = lambda a, k: jnp.log(a)  # noqa: E731
+    bad = sg.FiniteDifference(step=1e-5)
+    with pytest.raises(sg.SimulationError, match=r"crossed a domain boundary.*step=") as info:
+        float(sg.gradient(sim, 2e-6, key, method=bad, n_samples=2).grad)
+    assert "in 2 of 2 samples (the gradient only)" in str(info.value)
+    # the default step, relative to θ, stays inside
+    est = sg.gradient(sim, 2e-6, key, method=sg.FiniteDifference(), n_samples=2)
+    np.testing.assert_allclose(float(est.grad), 5e5, rtol=1e-8)
 
 
 def per_sample_std(crn, step, key, n=20_000):

@@ -16,10 +16,13 @@ BASELINES = [None, "mean", "loo", "ema", "cv"]
 
 
 def per_sample(method, sim, theta, key, n):
-    """The per-sample (value, gradient) estimates, as `sg.gradient` sees them."""
+    """The per-sample (value, gradient) estimates of a scalar simulator of a scalar θ, as
+    `sg.gradient` sees them (the same keys, the estimator's flat view)."""
     keys = jax.random.split(key, n)
-    run = eqx.filter_jit(lambda th, ks: method.sample_batch(sim, th, ks, None))
-    return run(jnp.asarray(theta), keys)
+    flat = lambda x, k: sim(x[0], k)[None]  # noqa: E731
+    run = eqx.filter_jit(lambda x, ks: method.sample_batch(flat, x, ks))
+    samples = run(jnp.atleast_1d(jnp.asarray(theta)), keys)
+    return samples.value[:, 0], samples.grad[:, 0, 0]
 
 
 def assert_unbiased(est, exact):
@@ -188,7 +191,9 @@ def test_float32_is_kept(key):
 
 
 @pytest.mark.parametrize("baseline", BASELINES)
-def test_chunked_equals_all_at_once_and_no_recompilation(baseline, key):
+def test_chunks_have_their_own_baseline_and_no_recompilation(baseline, key):
+    # With batch_size, a batch baseline couples the samples of one chunk: the estimate is
+    # the mean over chunks of each chunk's own estimator, every chunk unbiased.
     traces = []
 
     def sim(p, k):
@@ -196,14 +201,28 @@ def test_chunked_equals_all_at_once_and_no_recompilation(baseline, key):
         return (R.bernoulli(k, p) - 0.45) ** 2
 
     method = sg.ScoreFunction(baseline=baseline)
-    whole = sg.gradient(sim, 0.3, key, method=method, n_samples=96)
     chunked = sg.gradient(sim, 0.3, key, method=method, n_samples=96, batch_size=32)
-    np.testing.assert_allclose(chunked.grad, whole.grad, rtol=1e-12)
+    keys = jax.random.split(key, 96)
+    grads = np.concatenate(
+        [_per_sample_keys(method, sim, 0.3, keys[i : i + 32]) for i in range(0, 96, 32)]
+    )
+    np.testing.assert_allclose(chunked.grad, grads.mean(), rtol=1e-12)
     # "cv" is exact here: its spread is pure rounding (~1e-17), so compare on an absolute scale
-    np.testing.assert_allclose(chunked.grad_std, whole.grad_std, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(chunked.grad_std, grads.std(ddof=1), rtol=1e-10, atol=1e-12)
+    if baseline is None:  # independent samples: the same as all at once
+        whole = sg.gradient(sim, 0.3, key, method=method, n_samples=96)
+        np.testing.assert_allclose(chunked.grad, whole.grad, rtol=1e-12)
     first = len(traces)
-    sg.gradient(sim, 0.6, jax.random.key(1), method=method, n_samples=96)
+    sg.gradient(
+        sim, 0.6, jax.random.key(1), method=method, n_samples=96, batch_size=32
+    ).raise_if_failed()
     assert len(traces) == first
+
+
+def _per_sample_keys(method, sim, theta, keys):
+    flat = lambda x, k: sim(x[0], k)[None]  # noqa: E731
+    run = eqx.filter_jit(lambda x, ks: method.sample_batch(flat, x, ks))
+    return np.asarray(run(jnp.atleast_1d(jnp.asarray(theta)), keys).grad[:, 0, 0])
 
 
 def test_errors_name_the_fix(key):

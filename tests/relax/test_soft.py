@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import simgrad as sg
 import simgrad.relax as sr
 
 X = jnp.array([-2.3, -0.7, -0.05, 0.04, 0.6, 1.49, 2.51, 3.2])  # no ties, off half-integers
@@ -83,3 +84,85 @@ def test_relaxations_have_nonzero_gradients_where_the_hard_ones_are_flat():
 def test_misuse_is_refused_with_the_fix(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# -- tau is validated where it is known and guarded where it is traced ----------------------
+
+CALLS_WITH_TAU = {
+    "step": lambda t: sr.step(X, t),
+    "soft_max": lambda t: sr.soft_max(X, Y, tau=t),
+    "soft_min": lambda t: sr.soft_min(X, tau=t),
+    "soft_abs": lambda t: sr.soft_abs(X, t),
+    "soft_round": lambda t: sr.soft_round(X, t),
+    "soft_sort": lambda t: sr.soft_sort(X, t),
+    "soft_rank": lambda t: sr.soft_rank(X, t),
+    "gumbel_softmax": lambda t: sr.gumbel_softmax(jax.random.key(0), X, t),
+    "soft_histogram": lambda t: sr.soft_histogram(X, jnp.linspace(-3, 3, 4), bandwidth=t).counts,
+}
+BAD_TAUS = [
+    (-0.1, "≥ 0"),
+    (jnp.asarray(-0.1), "≥ 0"),  # a device scalar: today the min for a max
+    (np.float32(-1.0), "≥ 0"),
+    (float("nan"), "finite"),
+    (jnp.asarray(jnp.nan), "finite"),
+    (float("inf"), "finite"),
+    (jnp.asarray(jnp.inf), "finite"),
+    ("0.1", "scalar"),
+    (jnp.ones(2), "scalar"),
+    (True, "scalar"),
+]
+
+
+@pytest.mark.parametrize("tau, words", BAD_TAUS, ids=repr)
+@pytest.mark.parametrize("name", sorted(CALLS_WITH_TAU))
+def test_a_concrete_bad_tau_is_refused(name, tau, words):
+    with pytest.raises(ValueError, match=words):
+        CALLS_WITH_TAU[name](tau)
+
+
+HARD = {
+    "step": (X > 0).astype(X.dtype),
+    "soft_max": jnp.maximum(X, Y),
+    "soft_abs": jnp.abs(X),
+    "soft_round": jnp.round(X),
+    "soft_sort": jnp.sort(X),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HARD))
+def test_a_device_scalar_zero_is_the_hard_operation_with_its_gradient(name):
+    soft = CALLS_WITH_TAU[name]
+    np.testing.assert_array_equal(soft(jnp.asarray(0.0)), HARD[name])
+    # at x = 0 exactly, where sigmoid(x / 0) would be 0/0: the hard operation's derivative
+    at_zero = {"step": sr.step, "soft_abs": sr.soft_abs}.get(name)
+    if at_zero is not None:
+        g = jax.grad(lambda x: at_zero(x, jnp.asarray(0.0)))(0.0)
+        assert float(g) == float(jax.grad(lambda x: at_zero(x, 0.0))(0.0))
+        assert np.isfinite(float(g))
+
+
+@pytest.mark.parametrize("name", sorted(CALLS_WITH_TAU))
+def test_a_traced_tau_gives_the_relaxation_and_a_traced_bad_tau_raises(name):
+    soft = jax.jit(CALLS_WITH_TAU[name])
+    np.testing.assert_allclose(soft(0.1), CALLS_WITH_TAU[name](0.1), rtol=1e-6, atol=1e-6)
+    for bad in (-0.1, 0.0, jnp.inf, jnp.nan):  # 0 traced cannot select the hard operation
+        with pytest.raises(Exception, match="must be > 0 and finite when traced"):
+            jax.block_until_ready(soft(bad))
+
+
+def test_the_gradient_in_a_traced_tau_is_the_relaxations():
+    # d/dτ σ(x/τ) = -x σ'(x/τ) / τ²: exact, through the guard
+    x, tau = 0.3, 0.2
+    s = jax.nn.sigmoid(x / tau)
+    exact = -x * s * (1 - s) / tau**2
+    np.testing.assert_allclose(jax.grad(lambda t: sr.step(x, t))(tau), exact, rtol=1e-6)
+    with pytest.raises(Exception, match="must be > 0"):
+        jax.block_until_ready(jax.grad(lambda t: sr.step(x, t))(0.0))
+
+
+@pytest.mark.parametrize("tau", [float("inf"), float("nan"), 0.0, -1.0])
+def test_smooth_refuses_a_temperature_that_is_not_positive_and_finite(tau):
+    with pytest.raises(ValueError, match="positive finite"):
+        sg.smooth(lambda t, k: jnp.where(t > 1.0, 1.0, 0.0), tau)
+    with pytest.raises(ValueError, match="positive finite"):
+        sg.smooth_sweep(lambda t, k: t, 1.0, jax.random.key(0), [0.1, tau], n_samples=4)

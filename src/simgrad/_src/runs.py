@@ -1,17 +1,45 @@
-"""What long runs share (`sg.optimize`, surrogate fitting): a progress bar and checkpoints."""
+"""What long runs share (`sg.optimize`, surrogate fitting): a progress bar, output paths
+checked before the run, fingerprints of a run, and files written atomically with a checksum.
 
+A simgrad file is one JSON header line, then equinox-serialised leaves (no pickle). The
+header names the kind of file, the run that wrote it (a fingerprint) and the length and
+SHA-256 of the leaves, so a corrupted, truncated or foreign file is refused with a
+`CheckpointError` that says which, and reading never allocates more than the file holds.
+"""
+
+import functools
+import hashlib
+import io
 import json
 import os
 import pathlib
+import re
+import types
 
 import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_FORMAT = 1
+_MAX_HEADER = 1 << 20  # bytes: a header line longer than this is not ours
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or saved surrogate that cannot be used: corrupted, truncated, not a
+    simgrad file, or written by a different run. The message names the file and says which."""
 
 
 def progress_bar(label: str, field: str, show: bool, total: int, done: int):
     """A rich progress bar on stderr (stdout stays clean for results) with one live field.
 
-    Update it with ``bar.update(bar.tasks[0].id, completed=i, **{field: text})``.
+    Update it with ``bar.update(bar.tasks[0].id, completed=i, **{field: text})``. When
+    stderr is not a terminal (piped to a log, redirected to a file) the live bar cannot
+    show, so a plain line reports the progress every few seconds instead.
     """
+    import math
+    import time
+
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -22,7 +50,24 @@ def progress_bar(label: str, field: str, show: bool, total: int, done: int):
         TimeRemainingColumn,
     )
 
-    bar = Progress(
+    class PlainWhenPiped(Progress):
+        every_s = 5.0
+        last = -math.inf
+
+        def update(self, task_id, **kwargs):
+            super().update(task_id, **kwargs)
+            if self.disable or self.console.is_terminal:
+                return
+            task, now = self._tasks[task_id], time.monotonic()
+            if now - self.last >= self.every_s or task.finished:
+                self.last = now
+                self.console.print(
+                    f"{label}: {task.completed:.0f}/{task.total:.0f} {field} "
+                    f"{task.fields.get(field, '')} ({task.elapsed or 0:.0f} s)",
+                    markup=False, highlight=False, soft_wrap=True,
+                )  # fmt: skip
+
+    bar = PlainWhenPiped(
         TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
@@ -37,28 +82,279 @@ def progress_bar(label: str, field: str, show: bool, total: int, done: int):
     return bar
 
 
-def save_checkpoint(path: pathlib.Path, tree, meta: dict) -> None:
-    """Write ``tree`` (equinox serialisation, no pickle) and ``meta`` beside it, atomically:
-    a run killed while writing leaves the previous checkpoint intact."""
+def check_output_path(path, name: str, example: str = "run.eqx") -> pathlib.Path:
+    """``path`` as a `pathlib.Path`, refused *before* a run if it cannot be written.
+
+    ``name`` is the argument's name in the messages (``"checkpoint"``, ``"--html"``);
+    ``example`` a file name to suggest when ``path`` is a folder.
+
+    >>> check_output_path("/", "checkpoint")
+    Traceback (most recent call last):
+    ValueError: checkpoint='/' is a folder: give a file in it, e.g. '/run.eqx'.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a file path (str or pathlib.Path), got {path!r}.")
+    p = pathlib.Path(path)
+    if str(path) == "" or p.is_dir():
+        raise ValueError(
+            f"{name}={str(path)!r} is a folder: give a file in it, e.g. {str(p / example)!r}."
+        )
+    folder = p.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ValueError(f"{name}={str(path)!r}: {str(folder)!r} {what}; create the folder first.")
+    if not os.access(folder, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise ValueError(
+            f"{name}={str(path)!r}: no permission to write there; choose another path."
+        )
+    return p
+
+
+# -- fingerprints ------------------------------------------------------------------------
+
+
+def fingerprint(obj, *, stable: bool, visit=None):
+    """A structural description of ``obj`` that two equal configurations share.
+
+    Functions compare by code, defaults and the values they close over (optax optimisers
+    are closures: two ``optax.adam(1e-3)`` objects are equal), containers by their items,
+    arrays by their bytes. ``stable=False`` gives a hashable key for a compilation cache
+    (objects it cannot look into compare by identity, so it never equates two that may
+    differ); ``stable=True`` gives a string hash that is the same in another process (for
+    a checkpoint's header). ``visit(x)``, if given, is called on every number and array
+    found.
+    """
+    out = _describe(obj, stable, set(), visit or (lambda x: None))
+    return hashlib.sha256(repr(out).encode()).hexdigest() if stable else out
+
+
+def _describe(obj, stable: bool, seen: set, visit):
+    walk = functools.partial(_describe, stable=stable, seen=seen, visit=visit)
+    if obj is None or isinstance(obj, (bool, int, str, bytes)):
+        return (type(obj).__name__, obj)
+    if isinstance(obj, float):
+        visit(obj)
+        return ("float", obj.hex())
+    if isinstance(obj, (np.ndarray, np.generic, jax.Array)) and not isinstance(
+        obj, jax.core.Tracer
+    ):
+        visit(obj)
+        return ("array", array_hash(obj))
+    if isinstance(obj, (tuple, list)):
+        return (type(obj).__qualname__, tuple(walk(x) for x in obj))
+    if isinstance(obj, dict):
+        return ("dict", tuple(sorted((repr(k), walk(v)) for k, v in obj.items())))
+    if isinstance(obj, functools.partial):
+        return ("partial", walk(obj.func), walk(obj.args), walk(obj.keywords))
+    if isinstance(obj, types.MethodType):
+        return ("method", walk(obj.__func__), walk(obj.__self__))
+    if isinstance(obj, types.FunctionType):
+        code = obj.__code__
+        name = (obj.__module__, obj.__qualname__)
+        if id(obj) in seen:  # a recursive closure
+            return ("function", name)
+        seen.add(id(obj))
+        cells = tuple(walk(c.cell_contents) for c in obj.__closure__ or ())
+        if stable:  # what the code refers to, stable across Python versions
+            consts = (c.co_qualname if isinstance(c, types.CodeType) else c for c in code.co_consts)
+            ident = (tuple(map(repr, consts)), code.co_names)
+        else:
+            ident = (code, id(obj.__globals__))
+        return ("function", name, ident, walk(obj.__defaults__), walk(obj.__kwdefaults__), cells)
+    if stable:
+        return ("object", type(obj).__qualname__, re.sub(r" at 0x[0-9a-fA-F]+", "", repr(obj)))
+    try:
+        hash(obj)
+        return ("value", type(obj), obj)
+    except TypeError:
+        return ("id", id(obj))
+
+
+def array_hash(*trees) -> str:
+    """SHA-256 of the structure, dtypes, shapes and bytes of the arrays in ``trees``."""
+    h = hashlib.sha256()
+    for tree in trees:
+        leaves, treedef = jax.tree.flatten(tree)
+        h.update(str(treedef).encode())
+        for leaf in leaves:
+            if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+                leaf = jax.random.key_data(leaf)
+            a = np.asarray(leaf)
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def program_hash(fn, *args) -> str:
+    """SHA-256 of the program ``fn(*args)`` traces to (its jaxpr and constants).
+
+    Object addresses that a jaxpr may print are removed, so the hash is the same in
+    another process for the same program.
+    """
+    closed = jax.make_jaxpr(fn)(*args)
+    text = re.sub(r" at 0x[0-9a-fA-F]+", "", str(closed.jaxpr))
+    return hashlib.sha256((text + array_hash(closed.consts)).encode()).hexdigest()
+
+
+def key_fingerprint(key) -> dict:
+    """A PRNG key as JSON: its implementation and its bits."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return {"impl": str(jax.random.key_impl(key)), "bits": _ints(jax.random.key_data(key))}
+    return {"impl": "raw", "bits": _ints(key)}
+
+
+def _ints(x) -> list:
+    return np.asarray(x).ravel().tolist()
+
+
+# -- files -------------------------------------------------------------------------------
+
+
+def write_file(path: pathlib.Path, kind: str, header: dict, tree) -> None:
+    """Write ``tree`` under a header naming ``kind``, atomically: the leaves are serialised
+    in memory, written to ``path.tmp`` and flushed to disk, then renamed over ``path`` — a
+    run killed at any moment leaves the previous file intact."""
+    buffer = io.BytesIO()
+    eqx.tree_serialise_leaves(buffer, tree)
+    payload = buffer.getvalue()
+    head = {"simgrad": kind, "format": _FORMAT} | header
+    head |= {"bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:  # a file object: equinox adds no ".eqx" suffix
-        eqx.tree_serialise_leaves(f, tree)
-    path.with_name(path.name + ".json").write_text(json.dumps(meta))
+    with open(tmp, "wb") as f:
+        f.write(json.dumps(head).encode() + b"\n")
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: pathlib.Path, like, meta: dict, fix: str):
-    """Read a checkpoint shaped like ``like``, refusing one whose ``meta`` differs.
-
-    Keys of the saved header absent from ``meta`` (a step count, say) are not compared;
-    ``fix`` tells the user what to do on a mismatch.
-    """
-    meta_path = path.with_name(path.name + ".json")
-    saved = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    mismatched = {k: (saved.get(k), v) for k, v in meta.items() if saved.get(k) != v}
-    if mismatched:
-        raise ValueError(
-            f"checkpoint {path} was written by a different run {mismatched} (saved, now): {fix}"
+def read_header(path: pathlib.Path, kind: str) -> tuple[dict, bytes]:
+    """The header and the verified leaves' bytes of a file written by `write_file`."""
+    try:
+        data = pathlib.Path(path).read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror}).") from None
+    end = data.find(b"\n", 0, _MAX_HEADER)
+    payload = data[end + 1 :]
+    try:
+        header = json.loads(data[:end]) if end >= 0 else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = None
+    if not isinstance(header, dict) or header.get("simgrad") != kind:
+        raise CheckpointError(
+            f"{path} is not a simgrad {kind} file (its header line is missing or unreadable): "
+            "the file is corrupted, truncated, or of another kind."
         )
-    with open(path, "rb") as f:
-        return eqx.tree_deserialise_leaves(f, like)
+    if header.get("format") != _FORMAT:
+        raise CheckpointError(
+            f"{path}: format {header.get('format')!r}, this simgrad reads format {_FORMAT}."
+        )
+    if (
+        header.get("bytes") != len(payload)
+        or header.get("sha256") != hashlib.sha256(payload).hexdigest()
+    ):
+        raise CheckpointError(
+            f"{path} is corrupted: its arrays ({len(payload)} bytes) do not match the "
+            f"length and checksum in its header ({header.get('bytes')} bytes) — the file "
+            "was truncated or altered. Delete it to start afresh."
+        )
+    return header, payload
+
+
+def read_tree(path: pathlib.Path, payload: bytes, like):
+    """Deserialise ``payload`` into the structure of ``like`` (arrays or shape structs).
+
+    Each leaf's stored shape and dtype are read and compared with ``like``'s before any
+    memory is allocated, and the total is compared with the payload's length first.
+    """
+    leaves = jax.tree.leaves(like)
+    needed = sum(_nbytes(x) for x in leaves if _is_array_leaf(x))
+    if needed > len(payload):
+        raise CheckpointError(
+            f"{path} holds {len(payload)} bytes of arrays but its header describes "
+            f"{needed} bytes: the header is corrupted."
+        )
+    try:
+        return eqx.tree_deserialise_leaves(io.BytesIO(payload), like, filter_spec=_read_leaf)
+    except Exception as e:  # equinox wraps the cause in its TreePathError
+        raise CheckpointError(
+            f"{path} does not hold the arrays its header describes: {e.__cause__ or e}."
+        ) from None
+
+
+def _is_array_leaf(x) -> bool:
+    return isinstance(
+        x, (jax.Array, jax.ShapeDtypeStruct, np.ndarray, np.generic, bool, int, float, complex)
+    )
+
+
+def _nbytes(x) -> int:
+    shape, dtype = _shape_dtype(x)
+    return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+
+
+def _shape_dtype(x):
+    if isinstance(x, (jax.Array, jax.ShapeDtypeStruct, np.ndarray)):
+        return tuple(x.shape), np.dtype(x.dtype)
+    return (), np.asarray(x).dtype
+
+
+def _read_leaf(f, like):
+    """Read one ``.npy`` record, refusing a shape or dtype other than ``like``'s unread."""
+    if not _is_array_leaf(like):
+        return like
+    shape, dtype = _shape_dtype(like)
+    version = np.lib.format.read_magic(f)
+    read = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }
+    if version not in read:
+        raise ValueError(f"unknown array record version {version}")
+    got_shape, fortran, got_dtype = read[version](f)
+    if tuple(got_shape) != shape or got_dtype.itemsize != dtype.itemsize:
+        raise ValueError(
+            f"an array of shape {got_shape} and dtype {got_dtype} where {shape} {dtype} was due"
+        )
+    data = f.read(_nbytes(like))
+    if len(data) != _nbytes(like):
+        raise EOFError("the arrays end early")
+    out = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+    if isinstance(like, (jax.Array, jax.ShapeDtypeStruct)):
+        return jnp.asarray(out)
+    if isinstance(like, np.ndarray):
+        return out.copy()
+    return type(like)(out.item())
+
+
+def save_checkpoint(path: pathlib.Path, kind: str, tree, run: dict, step: int) -> None:
+    """Write a checkpoint of ``run`` (a JSON fingerprint) at ``step``; see `write_file`."""
+    write_file(path, kind, {"step": int(step), "run": run}, tree)
+
+
+def load_checkpoint(path: pathlib.Path, kind: str, run: dict, like_at, fix: str):
+    """Read a checkpoint written by `save_checkpoint`, refusing one from a different run.
+
+    ``run`` is this run's fingerprint: every entry must equal the saved one, else a
+    `CheckpointError` names each difference; ``fix`` says what to do then. ``like_at(step)``
+    gives the structure of the saved tree at the saved step. Returns ``(tree, step)``.
+    """
+    header, payload = read_header(path, kind)
+    saved, step = header.get("run"), header.get("step")
+    if not isinstance(saved, dict) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"{path}: its header lacks the run and step: the file is corrupted.")
+    differences = [_difference(name, saved.get(name), now) for name, now in run.items()]
+    differences = [d for d in differences if d]
+    if differences:
+        raise CheckpointError(
+            f"checkpoint {path} was written by a different run: {'; '.join(differences)}. {fix}"
+        )
+    return read_tree(path, payload, like_at(step)), step
+
+
+def _difference(name: str, saved, now) -> str:
+    if saved == now:
+        return ""
+    if name in ("simulator", "optimizer", "data", "theta0", "bounds"):
+        return f"the {name} differs"
+    return f"{name} differs (saved {saved!r}, now {now!r})"

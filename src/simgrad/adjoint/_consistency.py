@@ -74,10 +74,10 @@ class ConsistencyReport:
 
     def plot(self, ax=None, title: str | None = None):
         """Plot both gradients' errors (and their difference) against resolution, log-log."""
-        import matplotlib.pyplot as plt
+        from .._src.plots import figure
 
         if ax is None:
-            _, ax = plt.subplots(figsize=(4.2, 3.2))
+            ax = figure(False, figsize=(4.2, 3.2)).subplots()
         n = np.asarray(self.resolutions, dtype=float)
         if self.discrete_error is not None:
             ax.loglog(n, self.discrete_error, "o-", label="discrete (AD) − exact")
@@ -141,7 +141,7 @@ def consistency(
             ``problem.exact_gradient(theta)`` (errors are then omitted if it is ``None``).
         min_order: the slowest convergence of the difference still called consistent.
 
-    Example:
+    Examples:
         >>> import simgrad as sg
         >>> problem = sg.adjoint.HeatProblem()
         >>> report = sg.adjoint.consistency(problem, problem.default_theta(), (8, 16, 32))

@@ -1,6 +1,8 @@
 """ODE gradients through diffrax: discretise-then-differentiate versus the continuous adjoint."""
 
+import contextlib
 import functools
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -35,7 +37,7 @@ class ODEProblem(eqx.Module):
         n_steps: a constant number of steps, or ``None`` for adaptive stepping.
         max_steps: the most steps an adaptive solve may take (memory is sized by it).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, simgrad as sg
         >>> decay = sg.adjoint.ODEProblem(lambda t, y, k: -k * y, jnp.array([1.0]), 0.0, 1.0,
         ...                               lambda y, k: y[0])
@@ -127,6 +129,18 @@ def _diffrax_adjoint(problem: ODEProblem, adjoint: str, checkpoints: int | None)
     return dfx.BacksolveAdjoint(solver=problem.solver, stepsize_controller=controller)
 
 
+@contextlib.contextmanager
+def _quiet_callback_failures():
+    """Hold back JAX's log of a failing `pure_callback` (diffrax's run-time checks raise
+    through one): the RuntimeError raised below says what failed, in one line."""
+    logger = logging.getLogger("jax._src.callback")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+
+
 def ode_gradient(
     problem: ODEProblem,
     theta: Theta,
@@ -163,7 +177,7 @@ def ode_gradient(
             and the reverse pass recomputes the rest.
         repeats: timed calls after compilation; the best is reported.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, simgrad as sg
         >>> decay = sg.adjoint.ODEProblem(lambda t, y, k: -k * y, jnp.array([1.0]), 0.0, 1.0,
         ...                               lambda y, k: y[0])
@@ -196,7 +210,8 @@ def ode_gradient(
 
     compiled = jax.jit(value_and_grad).lower(theta).compile()
     try:
-        value, grad = jax.block_until_ready(compiled(theta))
+        with _quiet_callback_failures():
+            value, grad = jax.block_until_ready(compiled(theta))
     except jax.errors.JaxRuntimeError as error:
         hint = (
             " BacksolveAdjoint solves the state backwards in time, which is unstable for "
@@ -288,7 +303,7 @@ def robertson(
 
     It needs float64 (nine decades of rates, ``atol=1e-12``): enable it first.
 
-    Example:
+    Examples:
         >>> import jax, simgrad as sg
         >>> jax.config.update("jax_enable_x64", True)
         >>> problem = sg.adjoint.robertson(t1=10.0)

@@ -395,7 +395,7 @@ def fit_diffusivity(
         steps: optimiser iterations.
         optimizer: an optax optimiser; ``None`` uses ``optax.lbfgs()``.
 
-    Example:
+    Examples:
         >>> import jax, simgrad as sg
         >>> problem = sg.adjoint.HeatProblem()
         >>> true = dict(problem.default_theta(), kappa=0.8)

@@ -1,4 +1,5 @@
-"""`sg.check`: the static scan, one-sided derivatives and eigenvalue gaps, in one `Report`."""
+"""`sg.check`: the static scan, AD's derivative at θ, one-sided derivatives and eigenvalue
+gaps, in one `Report`; `fd_hazards` for the finite-difference estimator."""
 
 import dataclasses
 from collections.abc import Callable
@@ -6,12 +7,15 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import jaxpr_as_fun
 from jax.flatten_util import ravel_pytree
 
-from .._src.program import evaluate, trace
+from .._src.program import Interpretation, evaluate
+from .._src.program.rules import FINDING_KINDS, KINDS, rule_for
 from ._eigen import Cluster, degenerate_clusters
-from ._one_sided import Ties, one_sided
-from ._scan import KINDS, RANDOM, Finding, location, scan
+from ._nan import forward_origins, reverse_origins
+from ._one_sided import Ties, sides_along
+from ._scan import RANDOM, Finding, location, scan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,10 +24,14 @@ class Report:
 
     Attributes:
         findings: every `Finding`, in program order (static ones first, then those measured
-            at θ: kinks at θ, degenerate eigenvalues).
+            at θ: NaN or inf in AD's derivative, kinks at θ, degenerate eigenvalues).
         clusters: degenerate eigenvalue clusters at θ, each with the gradient of its sum.
         stochastic: the output depends on the key.
         sim, theta, key: what was checked (for the plots of `to_html`).
+        grad: AD's gradient at θ as the checker computed it (θ's structure; None when AD
+            could not differentiate the program).
+        notes: how the checker had to work around the program (reverse mode where forward
+            mode is impossible, and the like); empty when it did not.
     """
 
     findings: tuple[Finding, ...]
@@ -32,6 +40,8 @@ class Report:
     sim: Callable
     theta: object
     key: object
+    grad: object = None
+    notes: tuple[str, ...] = ()
 
     @property
     def clean(self) -> bool:
@@ -50,8 +60,9 @@ class Report:
 
     def __str__(self) -> str:
         if self.clean:
-            return "simgrad check: clean — no non-differentiable dependence on θ found."
-        lines = [f"simgrad check: {len(self.findings)} finding(s)"]
+            lines = ["simgrad check: clean — no non-differentiable dependence on θ found."]
+        else:
+            lines = [f"simgrad check: {len(self.findings)} finding(s)"]
         for i, f in enumerate(self.findings, 1):
             lines.append(f"{i}. [{f.kind}] {f.primitive} at {f.where}")
             if f.context:
@@ -62,6 +73,7 @@ class Report:
                 lines.append(f"   at θ: {f.detail}")
             lines.append(f"   AD returns: {f.ad_returns}")
             lines.append(f"   remedy: {f.remedy}")
+        lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
 
     def to_html(self, path, *, direction=None, n_samples: int = 256) -> str:
@@ -77,6 +89,56 @@ class Report:
         return write_html(self, path, direction=direction, n_samples=n_samples)
 
 
+def _validated(sim, theta, key, scalar: bool = True):
+    """``(theta as arrays, key, traced program)`` after the checks every entry point makes
+    (``scalar``: the output must be one floating-point number)."""
+    if not callable(sim):
+        raise TypeError(f"sim must be a function sim(theta, key) -> scalar, got {sim!r}.")
+    key = jax.random.key(0) if key is None else key
+    for path, leaf in jax.tree_util.tree_leaves_with_path(theta):
+        if not isinstance(leaf, jax.Array | np.ndarray | np.generic | float | int):
+            raise TypeError(
+                f"theta{jax.tree_util.keystr(path)} is {type(leaf).__name__}, not a float array: "
+                "check differentiates every leaf of theta; split an equinox module with "
+                "params, static = eqx.partition(model, eqx.is_array) and check "
+                "lambda p, key: sim(eqx.combine(p, static), key) at params."
+            )
+    theta = jax.tree.map(jnp.asarray, theta)
+    leaves = jax.tree_util.tree_leaves_with_path(theta)
+    if not leaves or not all(jnp.issubdtype(x.dtype, jnp.floating) for _, x in leaves):
+        raise TypeError(
+            "theta must be a float, an array of floats or a pytree of them (check "
+            "differentiates with respect to it)."
+        )
+    for path, x in leaves:
+        if x.size == 0:
+            raise ValueError(f"theta{jax.tree_util.keystr(path)} is empty: give it a value.")
+        if not bool(jnp.all(jnp.isfinite(x))):
+            values = np.asarray(x)
+            index = np.argwhere(~np.isfinite(values))[0]
+            at = f"[{', '.join(map(str, index))}]" if values.ndim else ""
+            raise ValueError(
+                f"theta{jax.tree_util.keystr(path)}{at} holds {values[tuple(index)]}: the "
+                "checker needs finite "
+                "parameters (a derivative at a NaN or infinite θ means nothing); pass the "
+                "point you want checked."
+            )
+    program, out = jax.make_jaxpr(sim, return_shape=True)(theta, key)
+    if not scalar:
+        return theta, key, program
+    if not hasattr(out, "shape") or out.shape != ():
+        raise ValueError(
+            f"sim must return a scalar, got {out}; reduce it (e.g. sum or mean) to the "
+            "quantity whose gradient you want."
+        )
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise TypeError(
+            f"sim must return a floating-point scalar, got {out.dtype}: the checker "
+            "differentiates it (cast with .astype(float) if a count is what you want)."
+        )
+    return theta, key, program
+
+
 def check(
     sim: Callable,
     theta,
@@ -87,21 +149,31 @@ def check(
 ) -> Report:
     r"""Find where the simulator's dependence on θ is not differentiable, and why.
 
-    Three passes over ``sim``'s program, all through simgrad's program core:
+    Four passes over ``sim``'s program, all through simgrad's program core and its rule
+    table:
 
     1. **Static scan.** Which values depend on θ and reach the output, and which of them
        go through a threshold, a rounding, a kink, a discrete choice, a while_loop with a
        θ-dependent trip count, a discrete draw with θ-dependent parameters, an
        eigendecomposition, or a ``where`` hiding a singular function. Each `Finding` has
        its source line, what AD returns there, and the remedy.
-    2. **Kinks at θ.** The exact one-sided derivatives (`one_sided`) along each of the
-       first ``max_directions`` parameters; a ``kink_at_theta`` finding where they differ.
-    3. **Degenerate eigenvalues.** Each `eigh`'s eigenvalues at θ; clusters closer than
+    2. **AD at θ.** AD's gradient (reverse mode; forward mode where reverse mode is
+       impossible). Where it is NaN or inf, a ``nan_at_theta`` finding names the
+       singular function that produced it (``sqrt`` of 0, a norm at 0, ``log`` of 0).
+    3. **Kinks at θ.** Where a kink's operands tie at θ, the exact one-sided derivatives
+       (`one_sided`) along each of the first ``max_directions`` parameters; a
+       ``kink_at_theta`` finding, naming the kink that makes the sides differ along that
+       parameter, where they differ.
+    4. **Degenerate eigenvalues.** Each `eigh`'s eigenvalues at θ; clusters closer than
        ``eigen_tol`` are reported with the gradient of their sum, which is well defined.
+
+    Forward mode cannot differentiate a `jax.custom_vjp` function (diffrax's default
+    adjoint, `jax.experimental.ode.odeint`): passes 3 and 4 then differentiate its own
+    computation instead of its rule, and ``report.notes`` says so.
 
     Arguments:
         sim: ``sim(theta, key) -> scalar``.
-        theta: the parameters (float, array or pytree of them).
+        theta: the parameters (float, array or pytree of them), finite.
         key: the PRNG key; None uses ``jax.random.key(0)`` (deterministic simulators).
         eigen_tol: eigenvalues closer than this (relative to max(1, |λ|max)) are degenerate.
         max_directions: how many parameters to probe for kinks at θ.
@@ -110,7 +182,7 @@ def check(
         A `Report`; ``report.clean`` when nothing was found. ``print(report)`` lists the
         findings; ``report.to_html(path)`` writes them with plots.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> report = check(lambda t, key: jnp.minimum(t**2, 2 * t), 2.0)
         >>> report.kinds()
@@ -122,83 +194,226 @@ def check(
     iteration counts), and a comparison whose branches agree (a safeguard inside a smooth
     function) is still reported; an unflagged one certainly does not.
     """
-    if not callable(sim):
-        raise TypeError(f"sim must be a function sim(theta, key) -> scalar, got {sim!r}.")
     if isinstance(max_directions, bool) or not isinstance(max_directions, int):
         raise TypeError(f"max_directions must be an int, got {max_directions!r}.")
     if not eigen_tol >= 0:
         raise ValueError(f"eigen_tol={eigen_tol!r} must be a non-negative number.")
-    key = jax.random.key(0) if key is None else key
-    theta = jax.tree.map(jnp.asarray, theta)
+    theta, key, program = _validated(sim, theta, key)
     leaves = jax.tree.leaves(theta)
-    if not leaves or not all(jnp.issubdtype(x.dtype, jnp.floating) for x in leaves):
-        raise TypeError(
-            "theta must be a float, an array of floats or a pytree of them (check "
-            "differentiates with respect to it)."
+    found = scan(program, len(leaves))
+    findings, notes = list(found.findings), []
+    stochastic = bool(found.out_flags[0] & RANDOM)
+    if found.custom_vjps:
+        file, line, _ = location(found.custom_vjps[0])
+        where = f" at {file}:{line}" if file is not None else ""
+        notes.append(
+            f"forward mode cannot differentiate the jax.custom_vjp function{where} (diffrax's "
+            "default adjoint is one): AD's gradient is reverse mode's (its custom rule); NaN "
+            "sources and kinks at θ are found by differentiating its own computation in "
+            "forward mode instead of its rule"
         )
-    out = jax.eval_shape(sim, theta, key)
-    if not hasattr(out, "shape") or out.shape != ():
-        raise ValueError(
-            f"sim must return a scalar, got {out}; reduce it (e.g. sum or mean) to the "
-            "quantity whose gradient you want."
-        )
-    program = trace(sim, theta, key)
-    findings, out_flags, kinks = scan(program, len(leaves))
-    stochastic = bool(out_flags[0] & RANDOM)
 
+    value, ad, how = _ad_gradient(program, leaves, key)
+    if how:
+        notes.append(how)
+    if not np.isfinite(value):
+        raise ValueError(
+            f"sim(theta, key) = {value} at this θ and key: the checker needs a finite output; "
+            "fix the simulator or check another point."
+        )
     x, unravel = ravel_pytree(theta)
-    f = lambda t: sim(t, key)  # noqa: E731
-    ad = np.asarray(ravel_pytree(jax.jacfwd(f)(theta))[0])
-    tied = _tied(program, [*leaves, key], kinks)
-    for i in range(min(x.size, max_directions)):
-        h = unravel(jnp.zeros_like(x).at[i].set(1.0))
-        d = one_sided(f, theta, h)
-        if d.kink:
-            detail = (
-                f"slope {_num(d.left)} from the left, {_num(d.right)} from the right "
-                f"along θ[{i}]; AD returns {_num(ad[i])}"
-            )
-            primitive, file, line, function = tied[0] if tied else ("—", None, None, None)
-            if len(tied) > 1:
-                detail += "; ties at lines " + ", ".join(str(t[2]) for t in tied)
-            findings.append(
-                Finding(
-                    "kink_at_theta", primitive, file, line, function, (), stochastic,
-                    "one number, though no derivative exists here",
-                    "report both one-sided slopes (sg.one_sided), use a subgradient, or move θ",
-                    detail,
-                )
-            )  # fmt: skip
-    clusters = degenerate_clusters(program, theta, [key], eigen_tol)
+    if ad is not None and not np.all(np.isfinite(ad)):
+        findings.extend(_nonfinite_findings(program, leaves, [key], found, ad, stochastic, how))
+    elif ad is not None and found.tie_sites and max_directions > 0:
+        try:
+            findings.extend(_kinks_at_theta(program, leaves, key, found, ad, max_directions,
+                                            stochastic))  # fmt: skip
+        except Exception as error:  # noqa: BLE001 - a program forward mode cannot run
+            notes.append(f"kinks at θ not measured: forward mode failed ({_first_line(error)})")
+    try:
+        clusters = degenerate_clusters(program, theta, [key], eigen_tol)
+    except Exception as error:  # noqa: BLE001 - a program forward mode cannot run
+        clusters = []
+        notes.append(f"eigenvalue gaps not measured: {_first_line(error)}")
     for c in clusters:
         grad = ", ".join(f"{g:.6g}" for g in np.ravel(ravel_pytree(c.grad_sum)[0]))
+        kind = FINDING_KINDS["degenerate_eigenvalues"]
         findings.append(
             Finding(
-                "degenerate_eigenvalues", "eigh", *c.location, (), stochastic,
-                "eigenvectors of the cluster (and anything built on them) have no derivative; "
-                "AD returns inf, NaN or an arbitrary number",
-                "differentiate a symmetric function of the cluster: the gradient of the sum "
-                f"of eigenvalues {c.indices[0]}..{c.indices[1]} is [{grad}]",
+                kind.name, c.primitive, *c.location, (), stochastic, kind.ad_returns,
+                f"{kind.remedy}: the gradient of the sum of eigenvalues "
+                f"{c.indices[0]}..{c.indices[1]} is [{grad}]",
                 f"eigenvalues {c.indices[0]}..{c.indices[1]} = "
                 + ", ".join(f"{v:.6g}" for v in c.eigenvalues),
             )
         )  # fmt: skip
-    return Report(tuple(findings), tuple(clusters), stochastic, sim, theta, key)
+    grad = None if ad is None else unravel(jnp.asarray(ad, x.dtype))
+    return Report(tuple(findings), tuple(clusters), stochastic, sim, theta, key, grad,
+                  tuple(notes))  # fmt: skip
+
+
+def fd_hazards(sim: Callable, theta, key=None) -> list[str]:
+    """Why finite differences of ``sim`` in θ cannot be trusted at ``theta``: one line each.
+
+    Read off the program without running it: a `jax.random.gamma` (beta, dirichlet, or the
+    `simgrad.random` ones) whose shape depends on θ is drawn by a rejection sampler that
+    jumps as θ moves, so finite differences with common random numbers are biased with a
+    normal-looking error bar; a discrete draw (categorical, bernoulli, poisson, …) whose
+    distribution depends on θ is piecewise constant in θ, so with common random numbers
+    they return exactly 0 ± 0 when no draw changes within the step. Each line names the
+    draw, its source line and what to use instead. An empty list: no such draw.
+
+    ``sim(theta, key)`` may return any pytree of arrays (a Jacobian target); ``theta`` is
+    validated as by `check` (finite floats); ``key`` defaults to ``jax.random.key(0)``.
+    Costs one trace and a static scan; nothing is compiled or run.
+
+    Example:
+        >>> import jax
+        >>> fd_hazards(lambda t, k: jax.random.gamma(k, t), 2.0)[0].split(" at ")[0]
+        'gamma'
+    """
+    theta, _, program = _validated(sim, theta, key, scalar=False)
+    return scan(program, len(jax.tree.leaves(theta))).fd_hazards
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+class _Plain(Interpretation):
+    """The program as it is, with `jax.custom_vjp` functions evaluated in place."""
+
+    inline_custom_vjp = True
+
+    def initial_state(self):
+        return ()
+
+
+def _ad_gradient(program, leaves, key) -> tuple[float, np.ndarray | None, str]:
+    """``(value, AD's gradient raveled, how)``: reverse mode as `jax.grad` gives it; forward
+    mode where reverse mode is impossible (a θ-dependent while_loop); forward mode through
+    the custom_vjp functions' own computation where neither works. ``how`` says which, ""
+    for plain reverse mode. The program is differentiated as traced (not traced again)."""
+    x, unravel = ravel_pytree(leaves)
+    run = jaxpr_as_fun(program)
+
+    def f(flat):
+        return run(*unravel(flat), key)[0]
+
+    try:
+        value, grad = jax.jit(jax.value_and_grad(f))(x)
+        return float(value), np.asarray(grad), ""
+    except Exception as reverse_error:  # noqa: BLE001 - any AD refusal: try forward mode
+        reason = _first_line(reverse_error)
+    value = float(jax.jit(f)(x))
+    try:
+        how = f"AD's gradient is forward mode's: reverse mode is impossible here ({reason})"
+        return value, np.asarray(jax.jit(jax.jacfwd(f))(x)), how
+    except Exception:  # noqa: BLE001 - a custom_vjp inside: differentiate its computation
+        pass
+
+    def g(flat):
+        return evaluate(program, [*unravel(flat), key], _Plain())[0][0]
+
+    try:
+        ad = np.asarray(jax.jit(jax.jacfwd(g))(x))
+    except Exception as error:  # noqa: BLE001
+        return value, None, f"AD cannot differentiate this program ({_first_line(error)})"
+    how = (
+        "AD's gradient is forward mode's through the custom_vjp functions' own computation: "
+        f"reverse mode is impossible here ({reason})"
+    )
+    return value, ad, how
+
+
+def _nonfinite_findings(program, leaves, rest, found, ad, stochastic, how) -> list[Finding]:
+    """``nan_at_theta`` findings: where AD's non-finite derivative is born."""
+    x = np.asarray(ad)
+    bad = [i for i in range(x.size) if not np.isfinite(x[i])]
+    detail = "AD's derivative is " + ", ".join(f"{_num(x[i])} along θ[{i}]" for i in bad[:4])
+    if len(bad) > 4:
+        detail += f" (and {len(bad) - 4} more)"
+    flows = found.trap_sites
+    origins: list[int] = []
+    if flows and not how:
+        try:
+            origins = reverse_origins(program, leaves, rest, flows)
+        except Exception:  # noqa: BLE001 - reverse mode impossible through an inlined loop
+            origins = []
+    if flows and not origins:
+        flat, unravel = ravel_pytree(leaves)
+        for i in bad[:4]:
+            h = unravel(jnp.zeros_like(flat).at[i].set(1.0))
+            try:
+                origins += forward_origins(program, leaves, rest, flows, h)
+            except Exception:  # noqa: BLE001
+                break
+    out = []
+    for i in dict.fromkeys(origins):
+        flow = flows[i]
+        ad_returns, remedy = rule_for(flow.eqn).texts(random=False)
+        file, line, function = location(flow)
+        out.append(Finding("nan_at_theta", flow.eqn.primitive.name, file, line, function,
+                           flow.context, stochastic, ad_returns, remedy, detail))  # fmt: skip
+    if not out:
+        kind = FINDING_KINDS["nan_at_theta"]
+        out.append(Finding(
+            "nan_at_theta", "?", None, None, None, (), stochastic, kind.ad_returns,
+            "find where with jax.config.update('jax_debug_nans', True), then "
+            + kind.remedy, detail))  # fmt: skip
+    return out
+
+
+def _kinks_at_theta(program, leaves, key, found, ad, max_directions, stochastic):
+    """``kink_at_theta`` findings: the sides along each parameter differ, and which tied
+    kink makes them differ."""
+    _, ties = jax.jit(lambda *a: evaluate(program, list(a), Ties(found.tie_sites)))(*leaves, key)
+    tied = [flow for flow, tie in zip(found.tie_sites, ties, strict=True) if bool(tie)]
+    if not tied:
+        return []
+    x, unravel = ravel_pytree(leaves)
+    n = min(x.size, max_directions)
+    directions = [unravel(jnp.zeros_like(x).at[i].set(1.0)) for i in range(n)]
+    sides = sides_along(program, leaves, [key], directions, record=tied)
+    out = []
+    for i in range(n):
+        right, left = float(sides.right[i]), float(sides.left[i])
+        if not (np.isfinite(right) and np.isfinite(left)):
+            continue
+        if abs(right - left) <= 1e-9 * (1 + abs(right)):
+            continue
+        acting = _acting(tied, sides.recorded[i])
+        detail = (
+            f"slope {_num(left)} from the left, {_num(right)} from the right along θ[{i}]; "
+            f"AD returns {_num(ad[i])}"
+        )
+        if acting:
+            primitive, (file, line, function) = acting[0].eqn.primitive.name, location(acting[0])
+            also = [f"{a.eqn.primitive.name} at line {location(a)[1]}" for a in acting[1:]]
+            if also:
+                detail += "; also " + ", ".join(dict.fromkeys(also))
+        else:
+            primitive, file, line, function = "—", None, None, None
+        kind = FINDING_KINDS["kink_at_theta"]
+        out.append(Finding("kink_at_theta", primitive, file, line, function, (), stochastic,
+                           kind.ad_returns, kind.remedy, detail))  # fmt: skip
+    return out
+
+
+def _acting(tied, recorded) -> list:
+    """The tied places whose outputs differ between the two sides: their outcome (a
+    comparison, a rounding) or their slope (a kink) changes across θ."""
+    (primal_r, tangent_r), (primal_l, tangent_l) = recorded
+    acting = []
+    for k, flow in enumerate(tied):
+        differs = not np.array_equal(np.asarray(primal_r[k]), np.asarray(primal_l[k]))
+        slope_r, slope_l = np.asarray(tangent_r[k]), -np.asarray(tangent_l[k])
+        scale = 1e-9 * (1 + np.max(np.abs(slope_r), initial=0.0))
+        if differs or np.any(np.abs(slope_r - slope_l) > scale):
+            acting.append(flow)
+    return acting
 
 
 def _num(x) -> str:
     return f"{float(x) + 0.0:.6g}"  # + 0.0 turns -0.0 into 0.0
-
-
-def _tied(program, args, kinks) -> list[tuple]:
-    """``(primitive, file, line, function)`` of the kinks and comparisons whose operands tie
-    at θ."""
-    if not kinks:
-        return []
-    _, ties = evaluate(program, args, Ties([flow.eqn for flow in kinks]))
-    out = [
-        (flow.eqn.primitive.name, *location(flow))
-        for flow, tie in zip(kinks, ties, strict=True)
-        if bool(tie)
-    ]
-    return list(dict.fromkeys(where for where in out if where[1] is not None))

@@ -7,7 +7,9 @@ its eigenvalues is $\operatorname{tr}(P A)$ with $P$ the cluster's projector, wh
 derivative $\operatorname{tr}(P\, \partial A)$ is well defined (Kato; Magnus 1985).
 
 Two interpretations of the program core: `EigenGaps` records each `eigh`'s eigenvalues at
-θ; `ClusterSums` returns ``tr(P_C A)`` for chosen clusters, differentiable in θ.
+θ; `ClusterSums` returns ``tr(P_C A)`` for chosen clusters, differentiable in θ. Which
+primitives qualify, and which outputs hold the eigenvalues, is the rule table's
+``spectrum``.
 """
 
 import dataclasses
@@ -16,63 +18,62 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from .._src.program import Interpretation, dataflow, evaluate
+from .._src.program import AtSites, dataflow, evaluate
 from .._src.program._jax_compat import bind
+from .._src.program.rules import rule_for
 from ._scan import location
 
 
+def _spectrum(eqn) -> tuple[int, int] | None:
+    rule = rule_for(eqn)
+    return None if rule is None else rule.spectrum
+
+
 def eigh_sites(program) -> list:
-    """The `eigh` equations of a program, as `Flow` records (with their enclosing calls)."""
+    """The symmetric eigendecompositions of a program (those with a `spectrum` in the rule
+    table), as `Flow` records (with their enclosing calls)."""
     flows, _ = dataflow(program, [0] * len(program.jaxpr.invars))
-    return [flow for flow in flows if flow.eqn.primitive.name == "eigh"]
+    return [flow for flow in flows if _spectrum(flow.eqn) is not None]
 
 
-class EigenGaps(Interpretation):
-    """Record the eigenvalues each `eigh` site returns (the last call, inside a loop)."""
-
-    def __init__(self, sites):
-        self.index = {id(e): i for i, e in enumerate(sites)}
-        self.shapes = [(e.outvars[1].aval.shape, e.outvars[1].aval.dtype) for e in sites]
+class EigenGaps(AtSites):
+    """Record the eigenvalues each site returns (the last call, inside a loop)."""
 
     def initial_state(self):
-        return tuple(jnp.zeros(s, d) for s, d in self.shapes)
+        avals = [f.eqn.outvars[_spectrum(f.eqn)[0]].aval for f in self.flows]
+        return tuple(jnp.zeros(a.shape, a.dtype) for a in avals)
 
-    def wants(self, eqn):
-        return id(eqn) in self.index
-
-    def apply(self, eqn, invals, state):
+    def at(self, i, eqn, invals, state):
         outs = bind(eqn, invals)
-        i = self.index[id(eqn)]
-        return outs, (*state[:i], outs[1], *state[i + 1 :])
+        values, _ = _spectrum(eqn)
+        return outs, (*state[:i], outs[values], *state[i + 1 :])
 
 
-class ClusterSums(Interpretation):
+class ClusterSums(AtSites):
     """Return ``sum_{i in C} v_i^T A v_i`` (eigenvectors held fixed) for each cluster C.
 
     Its derivative in θ is ``tr(P_C ∂A)``: the derivative of the sum of the cluster's
     eigenvalues, well defined even when they are equal.
     """
 
-    def __init__(self, sites, clusters):
-        self.index = {id(e): i for i, e in enumerate(sites)}
+    def __init__(self, flows, clusters):
+        super().__init__(flows)
         self.clusters = clusters  # list of (site index, (first, last)) pairs
-        self.dtype = [e.outvars[1].aval.dtype for e in sites]
 
     def initial_state(self):
-        return tuple(jnp.zeros((), self.dtype[i]) for i, _ in self.clusters)
+        dtypes = [f.eqn.outvars[_spectrum(f.eqn)[0]].aval.dtype for f in self.flows]
+        return tuple(jnp.zeros((), dtypes[i]) for i, _ in self.clusters)
 
-    def wants(self, eqn):
-        return id(eqn) in self.index
-
-    def apply(self, eqn, invals, state):
-        v, w = bind(eqn, invals)
-        i = self.index[id(eqn)]
+    def at(self, i, eqn, invals, state):
+        outs = bind(eqn, invals)
+        _, vectors = _spectrum(eqn)
+        v = outs[vectors]
         state = list(state)
         for k, (site, (lo, hi)) in enumerate(self.clusters):
             if site == i:
                 vc = jax.lax.stop_gradient(v[..., lo : hi + 1])
                 state[k] = jnp.sum(vc * (invals[0] @ vc))
-        return [v, w], tuple(state)
+        return outs, tuple(state)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +87,7 @@ class Cluster:
         eigenvalues: their values at θ.
         grad_sum: the gradient (θ's structure) of the sum of the cluster's eigenvalues —
             well defined; divide by the cluster size for the mean.
+        primitive: the decomposition's JAX primitive.
     """
 
     site: int
@@ -93,16 +95,16 @@ class Cluster:
     indices: tuple[int, int]
     eigenvalues: tuple[float, ...]
     grad_sum: object
+    primitive: str = ""
 
 
 def degenerate_clusters(program, theta, rest: list, tol: float) -> list[Cluster]:
     """Clusters of eigenvalues closer than ``tol`` (relative to the spectrum's scale) in a
     program whose inputs are ``theta``'s leaves then ``rest``."""
     flows = eigh_sites(program)
-    sites = [flow.eqn for flow in flows]
-    if not sites:
+    if not flows:
         return []
-    _, spectra = evaluate(program, [*jax.tree.leaves(theta), *rest], EigenGaps(sites))
+    _, spectra = evaluate(program, [*jax.tree.leaves(theta), *rest], EigenGaps(flows))
     found = []
     for i, w in enumerate(spectra):
         if w.ndim != 1:
@@ -117,7 +119,7 @@ def degenerate_clusters(program, theta, rest: list, tol: float) -> list[Cluster]
                 lo = j
     if not found:
         return []
-    interp = ClusterSums(sites, found)
+    interp = ClusterSums(flows, found)
     x, unravel = ravel_pytree(theta)
 
     def sums(flat):
@@ -128,5 +130,6 @@ def degenerate_clusters(program, theta, rest: list, tol: float) -> list[Cluster]
     out = []
     for k, (i, (lo, hi)) in enumerate(found):
         values = tuple(float(v) for v in spectra[i][lo : hi + 1])
-        out.append(Cluster(i, location(flows[i]), (lo, hi), values, unravel(jac[k])))
+        primitive = flows[i].eqn.primitive.name
+        out.append(Cluster(i, location(flows[i]), (lo, hi), values, unravel(jac[k]), primitive))
     return out

@@ -1,154 +1,85 @@
 r"""Exact one-sided directional derivatives of piecewise-smooth programs.
 
-An interpretation of the program core replaces every kink by its nonsmooth forward rule
-and runs the program under `jax.jvp`: at a tie of ``min(a, b)`` the right derivative is
-``min(a', b')``, of ``max`` it is ``max(a', b')``, of ``abs`` at 0 it is ``|x'|``, and a
-comparison ``a > b`` at a tie is decided by the tangents (``a' > b'``), so ``where`` picks
-the branch that holds just to the right. Away from ties every rule is JAX's own.
+An interpretation of the program core replaces every non-smooth primitive by its one-sided
+forward rule from the rule table (`simgrad._src.program.rules`) and runs the program under
+`jax.jvp`: at a tie of ``min(a, b)`` the right derivative is ``min(a', b')``, of ``max``
+it is ``max(a', b')``, of ``abs`` at 0 it is ``|x'|``, a comparison ``a > b`` at a tie is
+decided by the tangents (``a' > b'``), so ``where`` picks the branch that holds just to
+the right, and ``floor`` at an integer takes the piece just to the right. Away from ties
+every rule is JAX's own.
 """
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
-from .._src.program import Interpretation, evaluate, trace
-from .._src.program._jax_compat import JaxprEqn, bind
-
-
-@jax.custom_jvp
-def _min(a, b):
-    return lax.min(a, b)
-
-
-@_min.defjvp
-def _min_jvp(primals, tangents):
-    (a, b), (da, db) = primals, tangents
-    return lax.min(a, b), jnp.where(a < b, da, jnp.where(b < a, db, jnp.minimum(da, db)))
-
-
-@jax.custom_jvp
-def _max(a, b):
-    return lax.max(a, b)
-
-
-@_max.defjvp
-def _max_jvp(primals, tangents):
-    (a, b), (da, db) = primals, tangents
-    return lax.max(a, b), jnp.where(a > b, da, jnp.where(b > a, db, jnp.maximum(da, db)))
-
-
-@jax.custom_jvp
-def _abs(x):
-    return lax.abs(x)
-
-
-@_abs.defjvp
-def _abs_jvp(primals, tangents):
-    (x,), (dx,) = primals, tangents
-    return lax.abs(x), jnp.where(x != 0, jnp.sign(x) * dx, jnp.abs(dx))
-
-
-_COMPARE = {"gt": lax.gt, "ge": lax.ge, "lt": lax.lt, "le": lax.le}
-
-
-def _compare(name):
-    op = _COMPARE[name]
-
-    @jax.custom_jvp
-    def compare(a, b):
-        return op(a, b).astype(a.dtype)
-
-    @compare.defjvp
-    def compare_jvp(primals, tangents):
-        (a, b), (da, db) = primals, tangents
-        # At a tie, the side of θ + εh is decided by the tangents (if they differ).
-        tie = (a == b) & (da != db)
-        out = jnp.where(tie, op(da, db), op(a, b)).astype(a.dtype)
-        return out, jnp.zeros_like(out)
-
-    return compare
-
-
-def _reduce(name, axes):
-    op = jnp.max if name == "reduce_max" else jnp.min
-
-    @jax.custom_jvp
-    def reduce(x):
-        return op(x, axis=axes)
-
-    @reduce.defjvp
-    def reduce_jvp(primals, tangents):
-        (x,), (dx,) = primals, tangents
-        m = op(x, axis=axes)
-        at = x == jnp.expand_dims(m, axes)
-        fill = -jnp.inf if name == "reduce_max" else jnp.inf
-        return m, op(jnp.where(at, dx, fill), axis=axes)
-
-    return reduce
+from .._src.program import AtSites, Interpretation, current_site, evaluate, trace
+from .._src.program._jax_compat import JaxprEqn, bind, jit_name
+from .._src.program.rules import SMOOTH_JITS, rule_for
 
 
 class OneSidedRules(Interpretation):
-    """Run a program with the nonsmooth forward rules at kinks (use under `jax.jvp`)."""
+    """Run a program with the one-sided forward rules (use under `jax.jvp`).
+
+    Smooth library functions (`jax.nn.softplus`, `logsumexp`, …) keep JAX's rules, and
+    `jax.custom_vjp` functions are evaluated in place (forward mode cannot differentiate
+    them as bound). ``record``: places (`Flow`s) whose outputs are added up in the state,
+    so that the sides can be compared place by place (which kink made a kink at θ).
+    """
+
+    inline_custom_vjp = True
+
+    def __init__(self, record=()):
+        self.index = {flow.site: i for i, flow in enumerate(record)}
+        self.sizes = [
+            (sum(math.prod(v.aval.shape) for v in flow.eqn.outvars), _float_dtype(flow.eqn))
+            for flow in record
+        ]
 
     def initial_state(self):
-        return ()
+        return tuple(jnp.zeros(n, dtype) for n, dtype in self.sizes)
 
     def wants(self, eqn: JaxprEqn) -> bool:
-        name = eqn.primitive.name
-        if name not in {"min", "max", "abs", "clamp", "reduce_max", "reduce_min", *_COMPARE}:
-            return False
-        dtype = eqn.invars[0].aval.dtype
-        return bool(np.issubdtype(dtype, np.floating))
+        if jit_name(eqn) in SMOOTH_JITS:
+            return True
+        rule = rule_for(eqn)
+        return rule is not None and rule.one_sided is not None
 
     def apply(self, eqn: JaxprEqn, invals: list, state):
-        name = eqn.primitive.name
-        if name == "min":
-            return [_min(*invals)], state
-        if name == "max":
-            return [_max(*invals)], state
-        if name == "abs":
-            return [_abs(*invals)], state
-        if name == "clamp":
-            lo, x, hi = invals
-            lo, hi = jnp.broadcast_to(lo, x.shape), jnp.broadcast_to(hi, x.shape)
-            return [_min(_max(x, lo), hi)], state
-        if name in ("reduce_max", "reduce_min"):
-            return [_reduce(name, tuple(eqn.params["axes"]))(invals[0])], state
-        return [_compare(name)(*invals) > 0.5], state
+        rule = rule_for(eqn)
+        if rule is None or rule.one_sided is None:  # a smooth library function, as it is
+            return bind(eqn, invals), state
+        outs = rule.one_sided(eqn, invals)
+        i = self.index.get(current_site(eqn))
+        if i is None:
+            return outs, state
+        _, dtype = self.sizes[i]
+        flat = jnp.concatenate([jnp.ravel(o).astype(dtype) for o in outs])
+        return outs, (*state[:i], state[i] + flat, *state[i + 1 :])
 
 
-class Ties(Interpretation):
-    """Record, for each of the given kink and comparison equations, whether its operands
-    tie at θ (``a == b`` for ``min``/``max``/comparisons, ``x == 0`` for ``abs``): where a
-    kink at θ comes from."""
+def _float_dtype(eqn: JaxprEqn):
+    for v in eqn.invars:
+        dtype = getattr(getattr(v, "aval", None), "dtype", None)
+        if dtype is not None and jnp.issubdtype(dtype, jnp.floating):
+            return dtype
+    return jnp.result_type(float)
 
-    def __init__(self, eqns):
-        self.index = {id(e): i for i, e in enumerate(eqns)}
+
+class Ties(AtSites):
+    """Record, for each of the given places, whether its operands tie at θ (the rule
+    table's tie test: ``a == b`` for ``min``/``max``/comparisons, ``x == 0`` for ``abs``,
+    an integer for ``floor``): where a kink at θ can come from."""
 
     def initial_state(self):
-        return tuple(jnp.zeros((), bool) for _ in self.index)
+        return tuple(jnp.zeros((), bool) for _ in self.flows)
 
-    def wants(self, eqn: JaxprEqn) -> bool:
-        return id(eqn) in self.index
-
-    def apply(self, eqn: JaxprEqn, invals: list, state):
-        name = eqn.primitive.name
-        if name == "abs":
-            tie = jnp.any(invals[0] == 0)
-        elif name == "clamp":
-            lo, x, hi = invals
-            tie = jnp.any((x == lo) | (x == hi))
-        elif name in ("reduce_max", "reduce_min"):
-            x = invals[0]
-            m = jnp.max(x) if name == "reduce_max" else jnp.min(x)
-            tie = jnp.sum(x == m) > 1
-        else:
-            tie = jnp.any(invals[0] == invals[1])
-        i = self.index[id(eqn)]
+    def at(self, i, eqn, invals, state):
+        tie = rule_for(eqn).tie(eqn, invals)
         return bind(eqn, invals), (*state[:i], state[i] | tie, *state[i + 1 :])
 
 
@@ -160,27 +91,44 @@ class OneSided:
         value: $f(\theta)$.
         right: $\lim_{\epsilon \downarrow 0} [f(\theta + \epsilon h) - f(\theta)]/\epsilon$.
         left: $\lim_{\epsilon \downarrow 0} [f(\theta) - f(\theta - \epsilon h)]/\epsilon$.
+        exact: True when both come from the one-sided forward rules (exact to rounding);
+            False when forward mode met a singular point (``sqrt`` at 0) and they are
+            limits of difference quotients instead (see ``note``).
+        note: why ``exact`` is False, naming the primitive and its source line; "" else.
     """
 
     value: jax.Array
     right: jax.Array
     left: jax.Array
+    exact: bool = True
+    note: str = ""
 
     @property
     def kink(self) -> bool:
-        """The two sides differ: ``f`` has a kink at ``theta`` along ``h``."""
-        scale = 1e-9 * (1 + float(jnp.max(jnp.abs(self.right))))
-        return bool(jnp.any(jnp.abs(self.right - self.left) > scale))
+        """``f`` has no derivative at ``theta`` along ``h``: the sides differ, or one of
+        them is infinite or undefined."""
+        right, left = np.asarray(self.right), np.asarray(self.left)
+        if not (np.all(np.isfinite(right)) and np.all(np.isfinite(left))):
+            return True
+        scale = 1e-9 * (1 + float(np.max(np.abs(right))))
+        return bool(np.any(np.abs(right - left) > scale))
 
 
 def one_sided(f: Callable, theta, direction) -> OneSided:
     r"""Exact one-sided directional derivatives of a piecewise-smooth ``f`` at ``theta``.
 
     The right derivative along $h$ is $f'(\theta; h)$, the left one $-f'(\theta; -h)$,
-    each computed by forward-mode AD with the nonsmooth rules at ties: ``min(a, b)`` at
-    $a = b$ has derivative $\min(a', b')$, ``max`` $\max(a', b')$, ``abs`` at 0 $|x'|$,
-    ``clip`` and ``relu`` follow, and a comparison at a tie is decided by the tangents
-    (so ``jnp.where(x > 0, x, -x)`` is ``abs``). Away from ties both sides equal `jax.jvp`.
+    each computed by forward-mode AD with the one-sided rules of the rule table at ties:
+    ``min(a, b)`` at $a = b$ has derivative $\min(a', b')$, ``max`` $\max(a', b')$,
+    ``abs`` at 0 $|x'|$; ``clip``, ``relu``, ``jnp.max``, ``cummax`` follow; a comparison
+    at a tie is decided by the tangents (so ``jnp.where(x > 0, x, -x)`` is ``abs``, and
+    ``jnp.interp`` at a knot takes the segment on each side); ``sort``, ``argmax`` and
+    ``top_k`` order ties by the tangents. Away from ties both sides equal `jax.jvp`.
+
+    Where forward mode meets a singular point (``sqrt(θ²)`` or ``jnp.linalg.norm`` at 0,
+    where the chain rule gives $\infty \cdot 0$), the sides are the limits of one-sided
+    difference quotients (Richardson-extrapolated), ``exact`` is False and ``note`` names
+    the primitive: ``sqrt(θ²)`` at 0 gives left $-1$, right $1$.
 
     Arguments:
         f: ``f(theta) -> array``; for a simulator, ``lambda t: sim(t, key)``.
@@ -188,18 +136,18 @@ def one_sided(f: Callable, theta, direction) -> OneSided:
         direction: $h$, with ``theta``'s structure.
 
     Returns:
-        A `OneSided` with ``value``, ``right``, ``left`` and ``kink``.
+        A `OneSided` with ``value``, ``right``, ``left``, ``kink``, ``exact`` and ``note``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> d = one_sided(lambda t: jnp.minimum(t**2, 2 * t), 2.0, 1.0)
         >>> float(d.left), float(d.right), d.kink
         (4.0, 2.0, True)
 
     Not for jumps: where ``f`` itself jumps (``floor``, a threshold on the value) the
-    one-sided derivatives are infinite and this returns the slope of the piece on each side.
-    Ties inside ``sort``/``argmax`` are not resolved, nor a tie in a ``while_loop``'s
-    condition (JAX evaluates it on primal values only): the trip count at θ is used.
+    one-sided derivatives are infinite and this returns the slope of the piece on each
+    side. A tie in a ``while_loop``'s condition is not resolved (JAX evaluates it on primal
+    values only): the trip count at θ is used.
     """
     if not callable(f):
         raise TypeError(f"f must be a function f(theta) -> array, got {type(f).__name__}.")
@@ -215,12 +163,98 @@ def one_sided(f: Callable, theta, direction) -> OneSided:
         raise TypeError("theta must hold floating-point numbers (one_sided differentiates it).")
     h_leaves = [jnp.asarray(h, x.dtype) for h, x in zip(h_leaves, leaves, strict=True)]
     program = trace(lambda *xs: f(jax.tree.unflatten(treedef, xs)), *leaves)
-    interp = OneSidedRules()
+    sides = sides_along(program, leaves, [], [h_leaves], compiled=False)
+    value, right, left = sides.value, sides.right[0], sides.left[0]
+    if np.all(np.isfinite(right)) and np.all(np.isfinite(left)):
+        return OneSided(value=value, right=right, left=left)
+    from ._nan import explain_nonfinite
+
+    where = explain_nonfinite(program, leaves, [], h_leaves)
+
+    def g(eps):
+        shifted = [x + eps * h for x, h in zip(leaves, h_leaves, strict=True)]
+        out = f(jax.tree.unflatten(treedef, shifted))
+        return jnp.asarray(out)
+
+    right, left = _difference_limits(g, leaves, h_leaves)
+    note = (
+        f"forward mode gives a non-finite slope here ({where}); the slopes are limits of "
+        "one-sided difference quotients, not exact"
+    )
+    return OneSided(value=value, right=right, left=left, exact=False, note=note)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sides:
+    """`sides_along`'s result: the value, and per direction the right and left
+    derivatives and the recorded places' outputs on each side (primal, tangent)."""
+
+    value: jax.Array
+    right: list
+    left: list
+    recorded: list  # per direction: ((primals right, tangents right), (primals, tangents) left)
+
+
+def sides_along(program, leaves, rest, directions, record=(), compiled=True) -> Sides:
+    """Right and left derivatives of ``program`` (inputs: ``leaves`` then ``rest``) along
+    each direction (a list of tangents for ``leaves``): in one compiled run, or (with
+    ``compiled=False``, cheaper for a single direction) evaluated eagerly.
+
+    With ``record`` (`Flow`s), also each place's outputs on each side: under the right
+    rules their primal values (a comparison's outcome) and tangents.
+    """
+    interp = OneSidedRules(record)
 
     def run(*xs):
-        outs, _ = evaluate(program, list(xs), interp)
-        return outs[0] if len(outs) == 1 else outs
+        outs, state = evaluate(program, [*xs, *rest], interp)
+        return outs[0], state
 
-    value, right = jax.jvp(run, leaves, h_leaves)
-    _, minus = jax.jvp(run, leaves, [-h for h in h_leaves])
-    return OneSided(value=value, right=right, left=jax.tree.map(jnp.negative, minus))
+    def both(hs):
+        value, (right, rec_r) = _jvp(run, leaves, hs)
+        _, (minus, rec_l) = _jvp(run, leaves, [-h for h in hs])
+        return value, right, minus, rec_r, rec_l
+
+    if not compiled:
+        runs = [both(list(hs)) for hs in directions]
+        value = runs[0][0]
+        right, left = [r[1] for r in runs], [-r[2] for r in runs]
+        return Sides(value, right, left, [(r[3], r[4]) for r in runs])
+    stacked = [jnp.stack(hs) for hs in zip(*directions, strict=True)]
+    value, right, minus, rec_r, rec_l = jax.jit(jax.vmap(lambda *hs: both(list(hs))))(*stacked)
+    n = len(directions)
+    recorded = [
+        (jax.tree.map(lambda a, i=i: a[i], rec_r), jax.tree.map(lambda a, i=i: a[i], rec_l))
+        for i in range(n)
+    ]
+    return Sides(value[0], [right[i] for i in range(n)], [-minus[i] for i in range(n)], recorded)
+
+
+def _jvp(run, leaves, hs):
+    (value, state), (tangent, state_tangent) = jax.jvp(run, leaves, hs)
+    return value, (tangent, (state, state_tangent))
+
+
+def _difference_limits(g, leaves, h_leaves):
+    """Limits of one-sided difference quotients of ``g(ε) = f(θ + εh)`` as ε → 0⁺ on each
+    side, Richardson-extrapolated: ``(right, left)``; ±inf where they grow without bound,
+    NaN where ``f`` is undefined on that side or they do not settle."""
+    dtype = leaves[0].dtype
+    scale = max([1.0] + [float(jnp.max(jnp.abs(x))) for x in leaves if x.size])
+    h_size = max([float(jnp.max(jnp.abs(h))) for h in h_leaves if h.size] + [1e-300])
+    eps = jnp.asarray(scale / h_size * 2.0 ** -np.arange(6, 24), dtype)
+    values = np.asarray(jax.jit(jax.vmap(g))(jnp.concatenate([eps, -eps])), dtype=float)
+    f0 = np.asarray(g(jnp.zeros((), dtype)), dtype=float)
+    tol = 1e-6 if np.finfo(dtype).bits > 32 else 1e-2
+    n = len(eps)
+    step = np.asarray(eps, dtype=float).reshape((n,) + (1,) * f0.ndim)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _limit((values[:n] - f0) / step, tol), _limit((f0 - values[n:]) / step, tol)
+
+
+def _limit(q, tol):
+    r = 2 * q[1:] - q[:-1]  # Richardson: removes the O(ε) term of a smooth piece
+    last = r[-4:]
+    spread = np.max(last, 0) - np.min(last, 0)
+    settled = np.all(np.isfinite(last), 0) & (spread <= tol * np.maximum(1, np.abs(last[-1])))
+    growing = np.all(np.abs(q[-4:]) > 1.3 * np.abs(q[-5:-1]), 0) & np.all(np.isfinite(q[-4:]), 0)
+    return np.where(settled, last[-1], np.where(growing, np.sign(q[-1]) * np.inf, np.nan))

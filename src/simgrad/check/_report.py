@@ -7,6 +7,7 @@ so the file opens offline.
 import base64
 import html
 import io
+import linecache
 import pathlib
 
 import jax
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from .._src.plots import figure
 from ._scan import KINDS
 from ._taylor import taylor_test
 
@@ -23,34 +25,75 @@ table { border-collapse: collapse; width: 100%; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; }
 .clean { color: #1a7f37; font-weight: bold; }
+.fail { color: #b42318; font-weight: bold; }
 .kind { font-family: monospace; white-space: nowrap; }
 img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
+code.source { display: inline-block; margin-top: 0.3em; white-space: pre; background: #f6f8fa; }
+figcaption { max-width: 800px; }
 """
 
 
 def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _direction_label(report, direction) -> str:
+    """``h`` in words, by the parameters' names: "h = the unit step in S0"."""
+    from .._src.names import named_components
+
+    h = np.ravel(np.asarray(direction, dtype=float))
+    names = list(named_components(report.theta))
+    if len(names) != h.size:
+        names = [f"θ[{i}]" for i in range(h.size)]
+    terms = [(n, v) for n, v in zip(names, h, strict=True) if v != 0]
+    if len(terms) == 1 and terms[0][1] == 1.0:
+        return f"h = the unit step in {terms[0][0]}"
+    return "h = " + " + ".join(f"{v:g}·{n}" for n, v in terms)
+
+
+def mean_derivative(ts, values, span: int = 4):
+    """The derivative of the mean along the line, by central differences of each draw's
+    values ``span`` grid points either side (common random numbers), with its standard
+    error over draws.
+
+    ``values`` has shape ``(n_points, n_draws)``; returns ``(t, mean, stderr)`` at the grid
+    points ``span`` away from the ends. Unlike AD's per-path derivative this sees jumps:
+    where the two disagree, AD is biased."""
+    ts, values = np.asarray(ts), np.asarray(values)
+    slopes = (values[2 * span :] - values[: -2 * span]) / (ts[2 * span :] - ts[: -2 * span])[
+        :, None
+    ]
+    n = slopes.shape[1]
+    stderr = slopes.std(1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(len(slopes))
+    return ts[span:-span], slopes.mean(1), stderr
+
+
 def line_data(report, direction, n_samples: int, n_points: int = 161):
-    """Value and AD derivative of the mean simulator along ``theta + t * direction``."""
+    """Value and AD derivative of the mean simulator along ``theta + t * direction``,
+    and each draw's values (``(n_points, n_draws)``, for `mean_derivative`)."""
     x, unravel = ravel_pytree(report.theta)
     h = jnp.asarray(direction, x.dtype)
     width = 0.5 * max(1.0, float(jnp.max(jnp.abs(x))))
     ts = jnp.linspace(-width, width, n_points, dtype=x.dtype)
     keys = jax.random.split(report.key, n_samples) if report.stochastic else report.key[None]
 
-    def one(t, key):
+    def one(t, key, forward):
         g = lambda s: report.sim(unravel(x + s * h), key)  # noqa: E731
-        return jax.jvp(g, (t,), (jnp.ones_like(t),))
+        if forward:
+            return jax.jvp(g, (t,), (jnp.ones_like(t),))
+        return jax.value_and_grad(g)(t)  # a jax.custom_vjp (diffrax): reverse mode only
 
-    values, slopes = jax.vmap(lambda t: jax.vmap(lambda k: one(t, k))(keys))(ts)
-    return np.asarray(ts), np.asarray(values.mean(1)), np.asarray(slopes.mean(1))
+    def run(forward):
+        return jax.vmap(lambda t: jax.vmap(lambda k: one(t, k, forward))(keys))(ts)
+
+    try:
+        values, slopes = run(forward=True)
+    except TypeError:
+        values, slopes = run(forward=False)
+    values = np.asarray(values)
+    return np.asarray(ts), values.mean(1), np.asarray(slopes.mean(1)), values
 
 
 def fd_variance(report, direction, n_samples: int, eps):
@@ -69,11 +112,6 @@ def fd_variance(report, direction, n_samples: int, eps):
 
 
 def write_html(report, path, *, direction=None, n_samples: int = 256) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
         raise ValueError(f"n_samples={n_samples!r} must be an int >= 2.")
     x, _ = ravel_pytree(report.theta)
@@ -84,23 +122,41 @@ def write_html(report, path, *, direction=None, n_samples: int = 256) -> str:
         if direction.shape != x.shape:
             raise ValueError(f"direction needs {x.size} entries (one per parameter).")
     images = []
+    verdict = ""  # why the Taylor test did not pass, if it did not
 
-    ts, values, slopes = line_data(report, direction, n_samples)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    along = _direction_label(report, direction)
+    ts, values, slopes, per_draw = line_data(report, direction, n_samples)
+    mid, mean_slope, mean_slope_se = mean_derivative(ts, per_draw)
+    fig = figure(True, figsize=(8, 6))
+    top, bottom = fig.subplots(2, 1, sharex=True)
     top.plot(ts, values, color="C0")
     top.set_ylabel("f" if not report.stochastic else f"mean f ({n_samples} draws)")
-    bottom.plot(ts, slopes, color="C3")
-    bottom.set_ylabel("AD derivative")
-    bottom.set_xlabel("t  (θ + t·h)")
+    bottom.plot(ts, slopes, color="C3", label="AD's derivative (mean over draws)")
+    bottom.plot(mid, mean_slope, color="C2", lw=1, label="derivative of the mean ± 2 s.e.")
+    bottom.fill_between(
+        mid, mean_slope - 2 * mean_slope_se, mean_slope + 2 * mean_slope_se,
+        color="C2", alpha=0.25, lw=0,
+    )  # fmt: skip
+    bottom.set_ylabel("derivative along h")
+    bottom.set_xlabel(f"t  (θ + t·h; {along})")
+    bottom.legend(fontsize=8)
     for ax in (top, bottom):
         ax.axvline(0.0, color="0.5", ls=":")
         ax.grid(alpha=0.3)
-    top.set_title("the function and its AD derivative along a line through θ")
-    images.append(("Along a line through θ: kinks and jumps show here", _png(fig)))
+    top.set_title(f"the function and its derivatives along a line through θ ({along})")
+    images.append(
+        (
+            f"Along the line θ + t·h, {along}: kinks and jumps show here. Where AD's "
+            "derivative (red) leaves the band of the derivative of the mean (green: central "
+            "differences of each draw's values over 8 grid steps), AD is biased.",
+            _png(fig),
+        )
+    )
 
     scale = max(1.0, float(jnp.max(jnp.abs(x))))
     eps = scale * np.logspace(-5, -0.5, 10)
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig = figure(True, figsize=(8, 4))
+    ax = fig.subplots()
     if report.stochastic:
         crn, independent = fd_variance(report, direction, n_samples, eps)
         # A variance of exactly 0 (no path crossed a jump) cannot be drawn on a log scale.
@@ -109,28 +165,52 @@ def write_html(report, path, *, direction=None, n_samples: int = 256) -> str:
         ax.loglog(eps, positive(independent), "s-", color="C1", label="independent")
         ax.set_ylabel("variance of central differences")
         ax.set_title("finite-difference variance against ε")
-        caption = "Finite-difference variance against ε, with and without common random numbers"
+        caption = (
+            f"Finite-difference variance against ε along {along}, with and without common "
+            "random numbers. Where a curve jumps, the difference θ ± ε·h has begun to straddle "
+            "a kink or a jump of the simulator: below that ε the quotient sees one smooth piece, "
+            "above it mixes both sides. With common random numbers the variance stays bounded "
+            "on a smooth path; a path that jumps adds (jump/2ε)² with probability ∝ ε, so the "
+            "variance grows like 1/ε — without them, like 1/ε²."
+        )
+    elif report.grad is None:
+        verdict = "Taylor test not run: AD cannot differentiate this program (see the notes)."
+        ax.text(0.5, 0.5, verdict, ha="center", va="center", transform=ax.transAxes, wrap=True)
+        caption = "Taylor test: not run"
     else:
-        grad = jax.jacfwd(lambda t: report.sim(t, report.key))(report.theta)  # while_loop-safe
-        result = taylor_test(lambda t: report.sim(t, report.key), report.theta, grad)
-        ax.loglog(result.eps, np.maximum(result.remainders, 1e-300), "o-", color="C0",
-                  label=f"|f(θ+εh) − f(θ) − ε∇f·h|, rate {result.rate:.2f}")  # fmt: skip
-        ref = np.asarray(result.eps) ** 2 * result.remainders[0] / result.eps[0] ** 2
-        ax.loglog(result.eps, ref, "--", color="0.5", label="ε² (a correct gradient)")
+        result = taylor_test(lambda t: report.sim(t, report.key), report.theta, report.grad)
+        verdict = "" if result.passed else f"Taylor test failed: {result.reason}."
+        if all(np.isfinite(result.remainders)):
+            ax.loglog(result.eps, np.maximum(result.remainders, 1e-300), "o-", color="C0",
+                      label=f"|f(θ+εh) − f(θ) − ε∇f·h|, rate {result.rate:.2f}")  # fmt: skip
+            ref = np.asarray(result.eps) ** 2 * result.remainders[0] / result.eps[0] ** 2
+            ax.loglog(result.eps, ref, "--", color="0.5", label="ε² (a correct gradient)")
+        else:  # nothing to draw: say why in the panel itself
+            ax.text(0.5, 0.5, verdict, ha="center", va="center", transform=ax.transAxes,
+                    wrap=True, color="C3")  # fmt: skip
         ax.set_ylabel("Taylor remainder")
-        ax.set_title("Taylor test of AD's gradient")
+        ax.set_title("Taylor test of AD's gradient" + ("" if result.passed else ": FAILED"))
         caption = "Taylor test: the remainder must fall like ε²"
     ax.set_xlabel("ε")
     ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     images.append((caption, _png(fig)))
 
     out = pathlib.Path(path)
-    out.write_text(_page(report, images), encoding="utf-8")
+    out.write_text(_page(report, images, verdict), encoding="utf-8")
     return str(out)
 
 
-def _page(report, images) -> str:
+def _source(finding) -> str:
+    """The finding's source line as code under its location, or nothing if unreadable."""
+    if finding.file is None or finding.line is None:
+        return ""
+    text = linecache.getline(finding.file, finding.line).strip()
+    return f"<br><code class='source'>{html.escape(text)}</code>" if text else ""
+
+
+def _page(report, images, verdict: str = "") -> str:
     esc = html.escape
     name = getattr(report.sim, "__qualname__", type(report.sim).__name__)
     theta = ", ".join(f"{v:.6g}" for v in np.ravel(ravel_pytree(report.theta)[0]))
@@ -141,9 +221,13 @@ def _page(report, images) -> str:
         f"<h1>simgrad check: <code>{esc(name)}</code></h1>",
         f"<p>θ = [{esc(theta)}]; {'stochastic' if report.stochastic else 'deterministic'}.</p>",
     ]
-    if report.clean:
+    if report.clean and not verdict:
         parts.append('<p class="clean">Clean: no non-differentiable dependence on θ found.</p>')
-    else:
+    elif report.clean:
+        parts.append("<p>No non-differentiable dependence on θ found.</p>")
+    if verdict:
+        parts.append(f'<p class="fail">{esc(verdict)}</p>')
+    if not report.clean:
         parts.append(f"<h2>{len(report.findings)} finding(s)</h2>")
         parts.append(
             "<table><tr><th>#</th><th>kind</th><th>where</th><th>what</th>"
@@ -159,10 +243,12 @@ def _page(report, images) -> str:
                 what += f". At θ: {f.detail}"
             parts.append(
                 f"<tr><td>{i}</td><td class='kind'>{esc(f.kind)} ({esc(f.primitive)})</td>"
-                f"<td>{esc(f.where)}</td><td>{esc(what)}</td><td>{esc(f.ad_returns)}</td>"
-                f"<td>{esc(f.remedy)}</td></tr>"
+                f"<td>{esc(f.where)}{_source(f)}</td><td>{esc(what)}</td>"
+                f"<td>{esc(f.ad_returns)}</td><td>{esc(f.remedy)}</td></tr>"
             )
         parts.append("</table>")
+    for note in report.notes:
+        parts.append(f"<p>Note: {esc(note)}</p>")
     parts.append("<h2>Plots</h2>")
     for i, (caption, png) in enumerate(images):
         parts.append(

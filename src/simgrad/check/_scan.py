@@ -4,80 +4,34 @@ cannot differentiate?
 A forward taint analysis (`simgrad._src.program.dataflow`) flags every value that depends
 on θ, every value downstream of a random draw, and every value that went through a
 singular function (``log``, ``sqrt``, division); the core's liveness says which equations
-reach the output. Each flagged, live equation of a non-differentiable kind becomes a
-`Finding` with its source line, what AD returns there, and the remedy.
+reach the output. Each flagged, live equation whose primitive the rule table
+(`simgrad._src.program.rules`) lists as non-smooth becomes a `Finding` with its source
+line, what AD returns there, and the remedy.
 """
 
 import dataclasses
-import os
 
-import numpy as np
-
-from .._src.program import dataflow, site_distribution, source_line
+from .._src.program import dataflow, equations_inside, site_distribution
 from .._src.program._jax_compat import (
+    CUSTOM_VJP_PRIMITIVES,
     JAX_RANDOM_DISCRETE,
     JAX_RANDOM_JITS,
+    STOP_GRADIENT,
     JaxprEqn,
     jit_name,
-    library_frames,
+)
+from .._src.program.core import Flow
+from .._src.program.rules import (
+    DRAW_HAZARD,
+    FINDING_KINDS,
+    KINDS,
+    emitted_by,
+    in_smooth_library,
+    jax_random_function,
+    rule_for,
 )
 
 THETA, RANDOM, SINGULAR, GUARDED = 1, 2, 4, 8
-# simgrad.random checks its parameters (``scale > 0``) with eqx.error_if next to each draw:
-# part of the draw, not of the user's program.
-_DRAW_VALIDATION = os.path.join("simgrad", "random.py")
-
-COMPARISONS = frozenset({"gt", "ge", "lt", "le", "eq", "ne"})
-ROUNDING = frozenset({"floor", "ceil", "round", "sign"})
-KINKS = frozenset({"min", "max", "abs", "clamp", "reduce_min", "reduce_max"})
-CHOICES = frozenset({"argmax", "argmin", "sort", "top_k"})
-EIGEN = frozenset({"eigh", "eig", "svd"})
-# Functions whose derivative is infinite or NaN somewhere (for ``div`` and ``pow``: in the
-# denominator / base only, see `_singular`).
-SINGULAR_FUNCTIONS = frozenset(
-    {"log", "sqrt", "rsqrt", "cbrt", "div", "pow", "log1p", "acos", "asin", "atanh", "acosh",
-     "tan", "lgamma", "digamma", "rem"}
-)  # fmt: skip
-
-# Smooth library functions that branch internally for accuracy or overflow (a ``where`` in
-# a range reduction, a ``max`` that is subtracted and added back): their comparisons and
-# kinks are not the user's. Matched on JAX's own frames: (file, function); "*" = any.
-SMOOTH_LIBRARY = frozenset(
-    {("norm.py", "*"), ("logistic.py", "*"), ("special.py", "ndtr"), ("special.py", "_ndtr"),
-     ("special.py", "log_ndtr"), ("special.py", "ndtri"), ("special.py", "logsumexp"),
-     ("special.py", "xlogy"), ("special.py", "xlog1py"), ("special.py", "entr"),
-     ("other.py", "logaddexp"), ("ufuncs.py", "logaddexp"), ("ufuncs.py", "logaddexp2"),
-     ("ufuncs.py", "sinc"), ("ufuncs.py", "hypot"), ("functions.py", "softplus"),
-     ("functions.py", "sigmoid"), ("functions.py", "log_sigmoid"), ("functions.py", "softmax"),
-     ("functions.py", "log_softmax"), ("functions.py", "silu"), ("functions.py", "gelu")}
-)  # fmt: skip
-SMOOTH_JITS = frozenset(
-    {"softplus", "logsumexp", "logaddexp", "logaddexp2", "sigmoid", "log_sigmoid", "softmax",
-     "log_softmax", "silu", "gelu", "xlogy", "xlog1py", "sinc", "hypot"}
-)  # fmt: skip
-
-KINDS = {
-    "threshold": "θ-dependent comparison (threshold, accept–reject) feeding a select, branch "
-    "or integer cast",
-    "rounding": "rounding or integer cast (floor, ceil, round, sign, float → int)",
-    "kink": "kink (min, max, abs, relu, clip)",
-    "discrete_choice": "discrete choice (argmax, argsort, sort, top_k)",
-    "while_loop": "while_loop whose trip count depends on θ",
-    "discrete_draw": "discrete random draw whose distribution depends on θ",
-    "eigen": "eigen- or singular-value decomposition (degeneracy risk)",
-    "nan_where": "NaN through where: a singular function in a branch that where discards",
-    "kink_at_theta": "kink at θ: the one-sided derivatives differ",
-    "degenerate_eigenvalues": "degenerate eigenvalues at θ",
-}
-
-_SCORE = (
-    "score function (sg.ScoreFunction or sg.Hybrid: differentiate the draw's density, "
-    "unbiased — put θ in the draw's distribution) or stochastic triples; smoothing is biased"
-)
-_SMOOTH = (
-    "smoothing (replace the step by a sigmoid of width τ: bias O(τ)) or a differentiable "
-    "surrogate; sg.one_sided gives the exact slopes on each side"
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,11 +64,38 @@ class Finding:
 
     @property
     def where(self) -> str:
-        """``file:line (function)``; ``"θ"`` for what was measured at θ (a kink at θ), ``"?"``
-        when JAX kept no source information."""
+        """``file:line (function)``; ``"θ"`` for what was measured at θ without a source
+        line, ``"?"`` when JAX kept no source information."""
         if self.file is None:
-            return "θ" if self.kind == "kink_at_theta" else "?"
+            return "θ" if self.kind in ("kink_at_theta", "nan_at_theta") else "?"
         return f"{self.file}:{self.line} ({self.function})"
+
+
+@dataclasses.dataclass
+class Scan:
+    """What the static scan found.
+
+    Attributes:
+        findings: the static findings, in program order.
+        out_flags: the flags of the program's outputs (``RANDOM``: depends on the key).
+        tie_sites: live, θ-dependent places of the user's program whose primitive has a tie
+            test (where a tie at θ can make a kink at θ).
+        trap_sites: live, θ-dependent places whose derivative can be infinite (singular
+            functions, eigendecompositions): where a NaN in AD's derivative can come from.
+        custom_vjps: θ-dependent `jax.custom_vjp` calls (forward mode cannot differentiate).
+        fd_hazards: why finite differences of the program cannot be trusted (one line each).
+    """
+
+    findings: list[Finding]
+    out_flags: list[int]
+    tie_sites: list[Flow]
+    trap_sites: list[Flow]
+    custom_vjps: list[Flow]
+    fd_hazards: list[str]
+
+
+def _is_draw(eqn: JaxprEqn) -> bool:
+    return site_distribution(eqn) is not None or jit_name(eqn) in JAX_RANDOM_JITS
 
 
 def _transfer(eqn: JaxprEqn, ins: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -122,154 +103,142 @@ def _transfer(eqn: JaxprEqn, ins: tuple[int, ...]) -> tuple[int, ...] | None:
     for f in ins:
         union |= f
     n_out = len(eqn.outvars)
-    name = eqn.primitive.name
-    if site_distribution(eqn) is not None or jit_name(eqn) in JAX_RANDOM_JITS:
+    if _is_draw(eqn):
         return ((union | RANDOM) & ~SINGULAR,) * n_out  # a draw: opaque, random
-    if name == "select_n":
+    if eqn.primitive.name == STOP_GRADIENT:
+        # AD does not differentiate through it, by the user's choice (the straight-through
+        # trick, a frozen baseline): what is behind it is not AD's to get wrong.
+        return (union & ~(THETA | SINGULAR),) * n_out
+    rule = rule_for(eqn)
+    if rule is None:
+        return None
+    if rule.discards:
         out = union & ~SINGULAR
         if ins[0] & THETA and any(not f & THETA for f in ins[1:]):
             out |= GUARDED  # where(x > 0, x, 1.0): the safe half of the double-where trick
         return (out,) * n_out
-    if name in SINGULAR_FUNCTIONS and _singular(name, ins):
+    watched = [ins[i] for i in rule.singular if i < len(ins)]
+    if any(f & THETA and not f & GUARDED for f in watched):
         return (union | SINGULAR,) * n_out
     return None
 
 
-def _singular(name: str, ins: tuple[int, ...]) -> bool:
-    watched = ins[1:2] if name in ("div", "rem") else ins[:1]
-    return any(f & THETA and not f & GUARDED for f in watched)
-
-
-def scan(closed, n_theta: int) -> tuple[list[Finding], list[int], list]:
-    """The findings of a traced simulator whose first ``n_theta`` inputs are θ's leaves and
-    whose remaining inputs are random (the key), the flags of its outputs, and the flows of
-    the kinks and thresholds found (where a tie at θ makes a kink at θ)."""
+def scan(closed, n_theta: int) -> Scan:
+    """The static scan of a traced simulator whose first ``n_theta`` inputs are θ's leaves
+    and whose remaining inputs are random (the key)."""
     seeds = [THETA] * n_theta + [RANDOM] * (len(closed.jaxpr.invars) - n_theta)
     flows, out_flags = dataflow(closed, seeds, _transfer)
     found: dict[tuple, Finding] = {}
-    kinks = []
+    result = Scan([], out_flags, [], [], [], [])
     for flow in flows:
-        if not flow.live:
+        theta = any(f & THETA for f in flow.inputs)
+        if not flow.live or not (theta or _is_draw(flow.eqn)):
             continue
-        finding = _classify(flow)
-        if finding is None or (finding.kind != "discrete_draw" and _not_users(flow)):
+        if flow.eqn.primitive.name in CUSTOM_VJP_PRIMITIVES:
+            result.custom_vjps.append(flow)
+        rule = None if _is_draw(flow.eqn) else rule_for(flow.eqn)
+        if not _is_draw(flow.eqn) and rule is None:
+            continue  # smooth: nothing to report, tie or trap here
+        label = _discrete_draw(flow, rule)
+        hazard = _fd_hazard(flow, rule, label)
+        if hazard:
+            result.fd_hazards.append(hazard)
+        finding = _classify(flow, rule, label)
+        if rule is None or (finding is None and rule.tie is None and not _trap(rule)):
+            if finding is not None and finding.kind == "discrete_draw":
+                found.setdefault(_key(finding), finding)
             continue
-        found.setdefault((finding.kind, finding.file, finding.line, finding.primitive), finding)
-        if finding.kind in ("kink", "threshold"):
-            kinks.append(flow)
-    return list(found.values()), out_flags, kinks
+        if label is None and in_smooth_library(flow.eqn, flow.outer):
+            continue
+        if finding is not None:
+            found.setdefault(_key(finding), finding)
+        if rule.tie is not None:
+            result.tie_sites.append(flow)
+        if _trap(rule) and flow.differentiated:
+            result.trap_sites.append(flow)
+    result.findings = list(found.values())
+    result.fd_hazards = list(dict.fromkeys(result.fd_hazards))
+    return result
 
 
-def _classify(flow) -> Finding | None:  # noqa: PLR0911
+def _key(finding: Finding) -> tuple:
+    return finding.kind, finding.file, finding.line, finding.primitive
+
+
+def _trap(rule) -> bool:
+    """A place where AD's derivative can be infinite: a singular function or an eigensolver."""
+    return bool(rule.singular) or rule.kind == "eigen"
+
+
+def _classify(flow: Flow, rule, label) -> Finding | None:
     eqn, ins = flow.eqn, flow.inputs
-    name = eqn.primitive.name
     union = 0
     for f in ins:
         union |= f
     random = bool(union & RANDOM)
 
-    def make(kind, ad_returns, remedy, primitive=name):
+    def make(kind, primitive=eqn.primitive.name, texts=None):
         file, line, function = location(flow)
+        kind_texts = (FINDING_KINDS[kind].ad_returns, FINDING_KINDS[kind].remedy)
+        ad_returns, remedy = texts or kind_texts
         return Finding(kind, primitive, file, line, function, flow.context, random, ad_returns,
                        remedy)  # fmt: skip
 
-    distribution = site_distribution(eqn)
-    if distribution is not None or jit_name(eqn) in JAX_RANDOM_JITS:
+    if label is not None:
+        return make("discrete_draw", primitive=label)
+    if rule is None or not union & THETA:
+        return None
+    kind = "nan_where" if rule.discards else rule.kind
+    if kind not in KINDS or (FINDING_KINDS[kind].through_derivative and not flow.differentiated):
+        return None
+    if rule.discards:
+        return make(kind) if any(f & SINGULAR for f in ins[1:]) else None
+    if kind == "while_loop" and not flow.decides & THETA:
+        return None
+    return make(kind, texts=rule.texts(random))
+
+
+def _discrete_draw(flow: Flow, rule) -> str | None:
+    """The name of the discrete draw whose parameters depend on θ at ``flow``, or None: a
+    `simgrad.random` or `jax.random` draw, or an equation inside `jax.random`'s sampling
+    code (categorical is an argmax of logits plus noise)."""
+    eqn = flow.eqn
+    if _is_draw(eqn):
+        distribution = site_distribution(eqn)
         discrete = distribution.discrete if distribution else jit_name(eqn) in JAX_RANDOM_DISCRETE
-        if discrete and any(f & THETA for f in ins[1:]):
-            label = distribution.name if distribution else jit_name(eqn).lstrip("_")
-            return make(
-                "discrete_draw",
-                "0: a discrete draw is piecewise constant in its parameters",
-                "score function (sg.ScoreFunction, sg.Hybrid) or stochastic triples",
-                primitive=label,
-            )
+        if discrete and any(f & THETA for f in flow.inputs[1:]):
+            return distribution.name if distribution else jit_name(eqn).lstrip("_")
         return None
-    if not union & THETA:
-        return None
-    if name in COMPARISONS and _is_float(eqn.invars[0]):
-        return make(
-            "threshold",
-            "the derivative of the branch taken; the jump itself contributes 0",
-            _SCORE if random else _SMOOTH,
-        )
-    if name in ROUNDING or (name == "convert_element_type" and _float_to_int(eqn)):
-        return make(
-            "rounding", "0 almost everywhere; the jumps are missed", _SCORE if random else _SMOOTH
-        )
-    if name in KINKS:
-        return make(
-            "kink",
-            "the slope of one side (an average of both at an exact tie)",
-            "fine away from the kink (and almost surely, after a continuous draw); at the kink "
-            "use sg.one_sided, or smooth it (softplus, logsumexp)",
-        )
-    if name in CHOICES and any(fn == "categorical" for _, fn in library_frames(eqn)):
-        return make(  # jax.random.categorical: the Gumbel-max trick, an argmax of logits + noise
-            "discrete_draw",
-            "0: a discrete draw is piecewise constant in its parameters",
-            "score function (sg.ScoreFunction, sg.Hybrid; draw with sg.random.categorical) or "
-            "stochastic triples",
-            primitive="categorical",
-        )
-    if name in CHOICES:
-        return make(
-            "discrete_choice",
-            "the derivative with the choice held fixed; changes of the choice are missed",
-            _SCORE if random else "a relaxation (softmax, soft sort) or smoothing",
-        )
-    if name == "while" and flow.decides & THETA:
-        return make(
-            "while_loop",
-            "the derivative of the iterations that ran; the trip count's change is missed "
-            "(and reverse mode refuses while_loop)",
-            "a fixed trip count with masking (lax.scan), implicit differentiation of the "
-            "stopping condition, or smoothing",
-        )
-    if name in EIGEN:
-        return make(
-            "eigen",
-            "eigenvector derivatives divide by eigenvalue gaps: inf or NaN when two "
-            "eigenvalues meet",
-            "differentiate symmetric functions of a degenerate cluster (the sum or mean of its "
-            "eigenvalues), which are well defined",
-        )
-    if name == "select_n" and any(f & SINGULAR for f in ins[1:]):
-        return make(
-            "nan_where",
-            "NaN where the discarded branch's derivative is infinite (0 · inf)",
-            "the double-where trick: make the input safe first, "
-            "jnp.where(mask, jnp.log(jnp.where(mask, x, 1.0)), 0.0)",
-        )
+    if rule is not None and rule.kind in KINDS and any(f & THETA for f in flow.inputs):
+        return jax_random_function(eqn, flow.outer)
     return None
 
 
-def _not_users(flow) -> bool:
-    """Inside a smooth library function, or simgrad.random's parameter checks."""
-    where = source_line(flow.eqn)
-    if where is not None and where[0].endswith(_DRAW_VALIDATION):
-        return True
-    if any(e.params.get("name") in SMOOTH_JITS for e in flow.outer):
-        return True
-    frames = library_frames(flow.eqn)
-    return any((file, fn) in SMOOTH_LIBRARY or (file, "*") in SMOOTH_LIBRARY for file, fn in frames)
+def _fd_hazard(flow: Flow, rule, label) -> str:
+    """Why finite differences through ``flow`` cannot be trusted, or ""."""
+    eqn = flow.eqn
+    if label is not None:
+        text = DRAW_HAZARD
+    elif _is_draw(eqn) and any(f & THETA for f in flow.inputs[1:]):
+        inside = [rule_for(e) for e in equations_inside(eqn)]
+        text = next((r.fd_hazard for r in inside if r is not None and r.fd_hazard), "")
+        distribution = site_distribution(eqn)
+        label = (distribution.name if distribution else jit_name(eqn)).lstrip("_")
+    else:
+        text = rule.fd_hazard if rule is not None else ""
+        label = eqn.primitive.name
+    if not text:
+        return ""
+    file, line, _ = location(flow)
+    where = f" at {file}:{line}" if file is not None else ""
+    return f"{label}{where}: {text}"
 
 
-def location(flow) -> tuple:
-    """The innermost source line in user code: the equation's own, else its callers' (an
-    equation inside a library `jit` such as `jnp.linalg.eigh` keeps only JAX's frames)."""
-    for eqn in (flow.eqn, *reversed(flow.outer)):
-        where = source_line(eqn, skip=(_DRAW_VALIDATION,))
-        if where is not None:
-            return where
-    return None, None, None
-
-
-def _is_float(v) -> bool:
-    dtype = getattr(getattr(v, "aval", None), "dtype", None)
-    return dtype is not None and np.issubdtype(dtype, np.floating)
-
-
-def _float_to_int(eqn) -> bool:
-    new = eqn.params.get("new_dtype")
-    return _is_float(eqn.invars[0]) and new is not None and np.issubdtype(new, np.integer)
+def location(flow: Flow) -> tuple:
+    """``(file, line, function)`` of the innermost frame of the user's own code that led to
+    the equation (an equation inside a library, `jnp.linalg.eigh` or a diffrax solve, is
+    attributed to the user's call of it); Nones when JAX kept no source information."""
+    _, frame = emitted_by(flow.eqn, flow.outer)
+    if frame is None:
+        return None, None, None
+    return frame.file, frame.line, frame.function

@@ -23,7 +23,9 @@ class TaylorResult:
         remainders: $|f(\\theta + \\epsilon h) - f(\\theta) - \\epsilon \\nabla f \\cdot h|$.
         rates: observed orders between successive steps, $\\log_2(r_i / r_{i+1})$.
         rate: the median of ``rates`` (``inf`` when every remainder is at rounding level).
-        passed: ``rate >= 1.8``, or every remainder at rounding level (an affine ``f``).
+        passed: ``rate >= 1.8``, or every remainder at rounding level (an affine ``f``);
+            False whenever the gradient, ``f(θ)`` or a remainder is not finite.
+        reason: why it did not pass ("" when it did).
     """
 
     eps: tuple[float, ...]
@@ -31,6 +33,7 @@ class TaylorResult:
     rates: tuple[float, ...]
     rate: float
     passed: bool
+    reason: str = ""
 
 
 def taylor_test(f, theta, grad, direction=None, *, n: int = 6) -> TaylorResult:
@@ -50,9 +53,10 @@ def taylor_test(f, theta, grad, direction=None, *, n: int = 6) -> TaylorResult:
         n: the number of steps, at least 3.
 
     Returns:
-        A `TaylorResult`; ``passed`` is true when the median rate is at least 1.8.
+        A `TaylorResult`; ``passed`` is true when the median rate is at least 1.8. A
+        gradient, value or remainder that is not finite fails, with the ``reason``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> taylor_test(lambda x: jnp.sum(jnp.sin(x)), jnp.ones(3), jnp.cos(jnp.ones(3))).passed
         True
@@ -89,6 +93,10 @@ def taylor_test(f, theta, grad, direction=None, *, n: int = 6) -> TaylorResult:
     slope = float(jnp.dot(g, h))
     eps = tuple(1e-2 * scale / 2**i for i in range(n))
     rem = tuple(abs(float(f(unravel(x + e * h))) - f0 - e * slope) for e in eps)
+    reason = _not_finite(g, f0, eps, rem)
+    if reason:
+        return TaylorResult(eps=eps, remainders=rem, rates=(), rate=math.nan, passed=False,
+                            reason=reason)  # fmt: skip
     # Remainders this small are rounding noise: a rate cannot be read from them.
     noise = 1e3 * float(np.finfo(np.dtype(x.dtype)).eps) * max(abs(f0), abs(slope) * eps[0], 1e-300)
     rates = tuple(
@@ -97,7 +105,30 @@ def taylor_test(f, theta, grad, direction=None, *, n: int = 6) -> TaylorResult:
     )
     finite = [r for r in rates if math.isfinite(r)]
     rate = float(np.median(finite)) if finite else math.inf
-    return TaylorResult(eps=eps, remainders=rem, rates=rates, rate=rate, passed=rate >= 1.8)
+    passed = rate >= 1.8
+    reason = "" if passed else (
+        f"the remainder falls at rate {rate:.2f}, not 2: the gradient is wrong, or f is not "
+        "smooth within ε of θ (a kink or jump: use sg.one_sided or sg.check)"
+    )  # fmt: skip
+    return TaylorResult(eps=eps, remainders=rem, rates=rates, rate=rate, passed=passed,
+                        reason=reason)  # fmt: skip
+
+
+def _not_finite(g, f0: float, eps, rem) -> str:
+    """Why the Taylor test cannot be read (a NaN or inf), or ""."""
+    g = np.asarray(g)
+    if not np.all(np.isfinite(g)):
+        i = int(np.flatnonzero(~np.isfinite(g))[0])
+        return f"the gradient is not finite ({g[i]} at θ[{i}]): see sg.check"
+    if not math.isfinite(f0):
+        return f"f(θ) = {f0} is not finite"
+    bad = [e for e, r in zip(eps, rem, strict=True) if not math.isfinite(r)]
+    if bad:
+        return (
+            f"f is not finite at θ + εh for ε = {bad[0]:.3g}: θ is at the edge of f's domain "
+            "(the remainder cannot be measured there)"
+        )
+    return ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +164,7 @@ def dot_product_test(f, theta, *, key=None, rtol: float | None = None) -> DotPro
         rtol: the tolerance; default ``1e3`` times the machine epsilon of ``theta``'s dtype
             (``1e-6`` with central differences).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> dot_product_test(lambda x: jnp.sin(x) * x[::-1], jnp.arange(3.0)).passed
         True

@@ -2,7 +2,7 @@
 
 from .base import AbstractEstimator as AbstractEstimator
 from .base import AbstractPerSampleEstimator as AbstractPerSampleEstimator
-from .base import map_samples as map_samples
+from .base import Samples as Samples
 from .finite_difference import FiniteDifference as FiniteDifference
 from .gaussian_smoothing import GaussianSmoothing as GaussianSmoothing
 from .hybrid import Hybrid as Hybrid

@@ -1,4 +1,18 @@
-"""The estimator contract: turn a simulator and a batch of keys into per-sample estimates."""
+"""The estimator contract: turn a flat simulator and a chunk of keys into per-sample estimates.
+
+`sg.gradient` hands every estimator the same *flat* problem, whatever the user's pytrees:
+
+* ``f(x, key) -> y``: the simulator on ``x``, the parameters raveled into one vector of
+  length ``N`` (`jax.flatten_util.ravel_pytree`), returning its outputs raveled into one
+  vector of length ``m`` (``m = 1`` for a scalar simulator);
+* ``keys``: the keys of one chunk of samples.
+
+and gets back `Samples`: per sample the value ``y`` (shape ``(B, m)``) and one
+single-sample estimate of the Jacobian $\\partial \\mathbb{E}[y_j] / \\partial x_k$ (shape
+``(B, m, N)``). Structure — tuples, dicts, equinox modules, vector or pytree outputs — is
+the engine's business alone (`simgrad._estimate`), restored from the ravel; an estimator
+never sees or guesses it.
+"""
 
 import abc
 from collections.abc import Callable
@@ -6,9 +20,35 @@ from typing import ClassVar
 
 import equinox as eqx
 import jax
-from jaxtyping import Array
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float
 
-from .._types import Key, Scalar, Simulator, Theta
+from .._types import Key
+
+FlatSimulator = Callable[[Array, Key], Array]
+"""``f(x, key) -> y``: parameters raveled to a vector ``x`` (N,), outputs to ``y`` (m,)."""
+
+
+class Samples(eqx.Module):
+    """Per-sample results of one chunk of ``B`` samples.
+
+    Attributes:
+        value: the simulator's outputs, ``(B, m)``.
+        grad: single-sample estimates of the Jacobian of ``E[y]`` in ``x``, ``(B, m, N)``.
+        value_ok: ``(B,)``: the simulator's value was finite.
+        grad_ok: ``(B,)``: every raw per-sample contribution to the gradient was finite,
+            judged *before* anything that mixes samples (a batch baseline spreads one bad
+            sample over all; the engine counts samples, not the spread).
+        bias: for biased estimators, a per-sample estimate of the deterministic error of
+            ``grad`` (finite differences: the Richardson truncation estimate),
+            ``(B, m, N)``; None otherwise.
+    """
+
+    value: Float[Array, "B m"]
+    grad: Float[Array, "B m N"]
+    value_ok: Bool[Array, " B"]
+    grad_ok: Bool[Array, " B"]
+    bias: Float[Array, "B m N"] | None = None
 
 
 def own_key(key: Key) -> Key:
@@ -22,52 +62,64 @@ def own_key(key: Key) -> Key:
     return jax.random.fold_in(key, 2**31 - 1)
 
 
-def map_samples(fn: Callable, keys: Key, batch_size: int | None):
-    """Apply ``fn(key)`` to every key: one ``vmap``, or ``lax.map`` in chunks of ``batch_size``."""
-    if batch_size is None:
-        return jax.vmap(fn)(keys)
-    return jax.lax.map(fn, keys, batch_size=batch_size)
+def all_finite(x: Array, batch_dims: int = 1) -> Array:
+    """True per leading index where every entry of ``x`` is finite."""
+    return jnp.all(jnp.isfinite(x).reshape(x.shape[:batch_dims] + (-1,)), axis=-1)
 
 
 class AbstractEstimator(eqx.Module):
     """A gradient estimator: a small immutable strategy object passed to `sg.gradient`.
 
-    Its job, `sample_batch`: given the simulator, the parameters and ``n`` keys, return
-    ``n`` replicates of the simulator's value and ``n`` single-sample estimates of
-    ``∇θ E_key[sim(θ, key)]``. `sg.gradient` averages them and attaches standard errors.
-    Most estimators treat samples independently: subclass `AbstractPerSampleEstimator` and
+    Its job, `sample_batch`: given the flat simulator ``f``, the flat parameters ``x`` and
+    a chunk of keys, return `Samples`. `sg.gradient` derives the keys (sample ``i`` gets
+    ``jax.random.fold_in(key, i)``, whatever the chunking), runs the chunks, accumulates
+    means and variances chunk by chunk, and restores the user's structure. Most
+    estimators treat samples independently: subclass `AbstractPerSampleEstimator` and
     write `sample` for one key. An estimator that couples samples (a batch baseline)
-    implements `sample_batch` itself, using `map_samples` for the per-key work.
+    implements `sample_batch` itself; coupling is then within a chunk.
 
-    Hyperparameters are static fields, validated in ``__check_init__``. Capabilities are
-    class variables, declared, never probed:
+    Capabilities are declared as class variables, never probed:
 
+    * ``sees_draws``: the estimator depends on seeing `simgrad.random` draws (the score
+      function, stochastic triples). `sg.gradient` then refuses a simulator in which θ
+      reaches the parameters of a discrete `jax.random` draw — a draw it cannot see, whose
+      contribution would be silently zero.
+    * ``couples_samples``: per-sample estimates depend on other samples of the chunk.
+    * ``gradient_nan_hint``: what NaN in the gradient only (a finite value) means for this
+      estimator, appended to the `sg.SimulationError` message.
     * ``evaluations_only``: the estimator needs nothing but evaluations of the simulator (no
       derivative, no view of its program), so it also runs `sg.BlackBox` simulators.
     * ``random_directions``: it draws random perturbation directions, so its estimate is
       random even for a deterministic simulator (SPSA, Gaussian smoothing).
+
+    Hyperparameters are static fields, validated in ``__check_init__``.
     """
 
+    sees_draws: eqx.AbstractClassVar[bool]
+    couples_samples: eqx.AbstractClassVar[bool]
+    gradient_nan_hint: ClassVar[str] = ""
     evaluations_only: ClassVar[bool] = False
     random_directions: ClassVar[bool] = False
 
     @abc.abstractmethod
-    def sample_batch(
-        self, sim: Simulator, theta: Theta, keys: Key, batch_size: int | None
-    ) -> tuple[Array, Theta]:
-        """Per-sample values, shape ``(n,)``, and gradients, ``theta``'s leaves with a leading n."""
+    def sample_batch(self, f: FlatSimulator, x: Array, keys: Key) -> Samples:
+        """Per-sample values and Jacobian estimates for a chunk of keys (see `Samples`)."""
 
     @abc.abstractmethod
-    def evals_per_sample(self, n_params: int) -> int:
-        """Simulator evaluations one sample costs for ``n_params`` scalar parameters."""
+    def evals_per_sample(self, n_params: int, n_outputs: int) -> int:
+        """Simulator evaluations one sample costs for ``n_params`` parameters and
+        ``n_outputs`` outputs (a reverse-mode pass per output counts as one)."""
 
 
 class AbstractPerSampleEstimator(AbstractEstimator):
     """An estimator whose samples are independent: it only defines `sample` for one key."""
 
-    @abc.abstractmethod
-    def sample(self, sim: Simulator, theta: Theta, key: Key) -> tuple[Scalar, Theta]:
-        """One replicate: ``(value, gradient)``, the gradient with ``theta``'s structure."""
+    couples_samples: ClassVar[bool] = False
 
-    def sample_batch(self, sim, theta, keys, batch_size):
-        return map_samples(lambda key: self.sample(sim, theta, key), keys, batch_size)
+    @abc.abstractmethod
+    def sample(self, f: FlatSimulator, x: Array, key: Key) -> tuple[Array, Array]:
+        """One replicate: ``(y, jacobian)`` of shapes ``(m,)`` and ``(m, N)``."""
+
+    def sample_batch(self, f, x, keys):
+        value, grad = jax.vmap(lambda key: self.sample(f, x, key))(keys)
+        return Samples(value, grad, all_finite(value), all_finite(grad))

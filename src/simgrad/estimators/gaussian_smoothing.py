@@ -5,10 +5,10 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
+from jaxtyping import Array
 
-from .._types import Key, Scalar, Simulator, Theta
-from .base import AbstractPerSampleEstimator, own_key
+from .._types import Key
+from .base import AbstractPerSampleEstimator, FlatSimulator, own_key
 from .spsa import check_scale
 
 
@@ -49,21 +49,27 @@ class GaussianSmoothing(AbstractPerSampleEstimator):
 
     sigma: float = eqx.field(static=True)
 
+    sees_draws: ClassVar[bool] = False
     evaluations_only: ClassVar[bool] = True
     random_directions: ClassVar[bool] = True
+    gradient_nan_hint: ClassVar[str] = (
+        " For Gaussian smoothing, a finite value with a NaN or inf gradient means that a "
+        "perturbed run, at θ ± σu, left the simulator's domain: the Gaussian reaches every "
+        "point, so the simulator must be defined (finite) everywhere, or σ far smaller than "
+        "the distance to the boundary."
+    )
 
     def __check_init__(self):
         check_scale(
             "GaussianSmoothing", "sigma", self.sigma, "It is the smoothing scale, e.g. sigma=0.1."
         )
 
-    def evals_per_sample(self, n_params: int) -> int:
+    def evals_per_sample(self, n_params: int, n_outputs: int) -> int:
         return 2
 
-    def sample(self, sim: Simulator, theta: Theta, key: Key) -> tuple[Scalar, Theta]:
-        x, unravel = ravel_pytree(theta)
+    def sample(self, f: FlatSimulator, x: Array, key: Key) -> tuple[Array, Array]:
         u = jax.random.normal(own_key(key), x.shape, dtype=x.dtype)
         points = jnp.stack([x + self.sigma * u, x - self.sigma * u])
-        f = jax.vmap(lambda point: sim(unravel(point), key))(points)
-        grad = (f[0] - f[1]) / jnp.asarray(2 * self.sigma, x.dtype) * u
-        return jnp.mean(f), unravel(grad)
+        y = jax.vmap(f, in_axes=(0, None))(points, key)  # (2, m)
+        slope = (y[0] - y[1]) / jnp.asarray(2 * self.sigma, y.dtype)
+        return jnp.mean(y, axis=0), slope[:, None] * u.astype(y.dtype)

@@ -22,7 +22,7 @@ class Hybrid(AbstractScoreEstimator):
         baseline: for the score term, as in `sg.ScoreFunction` (default ``"loo"``).
         ema_decay, rao_blackwell, mode: as in `sg.ScoreFunction`.
 
-    Example:
+    Examples:
         >>> import jax, simgrad as sg
         >>> def sim(theta, key):        # E = p·mu, gradient (mu, p) at p=0.3, mu=2
         ...     k1, k2 = jax.random.split(key)

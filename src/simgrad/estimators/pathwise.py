@@ -1,13 +1,11 @@
 """The pathwise estimator: automatic differentiation of each sample path."""
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
 
-from .._types import Key, Scalar, Simulator, Theta
 from .base import AbstractPerSampleEstimator
 
 
@@ -21,12 +19,13 @@ class Pathwise(AbstractPerSampleEstimator):
     For a deterministic simulator every sample gives the exact gradient.
 
     Arguments:
-        mode: ``"reverse"`` (default): one backward pass (vjp) per sample, cost a small
-            constant times the simulation whatever the number of parameters.
+        mode: ``"reverse"`` (default): one backward pass (vjp) per sample and output, cost
+            a small constant times the simulation whatever the number of parameters.
             ``"forward"``: one tangent (jvp) per parameter direction, all directions
-            batched; cheaper than reverse for a few parameters and no stored tape.
+            batched, whatever the number of outputs; cheaper than reverse for a few
+            parameters (or many outputs) and no stored tape.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, simgrad as sg
         >>> sim = lambda t, k: t * jax.random.normal(k) ** 2   # E = t, dE/dt = 1
         >>> est = sg.gradient(sim, 2.0, jax.random.key(0), method=sg.Pathwise(),
@@ -41,18 +40,24 @@ class Pathwise(AbstractPerSampleEstimator):
 
     mode: Literal["reverse", "forward"] = eqx.field(default="reverse", static=True)
 
+    sees_draws: ClassVar[bool] = False
+
     def __check_init__(self):
         if self.mode not in ("reverse", "forward"):
             raise ValueError(f"Pathwise(mode={self.mode!r}): mode must be 'reverse' or 'forward'.")
 
-    def evals_per_sample(self, n_params: int) -> int:
-        return 1
+    def evals_per_sample(self, n_params: int, n_outputs: int) -> int:
+        return n_outputs if self.mode == "reverse" else 1
 
-    def sample(self, sim: Simulator, theta: Theta, key: Key) -> tuple[Scalar, Theta]:
+    def sample(self, f, x, key):
+        path = lambda x: f(x, key)  # noqa: E731
         if self.mode == "reverse":
-            return jax.value_and_grad(sim)(theta, key)
-        x, unravel = ravel_pytree(theta)
-        path = lambda point: sim(unravel(point), key)  # noqa: E731
+            out = jax.eval_shape(path, x)
+            if out.shape == (1,):  # a scalar simulator: one backward pass
+                value, grad = jax.value_and_grad(lambda x: path(x)[0])(x)
+                return value.reshape(1), grad.reshape(1, -1)
+            value, vjp = jax.vjp(path, x)  # one backward pass per output
+            return value, jax.vmap(lambda c: vjp(c)[0])(jnp.eye(out.size, dtype=out.dtype))
         jvp = lambda direction: jax.jvp(path, (x,), (direction,))  # noqa: E731
-        value, grad = jax.vmap(jvp, out_axes=(None, 0))(jnp.eye(x.size, dtype=x.dtype))
-        return value, unravel(grad)
+        value, grad = jax.vmap(jvp, out_axes=(None, 1))(jnp.eye(x.size, dtype=x.dtype))
+        return value, grad

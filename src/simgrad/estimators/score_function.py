@@ -21,8 +21,7 @@ from .._src.program import (
     site_distribution,
     trace,
 )
-from .._types import Key, Simulator, Theta
-from .base import AbstractEstimator, map_samples
+from .base import AbstractEstimator, Samples, all_finite
 
 Baseline = Literal["mean", "loo", "ema", "cv"] | None
 BASELINES = (None, "mean", "loo", "ema", "cv")
@@ -46,6 +45,11 @@ class AbstractScoreEstimator(AbstractEstimator):
     # Capability: True if the estimator is meaningless without `simgrad.random` draws (it
     # then refuses such simulators at trace time); contract tests use it to pick simulators.
     needs_draw_sites: eqx.AbstractClassVar[bool]
+    sees_draws: ClassVar[bool] = True
+
+    @property
+    def couples_samples(self) -> bool:  # a baseline mixes the samples of a chunk
+        return self.baseline is not None
 
     @abc.abstractmethod
     def scores(self, distribution: Distribution) -> bool:
@@ -67,38 +71,38 @@ class AbstractScoreEstimator(AbstractEstimator):
                 f"{cls}(mode={self.mode!r}): mode must be 'auto', 'reverse' or 'forward'."
             )
 
-    def evals_per_sample(self, n_params: int) -> int:
-        return 1
+    def evals_per_sample(self, n_params: int, n_outputs: int) -> int:
+        return 1 if self.mode == "forward" else n_outputs
 
-    def sample_batch(
-        self, sim: Simulator, theta: Theta, keys: Key, batch_size: int | None
-    ) -> tuple[Array, Theta]:
-        program = trace(sim, theta, keys[0])
+    def sample_batch(self, f, x, keys):
+        program = trace(f, x, keys[0])
         dtype = program.out_avals[0].dtype
         interpretation = LogProb(self.scores, dtype, self.rao_blackwell)
 
-        def run(th, key):
-            args = [*jax.tree.leaves(th), key]
-            (f,), state = evaluate(program, args, interpretation, interpretation.initial_state())
-            return f, state
+        def run(x, key):
+            (y,), state = evaluate(
+                program, [x, key], interpretation, interpretation.initial_state()
+            )
+            return y, state
 
-        self._check_program(program, run, theta, keys[0])
+        self._check_program(program, run, x, keys[0])
         mode = self.mode
         if mode == "auto":  # reverse mode cannot differentiate through lax.while_loop
             in_while = any("while" in context for _, context in draw_sites(program))
             mode = "forward" if in_while else "reverse"
 
         def one(key):
-            def fn(th):
-                f, (log_prob, _) = run(th, key)
-                return (f, log_prob), f
+            def fn(x):
+                y, (log_prob, _) = run(x, key)
+                return (y, log_prob), y
 
             jacobian = jax.jacrev if mode == "reverse" else jax.jacfwd
-            (direct, score), f = jacobian(fn, has_aux=True)(theta)
-            return f, direct, score
+            (direct, score), y = jacobian(fn, has_aux=True)(x)
+            return y, direct, score
 
-        f, direct, score = map_samples(one, keys, batch_size)
-        return f, self._combine(f, direct, score)
+        y, direct, score = jax.vmap(one)(keys)  # (B, m), (B, m, N), (B, N)
+        grad_ok = all_finite(direct) & all_finite(score)  # raw, before the baseline mixes
+        return Samples(y, self._combine(y, direct, score), all_finite(y), grad_ok)
 
     def _check_program(self, program, run, theta, key) -> None:
         """Trace-time errors (tier 1): what the score function cannot do for this program."""
@@ -131,31 +135,28 @@ class AbstractScoreEstimator(AbstractEstimator):
                 "draw's parameters if that is what you meant."
             )
 
-    def _combine(self, f: Array, direct: Theta, score: Theta) -> Theta:
-        """Per-sample estimates ``direct + (f - b) * score`` under the chosen baseline."""
-        n = f.shape[0]
+    def _combine(self, y: Array, direct: Array, score: Array) -> Array:
+        """Per-sample estimates ``direct + (y - b) * score`` under the chosen baseline, one
+        baseline per output: ``y`` (B, m), ``direct`` (B, m, N), ``score`` (B, N)."""
+        score = jnp.broadcast_to(score[:, None, :], direct.shape)
+        if self.baseline == "cv":
+            return _loo_control_variate(direct + y[..., None] * score, score)
+        return direct + (y - self._baseline(y))[..., None] * score
 
-        def per_leaf(d, s):
-            fb = f.reshape((n,) + (1,) * (s.ndim - 1))
-            if self.baseline == "cv":
-                return _loo_control_variate(d + fb * s, s)
-            return d + (fb - self._baseline(f).reshape(fb.shape)) * s
-
-        return jax.tree.map(per_leaf, direct, score)
-
-    def _baseline(self, f: Array) -> Array:
-        n = f.shape[0]
-        if self.baseline is None:
-            return jnp.zeros_like(f)
+    def _baseline(self, y: Array) -> Array:
+        n = y.shape[0]
+        if self.baseline is None or (self.baseline == "loo" and n == 1):
+            return jnp.zeros_like(y)  # no other sample: b = 0 keeps the estimate unbiased
         if self.baseline == "mean":
-            return jnp.broadcast_to(jnp.mean(f), f.shape)
+            return jnp.broadcast_to(jnp.mean(y, axis=0), y.shape)
         if self.baseline == "loo":
-            return (jnp.sum(f) - f) / (n - 1)
-        return _ema_of_previous(f, self.ema_decay)
+            return (jnp.sum(y, axis=0) - y) / (n - 1)
+        return _ema_of_previous(y, self.ema_decay)
 
 
 def _ema_of_previous(f: Array, decay: float) -> Array:
-    """``b_i``: the bias-corrected moving average of ``f_1 … f_{i-1}`` (``b_1 = 0``)."""
+    """``b_i``: the bias-corrected moving average of ``f_1 … f_{i-1}`` (``b_1 = 0``), per
+    column of ``f`` (one per output)."""
     decay = jnp.asarray(decay, f.dtype)
 
     def step(carry, fi):
@@ -163,7 +164,7 @@ def _ema_of_previous(f: Array, decay: float) -> Array:
         b = jnp.where(w > 0, m / jnp.where(w > 0, w, 1), 0)
         return (decay * m + fi, decay * w + 1), b
 
-    zero = jnp.zeros((), f.dtype)
+    zero = jnp.zeros(f.shape[1:], f.dtype)
     _, b = jax.lax.scan(step, (zero, zero), f)
     return b
 
@@ -176,6 +177,8 @@ def _loo_control_variate(a: Array, s: Array) -> Array:
     Coefficients are per gradient component.
     """
     n = a.shape[0]
+    if n == 1:
+        return a  # no other sample to fit c on: c = 0
     g = a
     a = a - jnp.mean(a, axis=0)  # centring changes no covariance, and helps rounding
     s_mean = jnp.mean(s, axis=0)
@@ -217,7 +220,9 @@ class ScoreFunction(AbstractScoreEstimator):
               baseline per component.
 
             Baselines couple samples: the reported standard error treats the per-sample
-            estimates as independent, which they are up to $O(1/n)$.
+            estimates as independent, which they are up to $O(1/n)$. With
+            ``batch_size=`` they couple the samples of one chunk only (each chunk's
+            estimate is unbiased; ``Estimate.notes`` says so).
         ema_decay: the moving average's decay, in (0, 1).
         rao_blackwell: drop the score of draws that cannot reach the output (dead code).
         mode: differentiate in ``"reverse"`` mode (one backward pass) or ``"forward"``
@@ -225,7 +230,7 @@ class ScoreFunction(AbstractScoreEstimator):
             which reverse mode cannot differentiate). ``"auto"`` (default): forward when a
             draw sits inside a while loop, else reverse.
 
-    Example:
+    Examples:
         >>> import jax, simgrad as sg
         >>> def sim(rate, key):                     # E = rate² + rate, gradient 2 rate + 1
         ...     return sg.random.poisson(key, rate) ** 2

@@ -6,10 +6,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
+from jaxtyping import Array
 
-from .._types import Key, Scalar, Simulator, Theta
-from .base import AbstractPerSampleEstimator, own_key
+from .._types import Key
+from .base import AbstractPerSampleEstimator, FlatSimulator, own_key
 from .finite_difference import default_relative_step
 
 
@@ -28,7 +28,8 @@ class SPSA(AbstractPerSampleEstimator):
 
     $$\hat g_i = \frac{f(\theta + c \odot \Delta) - f(\theta - c \odot \Delta)}{2 c_i \Delta_i},$$
 
-    two runs per sample whatever the number $N$ of parameters, both with the sample's key
+    two runs per sample whatever the number $N$ of parameters (and of outputs: for a
+    vector output, each output's row of the Jacobian), both with the sample's key
     (common random numbers). $\mathbb E[\Delta_j / \Delta_i] = 0$ for $j \ne i$, so the
     other coordinates' slopes cancel on average: the estimate is unbiased up to
     $O(c^2)$ — third derivatives times $c^2$, as for central finite differences — and
@@ -60,23 +61,28 @@ class SPSA(AbstractPerSampleEstimator):
 
     step: float | None = eqx.field(default=None, static=True)
 
+    sees_draws: ClassVar[bool] = False
     evaluations_only: ClassVar[bool] = True
     random_directions: ClassVar[bool] = True
+    gradient_nan_hint: ClassVar[str] = (
+        " For SPSA, a finite value with a NaN or inf gradient means that a perturbed run, at "
+        "θ ± c·Δ, left the simulator's domain: pass a step smaller than the distance from θ "
+        "to the boundary, e.g. SPSA(step=1e-3 * distance)."
+    )
 
     def __check_init__(self):
         if self.step is not None:
             check_scale("SPSA", "step", self.step, "Or pass step=None for the default step.")
 
-    def evals_per_sample(self, n_params: int) -> int:
+    def evals_per_sample(self, n_params: int, n_outputs: int) -> int:
         return 2
 
-    def sample(self, sim: Simulator, theta: Theta, key: Key) -> tuple[Scalar, Theta]:
-        x, unravel = ravel_pytree(theta)
+    def sample(self, f: FlatSimulator, x: Array, key: Key) -> tuple[Array, Array]:
         if self.step is None:
             c = default_relative_step(x.dtype, "central") * jnp.maximum(1, jnp.abs(x))
         else:
             c = jnp.full_like(x, self.step)
         delta = jax.random.rademacher(own_key(key), x.shape, dtype=x.dtype)
         up, down = x + c * delta, x - c * delta  # divide by the true (signed) distance
-        f = jax.vmap(lambda point: sim(unravel(point), key))(jnp.stack([up, down]))
-        return jnp.mean(f), unravel((f[0] - f[1]) / (up - down))
+        y = jax.vmap(f, in_axes=(0, None))(jnp.stack([up, down]), key)  # (2, m)
+        return jnp.mean(y, axis=0), (y[0] - y[1])[:, None] / (up - down).astype(y.dtype)

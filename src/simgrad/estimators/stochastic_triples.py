@@ -1,15 +1,14 @@
 r"""Stochastic triples (Arya, Schauer, Schäfer & Rackauckas, 2022): unbiased derivatives of
 programs with discrete randomness, by propagating one weighted alternative path."""
 
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
-from jaxtyping import Array
 
 from .._src.program import draw_sites, evaluate, site_distribution, trace
 from .._src.program.triples import Triple, Triples, resolve
-from .._types import Key, Simulator, Theta
-from .base import AbstractEstimator, map_samples
+from .base import AbstractEstimator, Samples, all_finite
 
 # --- proposals: for a draw x ~ D(params), the neighbouring values and their weights ---------
 # Each rule returns (alts, weights) with a trailing candidate axis. Weights are ≥ 0 and
@@ -101,7 +100,7 @@ class StochasticTriples(AbstractEstimator):
     of draws through the accumulated score: only the one alternative's difference enters.
     Without discrete draws it is forward-mode AD, `sg.Pathwise(mode="forward")`.
 
-    Example:
+    Examples:
         >>> import jax, simgrad as sg
         >>> def sim(rate, key):                     # E = rate² + rate, gradient 2 rate + 1
         ...     return sg.random.poisson(key, rate) ** 2
@@ -123,26 +122,25 @@ class StochasticTriples(AbstractEstimator):
     of programs with discrete randomness", NeurIPS 2022.
     """
 
-    def evals_per_sample(self, n_params: int) -> int:
+    sees_draws: ClassVar[bool] = True
+    couples_samples: ClassVar[bool] = False
+
+    def evals_per_sample(self, n_params: int, n_outputs: int) -> int:
         return 2 * n_params
 
-    def sample_batch(
-        self, sim: Simulator, theta: Theta, keys: Key, batch_size: int | None
-    ) -> tuple[Array, Theta]:
-        program = trace(sim, theta, keys[0])
+    def sample_batch(self, f, x, keys):
+        program = trace(f, x, keys[0])
         dtype = program.out_avals[0].dtype
         discrete = [
             eqn for eqn, _ in draw_sites(program) if site_distribution(eqn).name in PROPOSALS
         ]
-        flat, unravel = ravel_pytree(theta)
-        directions = jnp.eye(flat.size, dtype=flat.dtype)
+        directions = jnp.eye(x.size, dtype=x.dtype)
 
         if not discrete:  # no discrete draw: the triple is a dual number, forward-mode AD
 
             def one(key):
-                path = lambda x: sim(unravel(x), key)  # noqa: E731
-                jvp = lambda d: jax.jvp(path, (flat,), (d,))  # noqa: E731
-                return jax.vmap(jvp, out_axes=(None, 0))(directions)
+                jvp = lambda d: jax.jvp(lambda x: f(x, key), (x,), (d,))  # noqa: E731
+                return jax.vmap(jvp, out_axes=(None, 1))(directions)
 
         else:
 
@@ -150,17 +148,16 @@ class StochasticTriples(AbstractEstimator):
                 def along(direction):
                     interp = Triples(PROPOSALS, jax.random.fold_in(key, 0x7B1E), dtype)
                     state = interp.initial_state()
-                    leaves = jax.tree.leaves(theta)
-                    tangents = jax.tree.leaves(unravel(direction))
-                    pairs = zip(leaves, tangents, strict=True)
-                    args = [Triple(x, t, None, state.tag) for x, t in pairs]
-                    args.append(Triple(key, None, None, state.tag))
+                    args = [
+                        Triple(x, direction, None, state.tag),
+                        Triple(key, None, None, state.tag),
+                    ]
                     (out,), state = evaluate(program, args, interp, state)
                     jump = state.weight * (resolve(out, state) - out.primal)
                     return out.primal, out.tangent + jump.astype(out.tangent.dtype)
 
-                value, grads = jax.vmap(along)(directions)
+                value, grads = jax.vmap(along, out_axes=(0, 1))(directions)
                 return value[0], grads
 
-        values, grads = map_samples(one, keys, batch_size)
-        return values, jax.vmap(unravel)(grads)
+        value, grad = jax.vmap(one)(keys)  # (B, m), (B, m, N)
+        return Samples(value, grad, all_finite(value), all_finite(grad))

@@ -26,7 +26,7 @@ class StateDependentWalk(AbstractModel):
     programming over the law of $X$ with its derivative carried along (`exact_value`,
     `exact_grad`).
 
-    Example:
+    Examples:
         >>> import jax, simgrad as sg
         >>> walk = sg.models.StateDependentWalk(n_steps=10)
         >>> round(walk.exact_grad(20.0), 6)

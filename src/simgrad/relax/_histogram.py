@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from .._types import Array
-from ._soft import _check_tau, _float
+from ._soft import _float, _tau
 
 
 class Histogram(NamedTuple):
@@ -51,7 +51,8 @@ def soft_histogram(x, bins, bandwidth, weights=None) -> Histogram:
     w = jnp.ones_like(x) if weights is None else _float(weights)
     if w.shape != x.shape:
         raise ValueError(f"weights {w.shape} must match x {x.shape}.")
-    if _check_tau(bandwidth, "bandwidth"):
+    bandwidth = _tau(bandwidth, "bandwidth")
+    if bandwidth is None:
         cdf = (x[:, None] >= edges[None, :]).astype(x.dtype)  # 1{x ≥ e_k}
     else:
         cdf = jax.scipy.stats.norm.cdf((x[:, None] - edges[None, :]) / bandwidth)

@@ -10,14 +10,9 @@ import numpy as np
 from .._estimate import Estimate, gradient
 from .._src.program import Interpretation, depends_on, descend, evaluate, trace
 from .._src.program._jax_compat import CALL_PRIMITIVES, Var
+from .._src.program.rules import RULES
 from .._types import Key, Simulator, Theta
 from ..estimators import AbstractEstimator, Pathwise, ScoreFunction
-from . import _soft
-
-_COMPARE = {"gt": 1, "ge": 1, "lt": -1, "le": -1}
-_LOGIC = {"and", "or", "not", "xor"}
-_REAL = {"floor", "ceil", "round", "max", "min", "abs", "sign", "clamp", "reduce_max", "reduce_min"}
-RELAXED = frozenset({*_COMPARE, *_LOGIC, *_REAL, "select_n", "convert_element_type"})
 
 
 def _is_soft(value, var) -> bool:
@@ -30,14 +25,15 @@ def _harden(value, var):
 
 
 class Smooth(Interpretation):
-    """Replace θ-dependent comparisons (and what consumes them), selects, floor/round,
-    min/max, abs, sign and clamp by their relaxations at temperature ``tau``.
+    """Replace θ-dependent non-smooth operations by their relaxations at temperature
+    ``tau``, as the rule table (`simgrad._src.program.rules`) gives them: comparisons,
+    selects, logic, floor/ceil/round, sign, min/max (also reductions), abs and clamp.
 
     A comparison becomes a probability (a float in [0, 1], `simgrad.relax.step` of its
-    margin) where the original program had a boolean; ``select_n``, logic and
-    ``convert_element_type`` to a float type consume it softly. Anything else that
-    receives such a probability (an integer conversion, a ``cond`` index, a loop carry)
-    gets it hardened back (``p > 1/2``): correct, but not smoothed.
+    margin) where the original program had a boolean; ``select_n``, logic and conversion
+    to a float type consume it softly. Anything else that receives such a probability (an
+    integer conversion, a ``cond`` index, a loop carry) gets it hardened back
+    (``p > 1/2``): correct, but not smoothed.
     """
 
     def __init__(self, tau: float, tainted: frozenset):
@@ -48,82 +44,28 @@ class Smooth(Interpretation):
         return ()
 
     def wants(self, eqn) -> bool:
-        if not any(isinstance(v, Var) and v in self.tainted for v in eqn.invars):
+        tainted = [isinstance(v, Var) and v in self.tainted for v in eqn.invars]
+        if not any(tainted):
             return False
+        rule = RULES.get(eqn.primitive.name)
         bool_in = any(
-            isinstance(v, Var) and v.aval.dtype == jnp.bool_ and v in self.tainted
-            for v in eqn.invars
+            t and v.aval.dtype == jnp.bool_ for t, v in zip(tainted, eqn.invars, strict=True)
         )
-        return eqn.primitive.name in RELAXED or bool_in
+        return (rule is not None and rule.relax is not None) or bool_in
 
     def apply(self, eqn, invals, state):
-        name, tau = eqn.primitive.name, self.tau
-        soft = [_is_soft(x, v) for x, v in zip(invals, eqn.invars, strict=True)]
-        if name in CALL_PRIMITIVES:  # inline: relaxed booleans may flow into the call
+        if eqn.primitive.name in CALL_PRIMITIVES:  # inline: relaxed booleans flow inside
             return descend(eqn, invals, self, state)
-        if name in _COMPARE and not any(soft):
-            a, b = (_soft._float(x) for x in invals)
-            dtype = jnp.result_type(a, b)
-            margin = (a - b).astype(dtype) * _COMPARE[name]
-            return [jnp.broadcast_to(_soft.step(margin, tau), eqn.outvars[0].aval.shape)], state
-        if name in _LOGIC and eqn.outvars[0].aval.dtype == jnp.bool_ and any(soft):
-            x = [jnp.asarray(v, _float_of(invals)) for v in invals]
-            if name == "not":
-                out = 1 - x[0]
-            elif name == "and":
-                out = x[0] * x[1]
-            elif name == "or":
-                out = x[0] + x[1] - x[0] * x[1]
-            else:
-                out = x[0] + x[1] - 2 * x[0] * x[1]
-            return [out], state
-        if name == "select_n" and soft[0] and len(invals) == 3:
-            p, case0, case1 = invals
-            if jnp.issubdtype(case0.dtype, jnp.floating):
-                return [(case1 * p + case0 * (1 - p)).astype(case0.dtype)], state
-        if name == "convert_element_type" and soft[0]:
-            if jnp.issubdtype(eqn.params["new_dtype"], jnp.floating):
-                return [invals[0].astype(eqn.params["new_dtype"])], state
-        if name in _REAL and not any(soft) and _all_float(invals):
-            return [self._real(eqn, invals).astype(eqn.outvars[0].aval.dtype)], state
+        soft = [_is_soft(x, v) for x, v in zip(invals, eqn.invars, strict=True)]
+        rule = RULES.get(eqn.primitive.name)
+        if rule is not None and rule.relax is not None:
+            out = rule.relax(eqn, invals, soft, self.tau)
+            if out is not None:
+                return out, state
         # Anything else (an integer conversion, a loop or branch receiving a relaxed
         # boolean): harden the booleans, then evaluate as usual — inside loops too.
         invals = [_harden(x, v) for x, v in zip(invals, eqn.invars, strict=True)]
         return descend(eqn, invals, self, state)
-
-    def _real(self, eqn, x):
-        name, tau = eqn.primitive.name, self.tau
-        if name == "floor":
-            return _soft.soft_floor(x[0], tau)
-        if name == "ceil":
-            return -_soft.soft_floor(-x[0], tau)
-        if name == "round":
-            return _soft.soft_round(x[0], tau)
-        if name == "max":
-            return _soft.soft_max(x[0], x[1], tau=tau)
-        if name == "min":
-            return _soft.soft_min(x[0], x[1], tau=tau)
-        if name == "abs":
-            return _soft.soft_abs(x[0], tau)
-        if name == "sign":
-            return jnp.tanh(x[0] / tau)
-        if name == "clamp":  # lax.clamp(lo, x, hi)
-            return _soft.soft_clip(x[1], x[0], x[2], tau)
-        axes = tuple(eqn.params["axes"])
-        if name == "reduce_max":
-            return _soft.soft_max(x[0], tau=tau, axis=axes)
-        return _soft.soft_min(x[0], tau=tau, axis=axes)
-
-
-def _float_of(values):
-    floats = [
-        jnp.result_type(v) for v in values if jnp.issubdtype(jnp.result_type(v), jnp.floating)
-    ]
-    return floats[0] if floats else jnp.result_type(float)
-
-
-def _all_float(values) -> bool:
-    return all(jnp.issubdtype(jnp.result_type(v), jnp.floating) for v in values)
 
 
 class _Smoothed(eqx.Module):
@@ -156,7 +98,7 @@ def smooth(sim: Simulator, tau: float) -> Simulator:
     `smooth_sweep`. A ``lax.cond``/``switch`` on a θ-dependent predicate is not relaxed
     (write ``jnp.where`` to have it smoothed); neither is equality.
 
-    Example:
+    Examples:
         >>> import jax, simgrad as sg
         >>> soft = sg.smooth(lambda t, k: jax.numpy.where(t > 1.0, 1.0, 0.0), tau=0.1)
         >>> round(float(jax.grad(soft)(1.0, jax.random.key(0))), 3)   # σ'(0) / τ
@@ -165,8 +107,8 @@ def smooth(sim: Simulator, tau: float) -> Simulator:
     if not callable(sim):
         raise TypeError(f"sim must be a function sim(theta, key), got {type(sim)}.")
     t = np.asarray(tau)
-    if t.ndim != 0 or not np.issubdtype(t.dtype, np.number) or not float(t) > 0:
-        raise ValueError(f"tau={tau!r}: must be a positive number (the relaxation temperature).")
+    if t.ndim != 0 or not np.issubdtype(t.dtype, np.number) or not 0 < float(t) < np.inf:
+        raise ValueError(f"tau={tau!r}: must be a positive finite number (the temperature).")
     return _Smoothed(sim, float(t))
 
 
@@ -196,11 +138,7 @@ class SweepResult(eqx.Module):
 
     def plot(self, path=None, *, title: str = ""):
         """Bias and standard error against tau (log–log), one panel per scalar of θ."""
-        import matplotlib
-
-        if path is not None:
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from .._src.plots import figure
 
         names = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(self.grad)]
         leaves = zip(
@@ -210,7 +148,8 @@ class SweepResult(eqx.Module):
             jax.tree.leaves(self.rmse),
             strict=True,
         )
-        fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+        fig = figure(path is not None, figsize=(4.2 * len(names), 3.4))
+        axes = fig.subplots(1, len(names), squeeze=False)
         for ax, name, (b, bs, s, r) in zip(axes[0], names, leaves, strict=True):
             b, bs = np.abs(np.asarray(b)).reshape(len(self.taus), -1)[:, 0], np.asarray(bs)
             ax.errorbar(
@@ -236,7 +175,6 @@ class SweepResult(eqx.Module):
         fig.tight_layout()
         if path is not None:
             fig.savefig(path, dpi=90)
-            plt.close(fig)
         return fig
 
 
@@ -260,7 +198,7 @@ def smooth_sweep(
     (``reference``, default `ScoreFunction`, run with an independent key), and
     ``bias_stderr`` includes both standard errors.
 
-    Example:
+    Examples:
         >>> import jax, simgrad as sg
         >>> m = sg.models.DigitalCall()
         >>> r = sg.smooth_sweep(m, m.default_theta(), jax.random.key(0), [0.3, 0.03],
@@ -271,8 +209,10 @@ def smooth_sweep(
     """
     method = Pathwise() if method is None else method
     taus_arr = np.asarray(taus, dtype=float)
-    if taus_arr.ndim != 1 or taus_arr.size == 0 or not np.all(taus_arr > 0):
-        raise ValueError(f"taus={taus!r}: must be a non-empty list of positive temperatures.")
+    if taus_arr.ndim != 1 or taus_arr.size == 0 or not np.all((taus_arr > 0) & (taus_arr < np.inf)):
+        raise ValueError(
+            f"taus={taus!r}: must be a non-empty list of positive finite temperatures."
+        )
     k_sweep, k_ref = jax.random.split(key)
     estimates = [
         gradient(smooth(sim, float(t)), theta, k_sweep, method=method, n_samples=n_samples)

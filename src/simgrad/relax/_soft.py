@@ -1,10 +1,19 @@
 """Soft (relaxed) versions of hard operations, each with a temperature ``tau``.
 
-Every function reduces to its hard operation as ``tau → 0``; ``tau=0`` (a Python number)
-gives the hard operation itself, exactly. The relaxation is biased for ``tau > 0``: the
-bias is measured by `simgrad.smooth_sweep`, never hidden.
+Every function reduces to its hard operation as ``tau → 0``; ``tau=0`` gives the hard
+operation itself, exactly. The relaxation is biased for ``tau > 0``: the bias is measured
+by `simgrad.smooth_sweep`, never hidden.
+
+``tau`` is checked where it is known: a number or a concrete array must be finite and
+≥ 0 (``ValueError`` otherwise). A ``tau`` traced by ``jit``/``grad``/``vmap`` is unknown
+until the program runs, so it is guarded (``eqx.error_if``): the run raises unless
+``0 < tau < inf`` — a traced 0 cannot select the hard operation; pass ``tau=0`` as a
+number for that.
 """
 
+import math
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,16 +21,29 @@ import numpy as np
 from .._types import Array, Key
 
 
-def _check_tau(tau, name: str = "tau") -> bool:
-    """Validate ``tau``; True when it is a static zero (use the hard operation)."""
-    if isinstance(tau, jax.core.Tracer) or (isinstance(tau, jax.Array) and tau.ndim == 0):
-        return False  # traced or on device: a relaxation, no check possible without a sync
+def _tau(tau, name: str = "tau"):
+    """``tau`` checked (see the module's docstring); None when it is a concrete zero."""
+    if isinstance(tau, jax.core.Tracer):
+        if tau.ndim != 0 or not jnp.issubdtype(tau.dtype, jnp.floating):
+            raise ValueError(f"{name} must be a scalar float, got a traced {tau.aval}.")
+        return eqx.error_if(
+            tau,
+            ~((tau > 0) & jnp.isfinite(tau)),
+            f"{name} must be > 0 and finite when traced (jit, grad, vmap); for the hard "
+            f"operation pass {name}=0 as a number.",
+        )
     t = np.asarray(tau)
-    if t.ndim != 0 or not np.issubdtype(t.dtype, np.number):
+    if t.ndim != 0 or t.dtype == bool or not np.issubdtype(t.dtype, np.number):
         raise ValueError(f"{name} must be a non-negative scalar, got {tau!r}.")
-    if float(t) < 0:
-        raise ValueError(f"{name}={float(t)}: must be ≥ 0 (0 gives the hard operation).")
-    return float(t) == 0.0
+    value = float(t)
+    if not math.isfinite(value):
+        raise ValueError(
+            f"{name}={value}: must be finite (an infinite temperature flattens the "
+            "operation into a constant, a NaN gives NaN)."
+        )
+    if value < 0:
+        raise ValueError(f"{name}={value}: must be ≥ 0 (0 gives the hard operation).")
+    return None if value == 0 else tau
 
 
 def _float(x) -> Array:
@@ -36,8 +58,8 @@ def step(x, tau) -> Array:
     >>> float(sr.step(0.3, 0.0)), round(float(sr.step(0.3, 0.1)), 3)
     (1.0, 0.953)
     """
-    x = _float(x)
-    if _check_tau(tau):
+    x, tau = _float(x), _tau(tau)
+    if tau is None:
         return jnp.where(x > 0, 1.0, jnp.where(x < 0, 0.0, 0.5)).astype(x.dtype)
     return jax.nn.sigmoid(x / tau)
 
@@ -68,8 +90,8 @@ def soft_max(x, y=None, *, tau, axis=None) -> Array:
     >>> float(sr.soft_max(1.0, 2.0, tau=0.0)), round(float(sr.soft_max(1.0, 2.0, tau=0.1)), 4)
     (2.0, 2.0)
     """
-    x = _float(x)
-    hard = _check_tau(tau)
+    x, tau = _float(x), _tau(tau)
+    hard = tau is None
     if y is not None:
         y = _float(y)
         if hard:
@@ -87,8 +109,8 @@ def soft_min(x, y=None, *, tau, axis=None) -> Array:
 
 def soft_abs(x, tau) -> Array:
     r"""$\sqrt{x^2 + \tau^2} - \tau$: smooth at 0, within $\tau$ of $|x|$."""
-    x = _float(x)
-    if _check_tau(tau):
+    x, tau = _float(x), _tau(tau)
+    if tau is None:
         return jnp.abs(x)
     return jnp.sqrt(x * x + tau * tau) - tau
 
@@ -104,15 +126,15 @@ def soft_round(x, tau) -> Array:
     Continuous up to a jump of $2\sigma(-1/2\tau)$ at the integers (negligible for
     $\tau \lesssim 0.05$); ``tau → 0`` gives rounding (halves round up).
     """
-    x = _float(x)
+    x, tau = _float(x), _tau(tau)
     f = jnp.floor(x)
-    return f + step(x - f - 0.5, tau) if not _check_tau(tau) else jnp.floor(x + 0.5)
+    return jnp.floor(x + 0.5) if tau is None else f + step(x - f - 0.5, tau)
 
 
 def soft_floor(x, tau) -> Array:
     """``floor(x)`` relaxed: ``soft_round(x - 1/2)``."""
-    x = _float(x)
-    if _check_tau(tau):
+    x, tau = _float(x), _tau(tau)
+    if tau is None:
         return jnp.floor(x)
     return soft_round(x - 0.5, tau)
 
@@ -127,7 +149,8 @@ def soft_sort(x, tau) -> Array:
     x = _float(x)
     if x.ndim != 1:
         raise ValueError(f"soft_sort sorts a vector; got shape {x.shape}.")
-    if _check_tau(tau):
+    tau = _tau(tau)
+    if tau is None:
         return jnp.sort(x)
     n = x.shape[0]
     s = -x  # NeuralSort sorts descending: sort -x descending = x ascending
@@ -145,8 +168,8 @@ def soft_rank(x, tau) -> Array:
     x = _float(x)
     if x.ndim != 1:
         raise ValueError(f"soft_rank ranks a vector; got shape {x.shape}.")
-    d = x[:, None] - x[None, :]
-    if _check_tau(tau):
+    d, tau = x[:, None] - x[None, :], _tau(tau)
+    if tau is None:
         return 1.0 + jnp.sum(d > 0, axis=1).astype(x.dtype)
     return 0.5 + jnp.sum(jax.nn.sigmoid(d / tau), axis=1)
 
@@ -162,7 +185,8 @@ def gumbel_softmax(key: Key, logits, tau, *, hard: bool = False) -> Array:
     logits = _float(logits)
     g = jax.random.gumbel(key, logits.shape, logits.dtype)
     onehot = jax.nn.one_hot(jnp.argmax(logits + g, axis=-1), logits.shape[-1], dtype=logits.dtype)
-    if _check_tau(tau):
+    tau = _tau(tau)
+    if tau is None:
         return onehot
     soft = jax.nn.softmax((logits + g) / tau, axis=-1)
     return straight_through(onehot, soft) if hard else soft

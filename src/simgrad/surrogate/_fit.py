@@ -1,8 +1,7 @@
 """Learned differentiable surrogates: an MLP fitted to a non-differentiable component."""
 
-import json
+import math
 import os
-import pathlib
 import time
 
 import equinox as eqx
@@ -11,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._src.runs import load_checkpoint, progress_bar, save_checkpoint
+from .._estimate import _check_key
+from .._src import runs
 from .._types import Array, Key
 
 
@@ -89,9 +89,11 @@ def fit(
         key: initialises the network and draws the minibatches.
         width, depth: the MLP's hidden width and number of hidden layers.
         steps, learning_rate, batch_size: the optimisation (cosine-decayed Adam).
-        checkpoint: a file; every ``checkpoint_every`` steps, and on Ctrl-C, the network,
-            the optimiser state and the step are written there (equinox serialisation, no
-            pickle). ``resume=True`` continues from it and reproduces an uninterrupted run.
+        checkpoint: a file; every ``checkpoint_every`` steps, on Ctrl-C and at the end, the
+            network, the optimiser state and the step are written there (equinox
+            serialisation, no pickle, atomically, with a checksum). ``resume=True``
+            continues from it and reproduces an uninterrupted run; a checkpoint of other
+            data, key or settings is refused (`simgrad.CheckpointError`).
         progress: show a progress bar with the training loss.
         callback: ``callback(step, loss)`` after each step (logging; early stopping by
             raising an exception — a ``KeyboardInterrupt`` writes the checkpoint first).
@@ -112,8 +114,30 @@ def fit(
             raise ValueError(f"{name}={value!r}: must be an int ≥ {minimum}.")
     if n < 2:
         raise ValueError(f"need at least 2 samples to fit, got {n}.")
+    for name, data in (("xs", xs), ("ys", ys)):
+        bad = np.flatnonzero(~np.isfinite(np.asarray(data)).reshape(n, -1).all(axis=1))
+        if bad.size:
+            rows = ", ".join(map(str, bad[:5])) + (", …" if bad.size > 5 else "")
+            raise ValueError(
+                f"{name} holds NaN or inf in {bad.size} of {n} samples (rows {rows}): drop or "
+                "fix those samples; a surrogate fitted to them would output NaN."
+            )
+    if (
+        isinstance(learning_rate, bool)
+        or not isinstance(learning_rate, (int, float, np.floating, np.integer))
+        or not (math.isfinite(learning_rate) and learning_rate > 0)
+    ):
+        raise ValueError(f"learning_rate={learning_rate!r}: must be a positive finite number.")
+    _check_key(key)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=PATH: the file to resume from.")
+    if checkpoint is not None:
+        checkpoint = runs.check_output_path(checkpoint, "checkpoint", "fit.eqx")
+        if checkpoint.exists() and not resume:
+            raise FileExistsError(
+                f"checkpoint {checkpoint} exists: pass resume=True to continue that run, "
+                "or delete the file to start afresh."
+            )
     dtype = jnp.result_type(xs.dtype, ys.dtype)
     xs, ys = xs.astype(dtype), ys.astype(dtype)
     config = {
@@ -135,21 +159,23 @@ def fit(
     with jax.numpy_dtype_promotion("standard"):  # optax mixes int step counts and floats
         opt_state = optimizer.init(eqx.filter(model.mlp, eqx.is_inexact_array))
     step = 0
-    meta = {"config": config, "steps": steps, "n": int(n), "batch_size": batch_size}
     if checkpoint is not None:
-        checkpoint = pathlib.Path(checkpoint)
+        fingerprint = {
+            "config": config,
+            "steps": steps,
+            "batch_size": batch_size,
+            "learning_rate": float(learning_rate),
+            "key": runs.key_fingerprint(key),
+            "data": runs.array_hash(xs, ys),
+        }
         if resume and checkpoint.exists():
-            (model, opt_state), step = load_checkpoint(
+            (model, opt_state), step = runs.load_checkpoint(
                 checkpoint,
-                ((model, opt_state), jnp.asarray(0)),
-                meta,
-                "resume with the same data shape, network and steps, or start afresh.",
-            )
-            step = int(step)
-        elif checkpoint.exists():
-            raise FileExistsError(
-                f"checkpoint {checkpoint} exists: pass resume=True to continue that run, "
-                "or delete the file to start afresh."
+                "surrogate checkpoint",
+                fingerprint,
+                lambda _: (model, opt_state),
+                "Resume with the same data, key, network, steps, learning_rate and "
+                "batch_size, or delete the file to start afresh.",
             )
 
     @eqx.filter_jit
@@ -167,8 +193,13 @@ def fit(
         mlp = eqx.apply_updates(model.mlp, updates)
         return eqx.tree_at(lambda m: m.mlp, model, mlp), opt_state, value
 
-    bar = progress_bar("fitting surrogate", "loss", progress, steps, step)
-    done = step
+    def save(done):
+        runs.save_checkpoint(
+            checkpoint, "surrogate checkpoint", (model, opt_state), fingerprint, done
+        )
+
+    bar = runs.progress_bar("fitting surrogate", "loss", progress, steps, step)
+    done, loss = step, None
     try:
         with bar:
             shown = time.monotonic()
@@ -181,39 +212,69 @@ def fit(
                     bar.update(bar.tasks[0].id, completed=i + 1, loss=f"{float(loss):.3g}")
                     shown = time.monotonic()
                 if checkpoint is not None and (i + 1) % checkpoint_every == 0:
-                    save_checkpoint(
-                        checkpoint,
-                        ((model, opt_state), jnp.asarray(i + 1)),
-                        meta | {"step": int(i + 1)},
-                    )
+                    save(i + 1)
     except KeyboardInterrupt:
         if checkpoint is not None:
-            save_checkpoint(
-                checkpoint, ((model, opt_state), jnp.asarray(done)), meta | {"step": int(done)}
-            )
+            save(done)
         raise
-    if checkpoint is not None:
-        save_checkpoint(
-            checkpoint, ((model, opt_state), jnp.asarray(steps)), meta | {"step": int(steps)}
+    if loss is not None and not bool(jnp.isfinite(loss)):
+        raise FloatingPointError(
+            f"the fit diverged: the training loss is {float(loss)} after {done} steps. "
+            "Lower learning_rate."
         )
+    if checkpoint is not None:
+        save(steps)
     return model
 
 
 def save(path: str | os.PathLike, surrogate: Surrogate) -> None:
-    """Write ``surrogate`` to ``path``: a JSON header line, then equinox-serialised leaves."""
+    """Write ``surrogate`` to ``path`` atomically (a killed save leaves the previous file):
+    a JSON header line (the network's shape, a checksum), then equinox-serialised leaves."""
     if not isinstance(surrogate, Surrogate):
         raise TypeError(f"save expects a Surrogate, got {type(surrogate).__name__}.")
-    with open(path, "wb") as f:
-        f.write((json.dumps(surrogate.config) + "\n").encode())
-        eqx.tree_serialise_leaves(f, surrogate)
+    path = runs.check_output_path(path, "path", "surrogate.eqx")
+    runs.write_file(path, "surrogate", {"config": surrogate.config}, surrogate)
 
 
 def load(path: str | os.PathLike) -> Surrogate:
-    """Read a surrogate written by `save` (no pickle: the header rebuilds the network)."""
-    with open(path, "rb") as f:
-        config = json.loads(f.readline().decode())
-        skeleton = _build(config, jax.random.key(0))
-        return eqx.tree_deserialise_leaves(f, skeleton)
+    """Read a surrogate written by `save` (no pickle: the header rebuilds the network).
+
+    A corrupted, truncated or foreign file raises `simgrad.CheckpointError`; the header is
+    checked against the file's length before anything is allocated.
+    """
+    header, payload = runs.read_header(path, "surrogate")
+    config = _check_config(path, header.get("config"), len(payload))
+    skeleton = eqx.filter_eval_shape(_build, config, jax.random.key(0))
+    return runs.read_tree(path, payload, skeleton)
+
+
+def _check_config(path, config, n_bytes: int) -> dict:
+    """The header's network description, refused unless well formed and able to fit in
+    ``n_bytes`` (each layer stores two arrays of at least 64 bytes)."""
+
+    def size(x):
+        return x == "scalar" or (isinstance(x, int) and not isinstance(x, bool) and x >= 1)
+
+    def count(x, minimum):
+        return isinstance(x, int) and not isinstance(x, bool) and x >= minimum
+
+    ok = (
+        isinstance(config, dict)
+        and set(config) == {"in_size", "out_size", "width", "depth", "dtype"}
+        and size(config["in_size"])
+        and size(config["out_size"])
+        and count(config["width"], 1)
+        and count(config["depth"], 0)
+        and config["dtype"] in ("float16", "bfloat16", "float32", "float64")
+    )
+    if not ok:
+        raise runs.CheckpointError(f"{path}: its header does not describe a surrogate network.")
+    if 128 * (config["depth"] + 1) > n_bytes:
+        raise runs.CheckpointError(
+            f"{path}: its header describes {config['depth']} layers, which cannot fit in "
+            f"its {n_bytes} bytes: the header is corrupted."
+        )
+    return config
 
 
 class Assessment(eqx.Module):

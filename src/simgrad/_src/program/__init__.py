@@ -11,21 +11,29 @@ interpretation of this core, not a new walker:
 * `triples.Triples`: run every value as (primal, tangent, alternative, tag) and perturb
   discrete draws — stochastic triples (`sg.StochasticTriples`).
 * `simgrad.check`: `dataflow` (which equations depend on θ and reach the output) and
-  interpretations for one-sided derivatives and eigenvalue gaps.
+  interpretations for one-sided derivatives, ties, NaN sources and eigenvalue gaps.
 * `simgrad.relax`: `sg.smooth` replaces θ-dependent hard comparisons by soft ones.
 
+What simgrad knows about each non-smooth primitive (kind, what AD returns, remedy,
+one-sided rule, tie test, relaxation) is one table, `rules.py`; the interpretations look
+rules up there.
+
 Extension points: subclass `Interpretation` and override ``draw`` (random draws, seen as
-`DrawSite` objects with their `Distribution` and parameter values) and/or ``wants`` +
-``apply`` (any other primitive). See docs/program-core.md. JAX internals are confined to
-`_jax_compat.py`.
+`DrawSite` objects with their `Distribution` and parameter values), ``wants`` + ``apply``
+(any other primitive) and/or ``scan``, ``while_loop``, ``cond`` (how values travel through
+loops and branches); `AtSites` acts at chosen places. See docs/program-core.md. JAX
+internals are confined to `_jax_compat.py`.
 """
 
-from ._jax_compat import source_line as source_line
+from .core import AtSites as AtSites
 from .core import Flow as Flow
 from .core import Interpretation as Interpretation
+from .core import contains_draw as contains_draw
+from .core import current_site as current_site
 from .core import dataflow as dataflow
 from .core import descend as descend
 from .core import draw_sites as draw_sites
+from .core import equations_inside as equations_inside
 from .core import evaluate as evaluate
 from .core import find as find
 from .core import output_depends_on as output_depends_on

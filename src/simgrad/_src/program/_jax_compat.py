@@ -6,10 +6,14 @@ What is not public — the primitive names of control flow, their parameter name
 Tested with JAX 0.8.2 and 0.10.2 (CPU) and 0.11.2 (CUDA).
 """
 
+import dataclasses
+
 from jax.extend.core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var
 
 __all__ = [
     "CALL_PRIMITIVES",
+    "CUSTOM_VJP_PRIMITIVES",
+    "STOP_GRADIENT",
     "ClosedJaxpr",
     "Jaxpr",
     "JaxprEqn",
@@ -19,23 +23,27 @@ __all__ = [
     "call_jaxpr",
     "scan_counts",
     "jit_name",
-    "library_frames",
-    "source_line",
+    "Frame",
+    "frames",
 ]
 
 # Primitives that apply one sub-jaxpr to their inputs, output for output. ``jit`` was named
 # ``pjit`` before JAX 0.7; ``remat2``/``checkpoint`` is `jax.checkpoint`.
 JIT_PRIMITIVES = frozenset({"jit", "pjit"})
+# `jax.custom_vjp` functions: forward mode cannot differentiate them as bound.
+CUSTOM_VJP_PRIMITIVES = frozenset({"custom_vjp_call", "custom_vjp_call_jaxpr"})
+CUSTOM_JVP_PRIMITIVES = frozenset({"custom_jvp_call"})
+# `jax.lax.stop_gradient`: AD does not differentiate through it.
+STOP_GRADIENT = "stop_gradient"
 CALL_PRIMITIVES = frozenset(
     {
         *JIT_PRIMITIVES,
+        *CUSTOM_VJP_PRIMITIVES,
+        *CUSTOM_JVP_PRIMITIVES,
         "closed_call",
         "core_call",
         "remat2",
         "checkpoint",
-        "custom_jvp_call",
-        "custom_vjp_call",
-        "custom_vjp_call_jaxpr",
     }
 )
 
@@ -96,40 +104,37 @@ def bind(eqn: JaxprEqn, invals: list) -> list:
 # ones have a zero pathwise derivative.
 JAX_RANDOM_DISCRETE = frozenset({"_bernoulli", "_randint", "_poisson", "_binomial", "_geometric"})
 JAX_RANDOM_JITS = JAX_RANDOM_DISCRETE | frozenset(
-    {"_uniform", "_normal", "_gumbel", "_exponential", "_gamma", "_beta", "_truncated_normal"}
-)
+    {"_uniform", "_normal", "_gumbel", "_exponential", "_gamma", "_beta", "_truncated_normal",
+     "_dirichlet", "_t", "_chisquare", "_laplace", "_logistic", "_weibull_min", "_cauchy",
+     "_pareto", "_rayleigh", "_wald", "_maxwell", "_double_sided_maxwell", "_lognormal",
+     "_multivariate_normal", "_generalized_normal", "_triangular", "_f", "_loggamma"}
+)  # fmt: skip
 
 
-def source_line(eqn: JaxprEqn, skip: tuple[str, ...] = ()) -> tuple[str, int, str] | None:
-    """``(file, line, function)`` of the user code that emitted ``eqn``, or None.
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """One Python frame that emitted an equation: ``jax`` is True for JAX's own code."""
 
-    Read from the equation's ``source_info`` with JAX's own rule for skipping JAX-internal
-    frames (`jax._src.source_info_util.user_frames`), also skipping files whose path ends
-    with one of ``skip`` (library code of simgrad's own, such as `simgrad.random`).
+    file: str
+    line: int
+    function: str
+    jax: bool
+
+
+def frames(eqn: JaxprEqn) -> list[Frame]:
+    """The Python frames that emitted ``eqn``, innermost first (empty if JAX kept none).
+
+    JAX's own frames (and the standard library's) are told apart with JAX's rule
+    (`jax._src.source_info_util.is_user_filename`).
     """
-    from jax._src import source_info_util
-
-    info = getattr(eqn, "source_info", None)
-    traceback = getattr(info, "traceback", None)
-    if traceback is None:
-        return None
-    for frame in source_info_util.user_frames(traceback):
-        if not frame.file_name.endswith(skip):
-            return frame.file_name, frame.start_line, frame.function_name
-    return None
-
-
-def library_frames(eqn: JaxprEqn) -> list[tuple[str, str]]:
-    """``(file base name, function)`` of the JAX-internal frames that emitted ``eqn``,
-    innermost first — e.g. ``("norm.py", "cdf")`` for a comparison inside
-    `jax.scipy.stats.norm.cdf`."""
     from jax._src import source_info_util
 
     traceback = getattr(getattr(eqn, "source_info", None), "traceback", None)
     if traceback is None:
         return []
-    return [
-        (f.file_name.rsplit("/", 1)[-1], f.function_name)
-        for f in traceback.frames
-        if not source_info_util.is_user_filename(f.file_name)
-    ]
+    out = []
+    for code, lasti in zip(*traceback.raw_frames(), strict=True):
+        f = source_info_util.raw_frame_to_frame(code, lasti)
+        jax_own = not source_info_util.is_user_filename(f.file_name)
+        out.append(Frame(f.file_name, f.start_line, f.function_name, jax_own))
+    return out

@@ -9,11 +9,13 @@ contain nothing of interest are re-bound whole (their custom derivatives intact)
 """
 
 import abc
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import operator
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +24,8 @@ from jax.extend.core import jaxpr_as_fun
 
 from ._jax_compat import (
     CALL_PRIMITIVES,
+    CUSTOM_VJP_PRIMITIVES,
+    STOP_GRADIENT,
     ClosedJaxpr,
     Jaxpr,
     JaxprEqn,
@@ -46,11 +50,24 @@ class Interpretation(abc.ABC):
     * `wants(eqn)` and `apply(eqn, invals, state)`: for any other equation ``wants``
       selects, ``apply`` replaces its evaluation (e.g. a checker records the margin of
       every comparison; smoothing replaces ``gt`` by a sigmoid). Default: nothing wanted.
+    * `scan`, `while_loop`, `cond`: how values and state travel through a loop or branch
+      that the core walks (one that contains a draw or a wanted equation). The core hands
+      them the sub-programs as functions and the inputs split by role, so that no
+      interpretation reads a control-flow primitive's parameters. Defaults: rebuild the
+      loop or branch with `lax.scan`, `lax.while_loop`, `lax.switch`, the state an extra
+      carry or operand.
 
     The state must keep its shapes and dtypes (it is a loop carry inside `scan` and
     `while`). Interpretations must not assume how often they are called: inside a loop body
     ``draw`` is traced once and run every iteration.
+
+    Set the class variable ``inline_custom_vjp = True`` for an interpretation whose result
+    is differentiated in forward mode: the core then evaluates every `jax.custom_vjp`
+    function's own computation in place (which forward mode can differentiate) instead of
+    re-binding it (which forward mode refuses).
     """
+
+    inline_custom_vjp: ClassVar[bool] = False
 
     @abc.abstractmethod
     def initial_state(self) -> State:
@@ -64,6 +81,58 @@ class Interpretation(abc.ABC):
 
     def apply(self, eqn: JaxprEqn, invals: list, state: State) -> tuple[list, State]:
         return bind(eqn, invals), state
+
+    def scan(
+        self, body: Callable, consts: list, carry: list, xs: list, state: State, loop: Callable
+    ) -> tuple[list, list, State]:
+        """Run a `scan`: ``(final carry, stacked outputs, state)``.
+
+        ``body(consts, carry, x, state) -> (carry, ys, state)`` evaluates one iteration
+        under this interpretation (``x``: one slice of ``xs``); ``loop(f, init, xs)`` is
+        `lax.scan` with the equation's length, direction and unrolling.
+        """
+
+        def step(c, x):
+            s, carry = c
+            carry, ys, s = body(consts, carry, x, s)
+            return (s, carry), ys
+
+        (state, carry), ys = loop(step, (state, carry), xs)
+        return list(carry), list(ys), state
+
+    def while_loop(
+        self, cond: Callable, body: Callable, cond_consts: list, body_consts: list,
+        carry: list, state: State,
+    ) -> tuple[list, State]:  # fmt: skip
+        """Run a `while`: ``(final carry, state)``.
+
+        ``cond(consts, carry, state) -> bool`` and ``body(consts, carry, state) -> (carry,
+        state)`` evaluate the condition and one iteration under this interpretation.
+        """
+
+        def keep_going(c):
+            s, carry = c
+            return cond(cond_consts, carry, s)
+
+        def step(c):
+            s, carry = c
+            carry, s = body(body_consts, carry, s)
+            return s, carry
+
+        state, carry = lax.while_loop(keep_going, step, (state, carry))
+        return list(carry), state
+
+    def cond(
+        self, index, branches: Sequence[Callable], operands: list, state: State
+    ) -> tuple[list, State]:
+        """Run a `cond`/`switch`: ``(outputs, state)``. ``branches[i](operands, state) ->
+        (outputs, state)`` evaluates branch ``i`` under this interpretation."""
+
+        def branch(fn):
+            return lambda s, ops: _swap(fn(ops, s))
+
+        state, outs = lax.switch(index, [branch(b) for b in branches], state, operands)
+        return list(outs), state
 
 
 def trace(fn: Callable, *args) -> ClosedJaxpr:
@@ -83,7 +152,8 @@ def evaluate(
         state = interpretation.initial_state()
     if len(args) != len(closed.jaxpr.invars):
         raise ValueError(f"the program takes {len(closed.jaxpr.invars)} inputs, got {len(args)}.")
-    return _eval(closed.jaxpr, closed.consts, list(args), interpretation, state, None)
+    with _within(()):
+        return _eval(closed.jaxpr, closed.consts, list(args), interpretation, state, None)
 
 
 def find(
@@ -137,6 +207,29 @@ def output_depends_on(fn: Callable, args: tuple, argnum: int = 0) -> list[bool]:
 
 # --- the walker -------------------------------------------------------------------------
 
+# The equations being walked into (calls, loops, branches), outermost first: where in the
+# program an interpretation is. A helper `jit` called twice is one equation object at two
+# places; `current_site` tells them apart.
+_PATH: contextvars.ContextVar[tuple] = contextvars.ContextVar("simgrad_program_path", default=())
+
+
+@contextlib.contextmanager
+def _within(path: tuple):
+    token = _PATH.set(path)
+    try:
+        yield
+    finally:
+        _PATH.reset(token)
+
+
+def current_site(eqn: JaxprEqn) -> tuple:
+    """Where ``eqn`` is being evaluated: the ids of the enclosing equations and its own.
+
+    Call it from `Interpretation.apply`; it equals `Flow.site` of the same place as found
+    by `dataflow`, so an interpretation can act at places chosen from a `dataflow` pass.
+    """
+    return (*(id(e) for e in _PATH.get()), id(eqn))
+
 
 def _sub_jaxprs(eqn: JaxprEqn) -> list[ClosedJaxpr]:
     name = eqn.primitive.name
@@ -151,10 +244,35 @@ def _sub_jaxprs(eqn: JaxprEqn) -> list[ClosedJaxpr]:
     return []
 
 
+def _split_scan(eqn: JaxprEqn, values: Sequence) -> tuple[list, list, list]:
+    """A scan's inputs (or their flags) as ``(consts, carry, xs)``."""
+    n_consts, n_carry = scan_counts(eqn.params)
+    values = list(values)
+    return values[:n_consts], values[n_consts : n_consts + n_carry], values[n_consts + n_carry :]
+
+
+def _split_while(eqn: JaxprEqn, values: Sequence) -> tuple[list, list, list]:
+    """A while's inputs (or their flags) as ``(cond_consts, body_consts, carry)``."""
+    n_cond, n_body = eqn.params["cond_nconsts"], eqn.params["body_nconsts"]
+    values = list(values)
+    return values[:n_cond], values[n_cond : n_cond + n_body], values[n_cond + n_body :]
+
+
+def contains_draw(eqn: JaxprEqn) -> bool:
+    """Is ``eqn`` a `simgrad.random` draw, or a call, loop or branch with one inside?"""
+    return site_distribution(eqn) is not None or any(_has_draw(s.jaxpr) for s in _sub_jaxprs(eqn))
+
+
+def _inlines(eqn: JaxprEqn, interpretation: Interpretation) -> bool:
+    return interpretation.inline_custom_vjp and eqn.primitive.name in CUSTOM_VJP_PRIMITIVES
+
+
 def _needs_visit(jaxpr: Jaxpr, interpretation: Interpretation) -> bool:
     """Does the interpretation have anything to do inside ``jaxpr`` (at any depth)?"""
     for eqn in jaxpr.eqns:
         if site_distribution(eqn) is not None or interpretation.wants(eqn):
+            return True
+        if _inlines(eqn, interpretation):
             return True
         if any(_needs_visit(inner.jaxpr, interpretation) for inner in _sub_jaxprs(eqn)):
             return True
@@ -162,15 +280,14 @@ def _needs_visit(jaxpr: Jaxpr, interpretation: Interpretation) -> bool:
 
 
 def _has_draw(jaxpr: Jaxpr) -> bool:
-    return any(
-        site_distribution(eqn) is not None or any(_has_draw(s.jaxpr) for s in _sub_jaxprs(eqn))
-        for eqn in jaxpr.eqns
-    )
+    return any(contains_draw(eqn) for eqn in jaxpr.eqns)
 
 
-def _liveness(jaxpr: Jaxpr, live_out: list[bool] | None) -> tuple[list[bool], set]:
+def _liveness(
+    jaxpr: Jaxpr, live_out: list[bool] | None, cut: frozenset = frozenset()
+) -> tuple[list[bool], set]:
     """Backward liveness: which equations can reach a live output (or have effects), and
-    which variables are live."""
+    which variables are live; nothing reaches the outputs through a primitive in ``cut``."""
     if live_out is None:
         live_out = [True] * len(jaxpr.outvars)
     pairs = zip(jaxpr.outvars, live_out, strict=True)
@@ -178,6 +295,8 @@ def _liveness(jaxpr: Jaxpr, live_out: list[bool] | None) -> tuple[list[bool], se
     flags = [False] * len(jaxpr.eqns)
     for i in range(len(jaxpr.eqns) - 1, -1, -1):
         eqn = jaxpr.eqns[i]
+        if eqn.primitive.name in cut:
+            continue
         if eqn.effects or any(v in live for v in eqn.outvars):
             flags[i] = True
             live.update(v for v in eqn.invars if isinstance(v, Var))
@@ -234,48 +353,48 @@ def descend(
 
 def _descend(eqn, invals, interpretation, state, live, out_live):
     subs = _sub_jaxprs(eqn)
-    if not subs or not any(_needs_visit(s.jaxpr, interpretation) for s in subs):
+    visit = _inlines(eqn, interpretation) or any(
+        _needs_visit(s.jaxpr, interpretation) for s in subs
+    )
+    if not visit:
         return bind(eqn, invals), state
     name = eqn.primitive.name
-    if name in CALL_PRIMITIVES:
-        # Inlined: the call boundary (and a custom derivative rule, if any) is dropped for
-        # this sub-program, because the interpretation must see inside it.
-        live_out = out_live if live else [False] * len(eqn.outvars)
-        return _eval_closed(subs[0], invals, interpretation, state, live_out)
-    if name == "scan":
-        return _scan(eqn, invals, interpretation, state)
-    if name == "while":
-        return _while(eqn, invals, interpretation, state)
-    if name == "cond":
-        return _cond(eqn, invals, interpretation, state)
+    with _within((*_PATH.get(), eqn)):
+        if name in CALL_PRIMITIVES:
+            # Inlined: the call boundary (and a custom derivative rule, if any) is dropped
+            # for this sub-program, because the interpretation must see inside it.
+            live_out = out_live if live else [False] * len(eqn.outvars)
+            return _eval_closed(subs[0], invals, interpretation, state, live_out)
+        if name == "scan":
+            return _scan(eqn, invals, interpretation, state)
+        if name == "while":
+            return _while(eqn, invals, interpretation, state)
+        if name == "cond":
+            return _cond(eqn, invals, interpretation, state)
     raise NotImplementedError(f"the program core cannot interpret inside {name!r} yet.")
 
 
 def _scan(eqn, invals, interpretation, state):
     p = eqn.params
-    n_consts, n_carry = scan_counts(p)
-    consts = invals[:n_consts]
-    carry = invals[n_consts : n_consts + n_carry]
-    xs = invals[n_consts + n_carry :]
+    consts, carry, xs = _split_scan(eqn, invals)
+    n_carry, path = len(carry), _PATH.get()
 
-    def body(c, x):
-        s, carry = c
-        outs, s = _eval_closed(p["jaxpr"], [*consts, *carry, *x], interpretation, s)
-        return (s, outs[:n_carry]), outs[n_carry:]
+    def body(consts, carry, x, s):
+        with _within(path):
+            outs, s = _eval_closed(p["jaxpr"], [*consts, *carry, *x], interpretation, s)
+        return list(outs[:n_carry]), list(outs[n_carry:]), s
 
-    (state, carry), ys = lax.scan(
-        body, (state, carry), xs, length=p["length"], reverse=p["reverse"], unroll=p["unroll"]
-    )
+    def loop(f, init, xs):
+        return lax.scan(f, init, xs, length=p["length"], reverse=p["reverse"], unroll=p["unroll"])
+
+    carry, ys, state = interpretation.scan(body, consts, carry, xs, state, loop)
     return [*carry, *ys], state
 
 
 def _while(eqn, invals, interpretation, state):
     p = eqn.params
-    n_cond, n_body = p["cond_nconsts"], p["body_nconsts"]
-    cond_consts = invals[:n_cond]
-    body_consts = invals[n_cond : n_cond + n_body]
-    carry = invals[n_cond + n_body :]
-    cond_closed = p["cond_jaxpr"]
+    cond_consts, body_consts, carry = _split_while(eqn, invals)
+    cond_closed, path = p["cond_jaxpr"], _PATH.get()
     if _has_draw(cond_closed.jaxpr):
         raise NotImplementedError(
             "a random draw inside the condition of a while_loop is not supported; draw in "
@@ -285,39 +404,70 @@ def _while(eqn, invals, interpretation, state):
         # Wanted equations in the condition are applied, but the condition cannot return a
         # state: whatever they would add to it is dropped (an interpretation that must
         # record something there should record it in the body too).
-        def cond(c):
-            s, carry = c
-            (keep_going,), _ = _eval_closed(cond_closed, [*cond_consts, *carry], interpretation, s)
+        def cond(consts, carry, s):
+            with _within(path):
+                (keep_going,), _ = _eval_closed(cond_closed, [*consts, *carry], interpretation, s)
             return keep_going
     else:
         cond_fun = jaxpr_as_fun(cond_closed)
 
-        def cond(c):
-            (keep_going,) = cond_fun(*cond_consts, *c[1])
+        def cond(consts, carry, s):
+            (keep_going,) = cond_fun(*consts, *carry)
             return keep_going
 
-    def body(c):
-        s, carry = c
-        outs, s = _eval_closed(p["body_jaxpr"], [*body_consts, *carry], interpretation, s)
-        return s, outs
+    def body(consts, carry, s):
+        with _within(path):
+            outs, s = _eval_closed(p["body_jaxpr"], [*consts, *carry], interpretation, s)
+        return list(outs), s
 
-    state, carry = lax.while_loop(cond, body, (state, carry))
+    carry, state = interpretation.while_loop(cond, body, cond_consts, body_consts, carry, state)
     return list(carry), state
 
 
 def _cond(eqn, invals, interpretation, state):
-    index, ops = invals[0], invals[1:]
+    index, operands, path = invals[0], list(invals[1:]), _PATH.get()
 
     def branch(closed):
-        return lambda s, ops: _swap(_eval_closed(closed, ops, interpretation, s))
+        def run(ops, s):
+            with _within(path):
+                return _eval_closed(closed, ops, interpretation, s)
 
-    state, outs = lax.switch(index, [branch(b) for b in eqn.params["branches"]], state, ops)
-    return list(outs), state
+        return run
+
+    branches = [branch(b) for b in eqn.params["branches"]]
+    return interpretation.cond(index, branches, operands, state)
 
 
 def _swap(pair):
     outs, state = pair
     return state, outs
+
+
+class AtSites(Interpretation):
+    """An interpretation that acts at chosen places of the program (`Flow`s of `dataflow`).
+
+    One equation can sit at several places (a `jit` helper called twice): ``at`` is called
+    with the index of the place in ``flows``; the same equation elsewhere is evaluated as
+    usual. Subclass and implement `initial_state` and `at`.
+    """
+
+    def __init__(self, flows: Sequence["Flow"]):
+        self.flows = list(flows)
+        self.index = {flow.site: i for i, flow in enumerate(self.flows)}
+        self._eqns = {id(flow.eqn) for flow in self.flows}
+
+    def wants(self, eqn: JaxprEqn) -> bool:
+        return id(eqn) in self._eqns
+
+    def apply(self, eqn: JaxprEqn, invals: list, state: State) -> tuple[list, State]:
+        i = self.index.get(current_site(eqn))
+        if i is None:
+            return descend(eqn, invals, self, state)
+        return self.at(i, eqn, invals, state)
+
+    @abc.abstractmethod
+    def at(self, i: int, eqn: JaxprEqn, invals: list, state: State) -> tuple[list, State]:
+        """Evaluate the equation at place ``flows[i]``: ``(outvals, state)``."""
 
 
 # --- forward dataflow ---------------------------------------------------------------------
@@ -332,12 +482,17 @@ class Flow:
         context: the enclosing control-flow primitive names, outermost first (as `find`).
         inputs: the flags of each input (an int bit set, one per ``eqn.invars``).
         outputs: the flags of each output.
-        live: whether the equation can reach the program's outputs (the core's liveness;
-            inside a live loop or branch every equation counts as live).
+        live: whether the equation can reach the program's outputs other than through
+            `stop_gradient` (the core's liveness; inside a live loop or branch every
+            equation counts as live).
         decides: the flags of what decides control flow — a ``cond``'s branch index, a
             ``while``'s stopping condition; 0 for other equations.
         outer: the enclosing equations (calls, loops, branches), outermost first — e.g. to
             find a source line in the user's code for an equation inside `jnp.linalg.eigh`.
+        differentiated: whether the equation's derivative can reach the derivative of the
+            program's outputs: a path of floating-point values to them that no comparison,
+            integer conversion or `stop_gradient` cuts (``abs(x) > tol`` is live, but the
+            ``abs`` is not differentiated). Conservative like ``live``.
     """
 
     eqn: JaxprEqn
@@ -347,6 +502,12 @@ class Flow:
     live: bool
     decides: int = 0
     outer: tuple = ()
+    differentiated: bool = True
+
+    @property
+    def site(self) -> tuple:
+        """The place of the equation in the program, as `current_site` gives it."""
+        return (*(id(e) for e in self.outer), id(self.eqn))
 
 
 Transfer = Callable[[JaxprEqn, tuple[int, ...]], "tuple[int, ...] | None"]
@@ -368,45 +529,82 @@ def dataflow(
     if len(seeds) != len(closed.jaxpr.invars):
         raise ValueError(f"the program takes {len(closed.jaxpr.invars)} inputs, got {len(seeds)}.")
     flows: list[Flow] = []
-    outs = _flow(closed.jaxpr, list(seeds), transfer, (), None, flows, ())
+    outs = _flow(closed.jaxpr, list(seeds), transfer, (), _Live(None, None), flows, ())
     return flows, outs
 
 
-def _flow(jaxpr, seeds, transfer, context, live_out, flows, outer):
+@dataclasses.dataclass(frozen=True)
+class _Live:
+    """Which outputs of a (sub-)program matter: ``value`` (reach the program's outputs) and
+    ``tangent`` (their derivative does); None for all."""
+
+    value: list | None
+    tangent: list | None
+
+    def everything(self, n: int) -> "_Live":
+        """A loop body's: any output that matters makes every output matter."""
+        return _Live([any(self.value)] * n, [any(self.tangent)] * n)
+
+
+def _is_float_var(v) -> bool:
+    dtype = getattr(getattr(v, "aval", None), "dtype", None)
+    return dtype is not None and bool(jnp.issubdtype(dtype, jnp.floating))
+
+
+def _differentiated(jaxpr: Jaxpr, tangent_out: list[bool] | None) -> tuple[list[bool], set]:
+    """Backward: which equations' derivatives can reach those of the live outputs, and which
+    variables carry them — floating-point values, not through `stop_gradient`."""
+    if tangent_out is None:
+        tangent_out = [True] * len(jaxpr.outvars)
+    pairs = zip(jaxpr.outvars, tangent_out, strict=True)
+    live = {v for v, keep in pairs if keep and isinstance(v, Var) and _is_float_var(v)}
+    flags = [False] * len(jaxpr.eqns)
+    for i in range(len(jaxpr.eqns) - 1, -1, -1):
+        eqn = jaxpr.eqns[i]
+        if eqn.primitive.name == STOP_GRADIENT or not any(v in live for v in eqn.outvars):
+            continue
+        flags[i] = True
+        live.update(v for v in eqn.invars if isinstance(v, Var) and _is_float_var(v))
+    return flags, live
+
+
+def _flow(jaxpr, seeds, transfer, context, live_out: _Live, flows, outer):
     flags = {v: s for v, s in zip(jaxpr.invars, seeds, strict=True)}
 
     def read(v):
         return flags.get(v, 0) if isinstance(v, Var) else 0
 
-    live_eqns, live_vars = _liveness(jaxpr, live_out)
-    for eqn, live in zip(jaxpr.eqns, live_eqns, strict=True):
+    live_eqns, live_vars = _liveness(jaxpr, live_out.value, frozenset({STOP_GRADIENT}))
+    tangent_eqns, tangent_vars = _differentiated(jaxpr, live_out.tangent)
+    for eqn, live, tangent in zip(jaxpr.eqns, live_eqns, tangent_eqns, strict=True):
         ins = tuple(read(v) for v in eqn.invars)
-        out_live = [live and v in live_vars for v in eqn.outvars]
+        out_live = _Live([live and v in live_vars for v in eqn.outvars],
+                         [tangent and v in tangent_vars for v in eqn.outvars])  # fmt: skip
         outs = transfer(eqn, ins) if transfer is not None else None
         decides = 0
         if outs is None:
             inner = (*context, eqn.primitive.name)
             outs, decides = _flow_eqn(eqn, ins, transfer, inner, out_live, flows, (*outer, eqn))
-        flows.append(Flow(eqn, context, ins, tuple(outs), live, decides, outer))
+        flows.append(Flow(eqn, context, ins, tuple(outs), live, decides, outer, live and tangent))
         for v, f in zip(eqn.outvars, outs, strict=True):
             flags[v] = f
     return [read(v) for v in jaxpr.outvars]
 
 
-def _flow_eqn(eqn, ins, transfer, context, out_live, flows, outer):
+def _flow_eqn(eqn, ins, transfer, context, out_live: _Live, flows, outer):
     name = eqn.primitive.name
     union = functools.reduce(operator.or_, ins, 0)
-    everything = [any(out_live)] * len(eqn.outvars)
+    everything = out_live.everything(len(eqn.outvars))
     if name in CALL_PRIMITIVES:
         return _flow(call_jaxpr(eqn).jaxpr, list(ins), transfer, context, out_live, flows, outer), 0
     if name == "scan":
-        p = eqn.params
-        n_c, n_k = scan_counts(p)
-        carry = list(ins[n_c : n_c + n_k])
+        consts, carry, xs = _split_scan(eqn, ins)
+        n_k = len(carry)
         while True:
             trial: list[Flow] = []
-            seeds = [*ins[:n_c], *carry, *ins[n_c + n_k :]]
-            outs = _flow(p["jaxpr"].jaxpr, seeds, transfer, context, everything, trial, outer)
+            seeds = [*consts, *carry, *xs]
+            outs = _flow(eqn.params["jaxpr"].jaxpr, seeds, transfer, context, everything, trial,
+                         outer)  # fmt: skip
             new = [a | b for a, b in zip(carry, outs[:n_k], strict=True)]
             if new == carry:
                 flows.extend(trial)
@@ -414,13 +612,12 @@ def _flow_eqn(eqn, ins, transfer, context, out_live, flows, outer):
             carry = new
     if name == "while":
         p = eqn.params
-        n_c, n_b = p["cond_nconsts"], p["body_nconsts"]
-        carry = list(ins[n_c + n_b :])
+        cond_consts, body_consts, carry = _split_while(eqn, ins)
         while True:
             trial = []
-            (stop,) = _flow(p["cond_jaxpr"].jaxpr, [*ins[:n_c], *carry], transfer, context,
-                            [any(out_live)], trial, outer)  # fmt: skip
-            body = _flow(p["body_jaxpr"].jaxpr, [*ins[n_c : n_c + n_b], *carry], transfer,
+            (stop,) = _flow(p["cond_jaxpr"].jaxpr, [*cond_consts, *carry], transfer, context,
+                            _Live([any(out_live.value)], [False]), trial, outer)  # fmt: skip
+            body = _flow(p["body_jaxpr"].jaxpr, [*body_consts, *carry], transfer,
                          context, everything, trial, outer)  # fmt: skip
             # A flagged trip count flags every output: how often the body ran depends on it.
             new = [a | b | stop for a, b in zip(carry, body, strict=True)]
@@ -437,3 +634,8 @@ def _flow_eqn(eqn, ins, transfer, context, out_live, flows, outer):
     if _sub_jaxprs(eqn):
         raise NotImplementedError(f"the program core cannot follow data inside {name!r} yet.")
     return [union] * len(eqn.outvars), 0
+
+
+def equations_inside(eqn: JaxprEqn) -> list[JaxprEqn]:
+    """Every equation inside ``eqn``'s sub-programs (calls, loops, branches), at any depth."""
+    return [e for sub in _sub_jaxprs(eqn) for e, _ in find(sub, lambda e: True)]

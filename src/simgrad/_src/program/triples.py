@@ -19,9 +19,10 @@ First-order equations run twice (``primal`` by `jax.jvp`, which gives the tangen
 the main and alternative values with the same key (coupling), and where the draw is
 discrete proposes the neighbouring values with weights (the derivative of their
 probability, Arya et al. 2022); stochastic pruning keeps one alternative per sample,
-unbiasedly. Loops and branches that contain draws are walked by the core (`scan`, calls)
-or here (`cond`: every branch, the main path's and the alternative's selected; `while`:
-iterate until both paths stop, each path frozen when its own condition fails).
+unbiasedly. Loops and branches that contain draws are walked by the core, which hands
+their bodies to this interpretation's `scan`, `while_loop` and `cond` as functions: a
+`cond` runs every branch and selects the main path's and the alternative's; a `while`
+iterates until both paths stop, each path frozen when its own condition fails.
 """
 
 from typing import Any, NamedTuple
@@ -29,11 +30,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.extend.core import jaxpr_as_fun
 
-from ._jax_compat import CALL_PRIMITIVES, bind, scan_counts
-from .core import Interpretation, _sub_jaxprs, evaluate
-from .sites import DrawSite, site_distribution
+from ._jax_compat import bind
+from .core import Interpretation, contains_draw
+from .sites import DrawSite
 
 
 class Triple(NamedTuple):
@@ -96,12 +96,6 @@ def _zero_tangent(x):
     return None if _is_key(x) or not _is_float(x) else jnp.zeros_like(x)
 
 
-def _has_draw(eqn) -> bool:
-    if site_distribution(eqn) is not None:
-        return True
-    return any(any(_has_draw(e) for e in s.jaxpr.eqns) for s in _sub_jaxprs(eqn))
-
-
 class Triples(Interpretation):
     """Run a program on stochastic triples along one direction; see the module docstring.
 
@@ -126,22 +120,13 @@ class Triples(Interpretation):
         )
 
     # Every equation without a draw inside is applied as a whole (jvp + a second run);
-    # calls and scans with draws inside are walked by the core; cond and while here.
+    # calls, loops and branches with draws inside are walked by the core, which calls
+    # `scan`, `while_loop` and `cond` below.
     def wants(self, eqn) -> bool:
-        if eqn.primitive.name in CALL_PRIMITIVES:
-            return not _has_draw(eqn)
-        return True
+        return not contains_draw(eqn)
 
     def apply(self, eqn, invals, state):
-        ins = [lift(x, state) for x in invals]
-        name = eqn.primitive.name
-        if name == "cond" and _has_draw(eqn):
-            return self._cond(eqn, ins, state)
-        if name == "while" and _has_draw(eqn):
-            return self._while(eqn, ins, state)
-        if name == "scan" and _has_draw(eqn):
-            return self._scan(eqn, ins, state)
-        return _plain(eqn, ins, state), state
+        return _plain(eqn, [lift(x, state) for x in invals], state), state
 
     def draw(self, site: DrawSite, state: TripleState):
         key = lift(site.key, state)
@@ -183,13 +168,14 @@ class Triples(Interpretation):
         state = TripleState(merged, tag, counter, key, state.enabled)
         return Triple(x, dx, alt, tag), state
 
-    def _cond(self, eqn, ins, state):
-        index, ops = ins[0], ins[1:]
+    def cond(self, index, branches, operands, state):
+        index = lift(index, state)
+        ops = [lift(x, state) for x in operands]
         i_main, i_alt = index.primal, resolve(index, state)
         results = []
-        for k, branch in enumerate(eqn.params["branches"]):
+        for k, branch in enumerate(branches):
             gated = state._replace(enabled=state.enabled & (i_main == k))
-            outs, s = evaluate(branch, ops, self, gated)
+            outs, s = branch(ops, gated)
             outs = [materialise(lift(o, s), s) for o in outs]
             results.append((outs, s._replace(enabled=state.enabled)))
         pick = lambda i, tree: jax.tree.map(  # noqa: E731
@@ -207,15 +193,14 @@ class Triples(Interpretation):
         ]
         return out, new_state
 
-    def _scan(self, eqn, ins, state):
+    def scan(self, body, consts, carry, xs, state, loop):
         # Tags are scalars, so the scanned-over inputs travel as (primal, tangent, alt)
         # slices with their tag alongside, and the stacked outputs get one tag per
         # iteration, resolved against the final state.
-        p = eqn.params
-        n_consts, n_carry = scan_counts(p)
-        consts = ins[:n_consts]
-        carry_in = [_with_tangent(c) for c in ins[n_consts : n_consts + n_carry]]
-        xs = ins[n_consts + n_carry :]
+        consts = [lift(c, state) for c in consts]
+        carry_in = [_with_tangent(lift(c, state)) for c in carry]
+        xs = [lift(x, state) for x in xs]
+        n_carry = len(carry_in)
         xs_tags = [x.tag for x in xs]
         xs_slices = [(x.primal, x.tangent, x.alt) for x in xs]
 
@@ -225,11 +210,11 @@ class Triples(Interpretation):
         explicit = [c.alt is not None for c in carry_in]
         grown = []
 
-        def body(c, x):
+        def step(c, x):
             s_in, escaped, carry = c
             x = [Triple(*sl, tag) for sl, tag in zip(x, xs_tags, strict=True)]
-            outs, s = evaluate(p["jaxpr"], [*consts, *carry, *x], self, s_in)
-            outs = [lift(o, s) for o in outs]
+            carry_out, ys, s = body(consts, carry, x, s_in)
+            outs = [lift(o, s) for o in [*carry_out, *ys]]
             if not grown:
                 pairs = zip(outs[:n_carry], explicit, strict=True)
                 grown.extend(o.alt is not None and not e for o, e in pairs)
@@ -252,19 +237,12 @@ class Triples(Interpretation):
                 materialise(c, state) if e else c for c, e in zip(carry_in, explicit, strict=True)
             ]
             grown.clear()
-            result = lax.scan(
-                body,
-                (state, jnp.zeros((), bool), carry),
-                xs_slices,
-                length=p["length"],
-                reverse=p["reverse"],
-                unroll=p["unroll"],
-            )
+            result = loop(step, (state, jnp.zeros((), bool), carry), xs_slices)
             if not any(grown[:n_carry]):
                 break
             explicit = [e or g for e, g in zip(explicit, grown, strict=False)]
         (state, _, carry), ys = result
-        outs = [*carry]
+        outs = []
         for primal, tangent, alt, tags in ys:
             if alt is None:
                 outs.append(Triple(primal, tangent, None, state.tag))
@@ -272,37 +250,25 @@ class Triples(Interpretation):
             keep = jnp.reshape(tags == state.tag, tags.shape + (1,) * (primal.ndim - 1))
             alt = lax.select(jnp.broadcast_to(keep, primal.shape), alt, primal)
             outs.append(Triple(primal, tangent, alt, state.tag))
-        return outs, state
+        return list(carry), outs, state
 
-    def _while(self, eqn, ins, state):
-        p = eqn.params
-        n_cond, n_body = p["cond_nconsts"], p["body_nconsts"]
-        cond_consts, body_consts = ins[:n_cond], ins[n_cond : n_cond + n_body]
-        carry = ins[n_cond + n_body :]
-        if any(_has_draw(e) for e in p["cond_jaxpr"].jaxpr.eqns):
-            raise NotImplementedError(
-                "StochasticTriples: a lax.while_loop has a random draw in its condition; "
-                "draw in the body and carry a flag."
-            )
-        cond_fun = jaxpr_as_fun(p["cond_jaxpr"])
+    def while_loop(self, cond, body, cond_consts, body_consts, carry, state):
+        cond_consts = [lift(c, state) for c in cond_consts]
+        body_consts = [lift(c, state) for c in body_consts]
 
         def goes_on(carry, s):
-            (main,) = cond_fun(*[c.primal for c in cond_consts], *[c.primal for c in carry])
-            alt_consts = [resolve(c, s) for c in cond_consts]
-            (alt,) = cond_fun(*alt_consts, *[resolve(c, s) for c in carry])
-            return main, alt
+            keep_going = lift(cond(cond_consts, carry, s), s)
+            return keep_going.primal, resolve(keep_going, s)
 
-        def cond(c):
+        def keep_going(c):
             s, carry = c
             main, alt = goes_on(carry, s)
             return main | alt
 
-        def body(c):
+        def step(c):
             s, carry = c
             main, alt_on = goes_on(carry, s)
-            outs, s_new = evaluate(
-                p["body_jaxpr"], [*body_consts, *carry], self, s._replace(enabled=s.enabled & main)
-            )
+            outs, s_new = body(body_consts, carry, s._replace(enabled=s.enabled & main))
             s_new = s_new._replace(enabled=s.enabled)
             changed = s_new.tag != s.tag
             s_out = jax.tree.map(lambda a, b: _select(main, a, b), s_new, s)
@@ -316,8 +282,8 @@ class Triples(Interpretation):
                 )
             return s_out, new_carry
 
-        carry = [materialise(_with_tangent(c), state) for c in carry]
-        state, carry = lax.while_loop(cond, body, (state, carry))
+        carry = [materialise(_with_tangent(lift(c, state)), state) for c in carry]
+        state, carry = lax.while_loop(keep_going, step, (state, carry))
         return list(carry), state
 
 

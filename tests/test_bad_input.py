@@ -1,0 +1,209 @@
+"""Bad inputs, each with the error it must get: never a silent wrong result, never a raw
+JAX error where simgrad can name the fix (issue 18).
+
+Sections are independent tables; each row is (label, call, exception, words in the message).
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import simgrad as sg
+
+from .helpers import noisy_square
+
+# --- sg.gradient: arguments, θ, the simulator's contract, hidden draws ----------------------
+
+KEY = jax.random.key(0)
+
+
+def grad(sim=noisy_square, theta=1.0, key=KEY, method=None, n_samples=8, **kwargs):
+    """Call sg.gradient and read a number (errors found at run time surface on reading)."""
+    method = sg.Pathwise() if method is None else method
+    est = sg.gradient(sim, theta, key, method=method, n_samples=n_samples, **kwargs)
+    return jax.tree.map(np.asarray, est.grad)
+
+
+def numpy_sim(theta, key):
+    return np.exp(theta)  # NumPy on a traced value
+
+
+def python_if_sim(theta, key):
+    if theta > 0:  # Python control flow on a traced value
+        return theta
+    return -theta
+
+
+MLP = eqx.nn.MLP(2, 1, 4, 1, key=jax.random.key(1))
+
+
+def raw_bernoulli(p, key):
+    return jax.random.bernoulli(key, p).astype(p.dtype) + sg.random.normal(key, p, 1.0)
+
+
+def raw_categorical(p, key):
+    choice = jax.random.categorical(key, jnp.log(jnp.stack([p, 1 - p])))
+    return choice.astype(p.dtype) + sg.random.normal(key, p, 1.0)
+
+
+def raw_poisson(rate, key):
+    return jax.random.poisson(key, rate).astype(rate.dtype) + sg.random.normal(key, rate, 1.0)
+
+
+GRADIENT_ERRORS = [
+    ("one sample", lambda: grad(n_samples=1), ValueError, "at least 2"),
+    ("fractional n_samples", lambda: grad(n_samples=2.5), TypeError, "n_samples must be an int"),
+    ("n_samples = 2**32", lambda: grad(n_samples=2**32), ValueError, "at most 2**32 - 1"),
+    (
+        "n_samples = 2**31 at once, 1000 parameters",
+        lambda: grad(lambda t, k: jnp.sum(t**2), jnp.zeros(1000), n_samples=2**31),
+        ValueError,
+        "Pass batch_size=",
+    ),
+    ("batch_size=0", lambda: grad(batch_size=0), ValueError, "batch_size"),
+    ("batch_size=2.5", lambda: grad(batch_size=2.5), ValueError, "batch_size"),
+    ("estimator class", lambda: grad(method=sg.Pathwise), TypeError, "method=Pathwise()"),
+    ("estimator name", lambda: grad(method="pathwise"), TypeError, "must be an estimator"),
+    ("int key", lambda: grad(key=0), TypeError, "jax.random.key(0)"),
+    ("batch of keys", lambda: grad(key=jax.random.split(KEY, 3)), ValueError, "single PRNG key"),
+    ("int theta", lambda: grad(theta=1), TypeError, "1.0 instead of 1"),
+    ("int array theta", lambda: grad(theta=jnp.array([1, 2])), TypeError, "must be floating"),
+    ("string leaf", lambda: grad(theta={"a": 1.0, "b": "x"}), TypeError, "theta['b']"),
+    ("NaN theta", lambda: grad(theta=float("nan")), ValueError, "not finite"),
+    ("inf theta on device", lambda: grad(theta=jnp.asarray(jnp.inf)), ValueError, "not finite"),
+    (
+        "NaN leaf on device",
+        lambda: grad(lambda t, k: t["a"] + t["b"], {"a": 1.0, "b": jnp.asarray(jnp.nan)}),
+        ValueError,
+        "theta['b'] is not finite",
+    ),
+    ("empty dict theta", lambda: grad(theta={}), ValueError, "no parameters"),
+    ("theta of shape (0,)", lambda: grad(theta=jnp.zeros(0)), ValueError, "no parameters"),
+    (
+        "only empty leaves",
+        lambda: grad(lambda t, k: 1.0, {"a": jnp.zeros((0, 3)), "b": jnp.zeros(0)}),
+        ValueError,
+        "no parameters",
+    ),
+    (
+        "module holding a function",
+        lambda: grad(lambda m, k: m(jnp.ones(2))[0], MLP),
+        TypeError,
+        "partition it with eqx.partition",
+    ),
+    ("integer output", lambda: grad(lambda t, k: jnp.int32(1)), TypeError, "must return floats"),
+    ("no output", lambda: grad(lambda t, k: ()), ValueError, "no output at all"),
+    ("not a function", lambda: grad(sim=3.0), TypeError, "sim must be a function"),
+    ("NumPy on a traced value", lambda: grad(numpy_sim), TypeError, "jax.numpy"),
+    ("Python if on a traced value", lambda: grad(python_if_sim), TypeError, "jnp.where"),
+    ("one argument", lambda: grad(lambda t: t), TypeError, "two arguments"),
+    ("three arguments", lambda: grad(lambda t, k, x: t), TypeError, "sim(theta, key)"),
+    (
+        "jax.random.bernoulli under Hybrid",
+        lambda: grad(raw_bernoulli, 0.3, method=sg.Hybrid()),
+        ValueError,
+        "jax.random.bernoulli",
+    ),
+    (
+        "jax.random.bernoulli under StochasticTriples",
+        lambda: grad(raw_bernoulli, 0.3, method=sg.StochasticTriples()),
+        ValueError,
+        "jax.random.bernoulli",
+    ),
+    (
+        "jax.random.bernoulli under ScoreFunction",
+        lambda: grad(raw_bernoulli, 0.3, method=sg.ScoreFunction()),
+        ValueError,
+        "jax.random.bernoulli",
+    ),
+    (
+        "jax.random.categorical under Hybrid",
+        lambda: grad(raw_categorical, 0.3, method=sg.Hybrid()),
+        ValueError,
+        "jax.random.categorical",
+    ),
+    (
+        "jax.random.poisson under StochasticTriples",
+        lambda: grad(raw_poisson, 2.0, method=sg.StochasticTriples()),
+        ValueError,
+        "jax.random.poisson",
+    ),
+    (
+        "finite-difference step across log's domain",
+        lambda: grad(lambda a, k: jnp.log(a), 2e-6, method=sg.FiniteDifference(step=1e-5)),
+        sg.SimulationError,
+        "crossed a domain boundary",
+    ),
+    (
+        "jax.grad through an estimate",
+        lambda: jax.grad(
+            lambda t: sg.gradient(noisy_square, t, KEY, method=sg.Pathwise(), n_samples=8).value
+        )(1.0),  # fmt: skip
+        TypeError,
+        "sg.expectation",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "call, error, words", [row[1:] for row in GRADIENT_ERRORS], ids=[r[0] for r in GRADIENT_ERRORS]
+)
+def test_gradient_bad_input(call, error, words):
+    with pytest.raises(error) as info:
+        call()
+    assert words in str(info.value)
+
+
+def test_hidden_draws_name_simgrad_random():
+    with pytest.raises(ValueError, match=r"jax\.random\.bernoulli.*simgrad\.random"):
+        grad(raw_bernoulli, 0.3, method=sg.Hybrid())
+
+
+def test_contract_errors_chain_the_original():
+    with pytest.raises(TypeError) as info:
+        grad(python_if_sim)
+    assert isinstance(info.value.__cause__, jax.errors.TracerBoolConversionError)
+    assert "sim must be a JAX function sim(theta, key)" in str(info.value)
+
+
+def test_a_partitioned_mlp_works():
+    params, static = eqx.partition(MLP, eqx.is_inexact_array)
+
+    def sim(p, key):
+        return eqx.combine(p, static)(jnp.array([0.3, -0.7]))[0]
+
+    est = sg.gradient(sim, params, KEY, method=sg.Pathwise(), n_samples=2)
+    exact = jax.grad(lambda p: sim(p, KEY))(params)
+    for got, want in zip(jax.tree.leaves(est.grad), jax.tree.leaves(exact), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_numpy_integer_sample_count_works():
+    assert np.isfinite(grad(n_samples=np.int64(16)))
+
+
+# --- the count of failed samples: samples, not a baseline's spread ---------------------------
+
+
+def nan_tenth(p, key):
+    k1, k2 = jax.random.split(key)
+    u = jax.random.uniform(k1, dtype=p.dtype)
+    return jnp.log(u - 0.1) + sg.random.bernoulli(k2, p)  # NaN whenever u < 0.1
+
+
+@pytest.mark.parametrize(
+    "method",
+    [sg.ScoreFunction(baseline=b) for b in (None, "mean", "loo", "ema", "cv")] + [sg.Hybrid()],
+    ids=repr,
+)
+def test_failed_samples_are_counted_not_spread_by_baselines(method):
+    n = 500
+    keys = jax.random.split(KEY, n)
+    u = jax.vmap(lambda k: jax.random.uniform(jax.random.split(k)[0], dtype=jnp.float64))(keys)
+    exact = int(np.sum(np.asarray(u) < 0.1))
+    assert 20 < exact < 80
+    with pytest.raises(sg.SimulationError) as info:
+        grad(nan_tenth, 0.3, method=method, n_samples=n)
+    assert f"in {exact} of {n} samples (the value itself in {exact})" in str(info.value)

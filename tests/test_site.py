@@ -1,0 +1,223 @@
+"""The reference site: it builds with warnings as errors, its API page covers every public
+name, and in headless Chromium its search finds `sg.gradient`. Also what the wheel ships."""
+
+import ast
+import functools
+import http.server
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _mkdocs_missing() -> bool:
+    try:
+        importlib.metadata.version("mkdocs-material")
+        importlib.metadata.version("mkdocstrings-python")
+    except importlib.metadata.PackageNotFoundError:
+        return True
+    return False
+
+
+needs_mkdocs = pytest.mark.skipif(
+    _mkdocs_missing(), reason='mkdocs is not installed: pip install -e ".[docs]"'
+)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """`mkdocs build --strict` into a temporary folder (≈ 10 s): a warning fails it."""
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stderr[-4000:]}"
+    return out
+
+
+def test_api_page_lists_every_public_name():
+    import simgrad
+
+    page = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^::: simgrad\.(\w+)", page, re.MULTILINE))
+    missing = sorted(set(simgrad.__all__) - documented)
+    assert not missing, f"add '::: simgrad.NAME' to docs/api.md for: {missing}"
+    assert not documented - set(simgrad.__all__), "docs/api.md names a non-public object"
+
+
+def test_type_checking_imports_match_the_lazy_exports():
+    """simgrad/__init__.py lists each public name twice (lazy table, TYPE_CHECKING imports):
+    type checkers, IDEs and the API reference read the second, so they must agree."""
+    import simgrad
+
+    tree = ast.parse((ROOT / "src" / "simgrad" / "__init__.py").read_text(encoding="utf-8"))
+    block = next(
+        n for n in tree.body if isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test)
+    )
+    names = {a.asname or a.name for n in block.body for a in n.names}
+    assert names == set(simgrad.__all__)
+
+
+@needs_mkdocs
+def test_site_builds_strict_with_the_api_reference(site):
+    api = (site / "api" / "index.html").read_text(encoding="utf-8")
+    assert 'id="simgrad.gradient"' in api and "n_samples" in api
+    index = json.loads((site / "search" / "search_index.json").read_text(encoding="utf-8"))
+    assert any(doc["location"].endswith("#simgrad.gradient") for doc in index["docs"])
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def _cdp_evaluate(url: str, expression: str, until, timeout: float = 60.0):
+    """Open ``url`` in headless Chromium and poll a JavaScript expression until ``until``
+    holds for its value (or time runs out); returns the last value.
+
+    Chrome's DevTools protocol over ``--remote-debugging-pipe`` (file descriptors 3 and 4,
+    messages ending in NUL): no driver, no websocket library."""
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    # bash puts the protocol's pipes on fds 3 and 4 (no preexec_fn: JAX's threads and a
+    # Python-level fork do not mix).
+    wire = f'exec "$0" "$@" 3<&{to_child_r} 4>&{from_child_w}'
+    browser = subprocess.Popen(
+        ["bash", "-c", wire, str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={profile}", "--remote-debugging-pipe", url],
+        pass_fds=(to_child_r, from_child_w), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    os.close(to_child_r)
+    os.close(from_child_w)
+    buffer, counter = b"", iter(range(1, 1 << 30))
+
+    def call(method, session=None, **params):
+        nonlocal buffer
+        i = next(counter)
+        message = {"id": i, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        os.write(to_child_w, json.dumps(message).encode() + b"\0")
+        while True:
+            while b"\0" not in buffer:
+                chunk = os.read(from_child_r, 1 << 16)
+                if not chunk:
+                    raise RuntimeError("Chromium closed the DevTools pipe")
+                buffer += chunk
+            raw, _, buffer = buffer.partition(b"\0")
+            reply = json.loads(raw)
+            if reply.get("id") == i:
+                if "error" in reply:
+                    raise RuntimeError(reply["error"])
+                return reply["result"]
+
+    try:
+        targets = call("Target.getTargets")["targetInfos"]
+        page = next(t for t in targets if t["type"] == "page")
+        session = call("Target.attachToTarget", targetId=page["targetId"], flatten=True)
+        deadline, value = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            value = call(
+                "Runtime.evaluate", session["sessionId"], expression=expression,
+                returnByValue=True,
+            )["result"].get("value")  # fmt: skip
+            if until(value):
+                break
+            time.sleep(0.25)
+        return value
+    finally:
+        browser.kill()
+        browser.wait()
+        os.close(to_child_w)
+        os.close(from_child_r)
+
+
+@needs_mkdocs
+@pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason=f"headless Chromium not installed at {CHROMIUM} (apt-get install -y chromium)",
+)
+def test_search_finds_sg_gradient_in_headless_chromium(site):
+    handler = functools.partial(_Quiet, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/?q=sg.gradient"
+        links = _cdp_evaluate(
+            url,
+            "Array.from(document.querySelectorAll('.md-search-result__item a'))"
+            ".map(a => a.pathname + a.hash)",
+            until=lambda links: links and "/api/#simgrad.gradient" in links,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert links, "the search showed no result for 'sg.gradient'"
+    assert "/api/#simgrad.gradient" in links, links
+
+
+def test_docstring_examples_use_the_section_the_api_reference_renders():
+    """Google style's section is "Examples:"; "Example:" renders as an admonition whose
+    doctest lines run together into one paragraph."""
+    offenders = [
+        f"{path.relative_to(ROOT)}:{i}"
+        for path in (ROOT / "src" / "simgrad").rglob("*.py")
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if line.strip() == "Example:"
+    ]
+    assert not offenders, f"write 'Examples:' in {offenders}"
+
+
+def test_every_imported_package_is_declared():
+    """Each third-party import under src/ is a declared dependency of simgrad."""
+    declared = {
+        re.split(r"[\s<>=!~;\[]", req, maxsplit=1)[0].lower().replace("_", "-")
+        for req in importlib.metadata.requires("simgrad") or []
+        if "extra ==" not in req
+    }
+    distributions = importlib.metadata.packages_distributions()
+    imported = set()
+    for path in (ROOT / "src" / "simgrad").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {m for m in imported if m not in sys.stdlib_module_names and m != "simgrad"}
+    undeclared = {
+        m: distributions.get(m, [m])
+        for m in third_party
+        if not {d.lower().replace("_", "-") for d in distributions.get(m, [m])} & declared
+    }
+    assert not undeclared, f"imported but not in pyproject's dependencies: {undeclared}"
+
+
+def test_wheel_ships_py_typed(tmp_path):
+    pytest.importorskip("hatchling", reason="hatchling builds the wheel (the test extra has it)")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "--quiet", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    import zipfile
+
+    (wheel,) = tmp_path.glob("simgrad-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "simgrad/py.typed" in names and "simgrad/cli.py" in names
