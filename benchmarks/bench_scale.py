@@ -1,5 +1,12 @@
-"""Black boxes at scale: evaluations per second against workers and task size; SPSA against
-finite differences with common random numbers as the dimension grows. Prints one JSON document.
+"""Beyond one process: JAX samples sharded over devices; black boxes' evaluations per second
+against workers and task size; SPSA against finite differences with common random numbers as
+the dimension grows. Prints one JSON document.
+
+0. ``sg.gradient(..., devices=k)`` for k = 1, 2, 4: samples per second of a JAX simulator (an
+   M/M/1 queue of 200 customers, a ``lax.scan``) sharded over k devices, and the efficiency
+   against one device. Without a GPU, the k devices are CPU devices that XLA makes of this
+   machine's cores (``--xla_force_host_platform_device_count=4``, set below before JAX
+   starts): they share its cores, so the speed-up is at most the number of free cores.
 
 1. ``sg.gradient(sg.BlackBox(fn), ..., executor=...)`` with ``fn`` sleeping 1 ms or 100 ms
    (the machinery, not the CPU, is measured: sleeping workers do not compete with the
@@ -23,18 +30,58 @@ import json
 import logging
 import math
 import multiprocessing
+import os
 import statistics
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+# Four CPU devices for the sharding section (a GPU machine keeps its GPUs: XLA's host flag
+# only splits the CPU); set before JAX starts.
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+).strip()
 
-import simgrad as sg
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import simgrad as sg  # noqa: E402
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from _timing import environment  # noqa: E402
+
+
+def sharding(quick):
+    """Samples per second of one JAX simulator sharded over 1, 2 and 4 devices (interleaved)."""
+    model = sg.models.MM1Queue(n_customers=200)
+    n = 2**12 if quick else 2**14
+    counts = [k for k in (1, 2, 4) if k <= len(jax.devices())]
+
+    def run(k):
+        est = sg.gradient(model, 2.0, jax.random.key(0), method=sg.Pathwise(), n_samples=n,
+                          devices=k)  # fmt: skip
+        return jax.block_until_ready(est._grad)
+
+    grads = {k: run(k) for k in counts}  # compile, and check: the same estimate on any k
+    same = all(abs(float(grads[k]) - float(grads[1])) <= 1e-12 * abs(float(grads[1]))
+               for k in counts)  # fmt: skip
+    times = {k: [] for k in counts}
+    for _ in range(3 if quick else 7):
+        for k in counts:
+            start = time.perf_counter()
+            run(k)
+            times[k].append(time.perf_counter() - start)
+    rate = {k: n / statistics.median(t) for k, t in times.items()}
+    return {
+        "platform": jax.devices()[0].platform,
+        "devices": [str(d) for d in jax.devices()],
+        "cpu_cores": os.cpu_count(),
+        "simulator": "MM1Queue(n_customers=200), Pathwise",
+        "n_samples": n,
+        "same_estimate_on_every_count": same,
+        "samples_per_s": {str(k): r for k, r in rate.items()},
+        "efficiency_vs_one_device": {str(k): rate[k] / (k * rate[1]) for k in counts},
+    }
 
 
 class Sleep:
@@ -127,7 +174,7 @@ def spsa_against_fd(quick):
         ):
             est = sg.gradient(
                 noisy_quadratic, theta, jax.random.key(1), method=method, n_samples=n_samples,
-                batch_size=500,  # FD at N = 200: 801 runs per sample
+                batch_size=500, devices=1,  # FD at N = 200: 801 runs per sample
             )  # fmt: skip
             variance = float(jnp.mean(est.grad_std**2))
             z = float(jnp.max(jnp.abs(est.grad - 2 * theta) / est.grad_stderr))
@@ -170,7 +217,7 @@ def queue_cost(client, quick):
         rows[f"simpy_{name}_dask2_ms_per_sample"] = 1e3 * wall / n
     model, m = sg.models.MM1Queue(n_customers=20), 10_000
     run = lambda: jax.block_until_ready(  # noqa: E731
-        sg.gradient(model, 2.0, key, method=sg.Pathwise(), n_samples=m)
+        sg.gradient(model, 2.0, key, method=sg.Pathwise(), n_samples=m, devices=1)
     )
     run()
     rows["jax_pathwise_us_per_sample"] = 1e6 * statistics.median(_timed(run) for _ in range(5)) / m
@@ -186,6 +233,7 @@ def _timed(fn) -> float:
 def main() -> None:
     quick = "--quick" in sys.argv
     jax.config.update("jax_enable_x64", True)
+    devices = sharding(quick)
     from distributed import Client, LocalCluster
 
     spawn = multiprocessing.get_context("spawn")
@@ -220,6 +268,7 @@ def main() -> None:
                 "benchmark": "scale",
                 "environment": environment(),
                 "note": "shared 2-core machine: medians of interleaved repeats; read ratios",
+                "sharding": devices,
                 "in_process_ms_per_eval": per_eval_ms,
                 "throughput": rows,
                 "dask_scheduler": scheduler,

@@ -76,7 +76,7 @@ class BlackBox(eqx.Module):
             about eight (see docs/scale.md for the per-task overhead that bounds it).
         progress: show a progress bar (evaluations done, evaluations per second).
 
-    Example:
+    Examples:
         >>> import jax, numpy as np, simgrad as sg
         >>> def fn(theta, seed):                    # E = theta², gradient 2 theta
         ...     return (theta + np.random.default_rng(seed).normal()) ** 2 - 1.0
@@ -148,6 +148,17 @@ def bind(sim, method, executor):
     return _Bound(sim.fn, executor, sim.chunk_size)
 
 
+def check_devices(devices) -> None:
+    """Refuse ``devices=`` beyond the default device for a black box: its evaluations run
+    on the host (on ``executor``), not on the devices that JAX simulators are sharded over."""
+    if devices is not None and _estimate.sample_mesh(devices) is not None:
+        raise TypeError(
+            f"devices={devices!r}: devices= shards the samples of a JAX simulator over "
+            "devices; an sg.BlackBox's evaluations run on the host, spread over workers by "
+            "executor= (a process pool or a dask.distributed.Client). Drop devices=."
+        )
+
+
 def gradient(sim, theta, key, *, method, n_samples, batch_size, executor):
     """`sg.gradient` for a `BlackBox` (``executor`` given or not): see `BlackBox`.
 
@@ -159,8 +170,9 @@ def gradient(sim, theta, key, *, method, n_samples, batch_size, executor):
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((theta, key))):
         # inside jit: no progress bar; a failure raises inside the callback
         return _estimate.gradient(
-            bound, theta, key, method=method, n_samples=n_samples, batch_size=batch_size
-        )
+            bound, theta, key, method=method, n_samples=n_samples, batch_size=batch_size,
+            devices=1,
+        )  # fmt: skip
     bound = _Bound(sim.fn, None, None)  # this run brings the executor and chunk size
     try:
         n_params = sum(np.size(x) for x in jax.tree.leaves(theta))
@@ -173,8 +185,9 @@ def gradient(sim, theta, key, *, method, n_samples, batch_size, executor):
         try:
             with bar:
                 est = _estimate.gradient(
-                    bound, theta, key, method=method, n_samples=n_samples, batch_size=batch_size
-                )
+                    bound, theta, key, method=method, n_samples=n_samples,
+                    batch_size=batch_size, devices=1,  # the host runs every evaluation
+                )  # fmt: skip
                 jax.block_until_ready(est)  # every evaluation runs while this run is current
         except Exception:
             if state.failure is None:

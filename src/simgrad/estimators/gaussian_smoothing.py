@@ -34,7 +34,7 @@ class GaussianSmoothing(AbstractPerSampleEstimator):
     Arguments:
         sigma: the smoothing scale σ (required: it defines the objective).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, simgrad as sg
         >>> sim = lambda t, k: jnp.sum(t**2) + jax.random.normal(k)  # f_σ = |t|² + 2σ²
         >>> est = sg.gradient(sim, jnp.array([1.0, -2.0]), jax.random.key(0),

@@ -47,7 +47,7 @@ class SPSA(AbstractPerSampleEstimator):
             orders that swap), pass a larger step: the differences are then taken across
             the jumps, at an $O(c^2)$ bias.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, simgrad as sg
         >>> sim = lambda t, k: jnp.sum(t**2) + jax.random.normal(k)    # gradient 2 t
         >>> est = sg.gradient(sim, jnp.array([1.0, -2.0]), jax.random.key(0),

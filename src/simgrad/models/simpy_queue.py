@@ -30,7 +30,7 @@ class MM1SimPy(eqx.Module):
 
     Needs SimPy (``pip install simgrad[cluster]``).
 
-    Example:
+    Examples:
         >>> import jax, simgrad as sg
         >>> queue = sg.models.MM1SimPy(n_customers=20)
         >>> est = sg.gradient(sg.BlackBox(queue, progress=False), {"lam": 1.0, "mu": 2.0},
