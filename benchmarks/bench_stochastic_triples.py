@@ -6,7 +6,8 @@ the per-sample standard deviation of `sg.StochasticTriples()` and of `sg.ScoreFu
 with each baseline, the z-score against the exact derivative, and the time per estimate
 over the primal simulation (`jit(vmap(sim))` on the same keys). Then, on a program with no
 discrete draws (the gallery's Asian call), the time of the triples estimator over plain
-forward-mode AD, `sg.Pathwise(mode="forward")`.
+forward-mode AD, `sg.Pathwise(mode="forward")`. And StochasticAD.jl's categorical with
+zero-probability categories between those that can occur, against its exact derivative.
 
     python benchmarks/bench_stochastic_triples.py [--n-samples 16384] [--repeats 7]
 """
@@ -63,6 +64,24 @@ def walk(n, key, n_samples, repeats):
     }
 
 
+def zero_probability_categories(key, n_samples):
+    """StochasticAD.jl's Categorical([0, p², 0, 0, 1 - p²]), f(k) = k, p = 0.45: exact -2.7."""
+
+    def sim(p, key):
+        return sg.random.categorical(key, probs=jnp.stack([0 * p, p**2, 0 * p, 0 * p, 1 - p**2]))
+
+    exact = 2 * 0.45 * (1 - 4)
+    rows = {}
+    for name, method in (("triples", sg.StochasticTriples()), ("score-loo", sg.ScoreFunction())):
+        est = sg.gradient(sim, 0.45, key, method=method, n_samples=n_samples)
+        rows[name] = {
+            "grad": float(est.grad),
+            "per_sample_std": float(est.grad_std),
+            "z_vs_exact": (float(est.grad) - exact) / float(est.grad_stderr),
+        }
+    return {"exact_grad": exact, "methods": rows}
+
+
 def no_discrete_draws(key, n_samples, repeats):
     model = AsianCall()
     theta = jax.tree.map(jnp.asarray, model.default_theta())
@@ -93,6 +112,7 @@ def main():
         "environment": environment(),
         "n_samples": args.n_samples,
         "random_walk": [walk(n, key, args.n_samples, args.repeats) for n in (10, 50, 100)],
+        "zero_probability_categories": zero_probability_categories(key, args.n_samples),
         "no_discrete_draws": no_discrete_draws(key, args.n_samples, args.repeats),
     }
     print(json.dumps(report, indent=2))

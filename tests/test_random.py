@@ -1,81 +1,20 @@
-"""simgrad.random: right distributions, right gradients, visible sites, clear errors."""
+"""simgrad.random: right gradients, visible sites, clear errors, shapes and dtypes.
+
+Each family's moments, log-probability and estimators are held to the registry's contract
+in tests/test_distributions.py."""
 
 import math
 
 import jax
 import jax.numpy as jnp
-import jax.scipy.stats as st
 import numpy as np
 import pytest
 
 import simgrad as sg
 from simgrad._src.program import draw_sites, trace
-from simgrad._src.program.sites import DISTRIBUTIONS
 
 R = sg.random
 N = 20_000
-
-# (draw, kwargs, exact mean, exact variance)
-CASES = {
-    "normal": (R.normal, dict(loc=1.0, scale=2.0), 1.0, 4.0),
-    "lognormal": (R.lognormal, dict(mu=0.1, sigma=0.5), math.exp(0.1 + 0.125),
-                  (math.exp(0.25) - 1) * math.exp(0.2 + 0.25)),
-    "uniform": (R.uniform, dict(minval=-1.0, maxval=3.0), 1.0, 16 / 12),
-    "exponential": (R.exponential, dict(rate=2.0), 0.5, 0.25),
-    "gamma": (R.gamma, dict(a=2.5, rate=2.0), 1.25, 2.5 / 4),
-    "bernoulli": (R.bernoulli, dict(p=0.3), 0.3, 0.21),
-    "categorical": (R.categorical, dict(logits=jnp.log(jnp.array([0.2, 0.5, 0.3]))),
-                    1.1, 0.2 * 1.1**2 + 0.5 * 0.1**2 + 0.3 * 0.9**2),
-    "poisson": (R.poisson, dict(rate=3.5), 3.5, 3.5),
-    "binomial": (R.binomial, dict(n=10.0, p=0.3), 3.0, 2.1),
-    "geometric": (R.geometric, dict(p=0.25), 4.0, 0.75 / 0.0625),
-}  # fmt: skip
-DISCRETE = ["bernoulli", "categorical", "poisson", "binomial", "geometric"]
-
-
-@pytest.mark.parametrize("name", CASES)
-def test_mean_and_variance_match_the_distribution(name, key):
-    draw, kwargs, mean, var = CASES[name]
-    x = np.asarray(draw(key, **kwargs, shape=(N,)))
-    assert x.shape == (N,) and x.dtype == np.float64
-    assert abs(x.mean() - mean) < 4 * math.sqrt(var / N)
-    assert abs(x.var() - var) < 0.1 * var  # 4σ of the sample variance for these laws
-    if name in DISCRETE:
-        np.testing.assert_array_equal(x, np.round(x))  # floats holding integers
-
-
-def test_log_probabilities_match_scipy():
-    d = DISTRIBUTIONS
-    x = jnp.array([0.0, 1.0, 3.0, 7.0])
-    np.testing.assert_allclose(d["poisson"].log_prob(x, 2.5), st.poisson.logpmf(x, 2.5))
-    np.testing.assert_allclose(d["binomial"].log_prob(x, 9.0, 0.3), st.binom.logpmf(x, 9, 0.3))
-    np.testing.assert_allclose(d["bernoulli"].log_prob(x[:2], 0.3), st.bernoulli.logpmf(x[:2], 0.3))
-    np.testing.assert_allclose(d["geometric"].log_prob(x[1:], 0.3), st.geom.logpmf(x[1:], 0.3))
-    y = jnp.array([0.2, 1.0, 2.5])
-    np.testing.assert_allclose(d["normal"].log_prob(y, 1.0, 2.0), st.norm.logpdf(y, 1.0, 2.0))
-    np.testing.assert_allclose(d["exponential"].log_prob(y, 2.0), st.expon.logpdf(y, 0, 0.5))
-    np.testing.assert_allclose(d["gamma"].log_prob(y, 2.5, 2.0), st.gamma.logpdf(y, 2.5, 0, 0.5))
-    np.testing.assert_allclose(
-        d["lognormal"].log_prob(y, 0.1, 0.5), st.norm.logpdf(jnp.log(y), 0.1, 0.5) - jnp.log(y)
-    )
-    np.testing.assert_allclose(d["uniform"].log_prob(y, 0.0, 4.0), jnp.full(3, -math.log(4)))
-    logits = jnp.array([0.1, -1.0, 2.0])
-    np.testing.assert_allclose(
-        d["categorical"].log_prob(jnp.array([2.0, 0.0]), logits),
-        jax.nn.log_softmax(logits)[jnp.array([2, 0])],
-    )
-
-
-@pytest.mark.parametrize("name", DISCRETE)
-def test_discrete_draws_have_zero_pathwise_gradient(name, key):
-    draw, kwargs, _, _ = CASES[name]
-    pname, value = next((k, v) for k, v in kwargs.items() if k != "n")
-
-    def f(v):
-        return jnp.sum(draw(key, **{**kwargs, pname: v}, shape=(5,)))
-
-    g = jax.grad(f)(jnp.asarray(value))
-    assert np.all(np.asarray(g) == 0)
 
 
 def test_continuous_draws_are_reparameterised(key):
@@ -127,7 +66,7 @@ def test_shapes_broadcast(key):
         (lambda k: R.gamma(k, -2.0), "must be positive"),
         (lambda k: R.geometric(k, 0.0), r"p must be in \(0, 1\]"),
         (lambda k: R.binomial(k, 2.5, 0.5), "whole number"),
-        (lambda k: R.uniform(k, 1.0, 1.0), "maxval must exceed minval"),
+        (lambda k: R.uniform(k, 1.0, 1.0), "maxval must be greater than minval"),
     ],
 )
 def test_invalid_parameters_raise_when_concrete(call, match, key):

@@ -27,10 +27,13 @@ _EXPORTS: dict[str, str] = {
     "Estimate": "simgrad._estimate",
     "SimulationError": "simgrad._estimate",
     "gradient": "simgrad._estimate",
+    "Expectation": "simgrad._expectation",
+    "expectation": "simgrad._expectation",
     "simulation_errors": "simgrad._estimate",
     "BlackBox": "simgrad._blackbox",
     # estimators
     "AbstractEstimator": "simgrad.estimators",
+    "Auto": "simgrad.estimators",
     "FiniteDifference": "simgrad.estimators",
     "GaussianSmoothing": "simgrad.estimators",
     "Hybrid": "simgrad.estimators",
@@ -71,6 +74,8 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers, IDEs and the AP
     from ._estimate import SimulationError as SimulationError
     from ._estimate import gradient as gradient
     from ._estimate import simulation_errors as simulation_errors
+    from ._expectation import Expectation as Expectation
+    from ._expectation import expectation as expectation
     from ._optimize import OptimizeHistory as OptimizeHistory
     from ._optimize import OptimizeResult as OptimizeResult
     from ._optimize import optimize as optimize
@@ -83,6 +88,7 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers, IDEs and the AP
     from .check import taylor_test as taylor_test
     from .estimators import SPSA as SPSA
     from .estimators import AbstractEstimator as AbstractEstimator
+    from .estimators import Auto as Auto
     from .estimators import FiniteDifference as FiniteDifference
     from .estimators import GaussianSmoothing as GaussianSmoothing
     from .estimators import Hybrid as Hybrid

@@ -14,10 +14,15 @@ from .estimators import (
     ESTIMATORS,
     AbstractEstimator,
     AbstractScoreEstimator,
+    Auto,
     FiniteDifference,
     StochasticTriples,
 )
 from .models import GALLERY, AbstractModel
+
+# Estimators that choose another from the program: one more row per model, labelled with
+# the choice ("auto → pathwise-forward").
+CHOOSERS: dict[str, AbstractEstimator] = {"auto": Auto()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +108,9 @@ def run_one(
     est = run()
     run_s = time.perf_counter() - start
     exact = model.exact_grad(theta)
+    if est.method != repr(estimator):  # it chose another: name the choice
+        chosen = est.method.split(" → ", 1)[-1]
+        name += " → " + next((k for k, m in ESTIMATORS.items() if repr(m) == chosen), chosen)
     return DemoRow(
         model=model.name,
         stochastic=model.stochastic,
@@ -128,13 +136,14 @@ def demo_plan(
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; the gallery has {sorted(GALLERY)}.")
     wanted = None if estimator_names is None else list(estimator_names)
-    unknown = [e for e in wanted or [] if e not in ESTIMATORS]
+    known = [*ESTIMATORS, *CHOOSERS]
+    unknown = [e for e in wanted or [] if e not in known]
     if unknown:
-        raise ValueError(f"unknown estimator(s) {unknown}; choose from {list(ESTIMATORS)}.")
+        raise ValueError(f"unknown estimator(s) {unknown}; choose from {known}.")
     return [
         (model_name, est_name)
         for model_name in names
-        for est_name in applicable_estimators(GALLERY[model_name])
+        for est_name in [*applicable_estimators(GALLERY[model_name]), *CHOOSERS]
         if wanted is None or est_name in wanted
     ]
 
@@ -157,5 +166,6 @@ def run_demo(
         n_samples = max(2, int(model.n_samples * scale))
         if on_step is not None:
             on_step(f"{model_name}: {est_name}")
-        rows.append(run_one(model, est_name, ESTIMATORS[est_name], key, n_samples))
+        method = ESTIMATORS.get(est_name) or CHOOSERS[est_name]
+        rows.append(run_one(model, est_name, method, key, n_samples))
     return rows

@@ -26,14 +26,17 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Int
 
 from . import _blackbox
-from ._src.program import trace
+from ._src.program import draw_sites, trace
 from ._src.program.hidden import hidden_draws
+from ._src.program.sites import draws_checked_by_caller
+from ._src.program.valid import valid_draws
+from ._types import SIMULATION_ERROR_MARK as _MARK
 from ._types import Jacobian, Key, Output, Simulator, Theta
+from .check._scan import scan
 from .estimators.base import AbstractEstimator, Samples
 
 _AXIS = "samples"  # the one axis of the device mesh: samples are split along it
 MAX_SAMPLES = 2**32 - 1  # sample i's key is fold_in(key, i) with a 32-bit index
-_MARK = "sg.SimulationError: "  # starts the message of run-time errors raised inside jit
 
 
 class SimulationError(RuntimeError):
@@ -212,7 +215,10 @@ def _raise_if_failed(est: Estimate) -> None:
         where = _leaf_name(est._theta_structure, bad_leaf)
         raise ValueError(f"{where} is not finite: parameters must be finite.")
     if n_bad_value < 0 and est._recount is not None:  # some failed: count them
-        n_bad_value, n_bad_grad, _ = np.asarray(est._recount().status).tolist()
+        try:
+            n_bad_value, n_bad_grad, _ = np.asarray(est._recount().status).tolist()
+        except (jax.errors.JaxRuntimeError, eqx.EquinoxRuntimeError) as error:
+            raise _runtime_error(error, est.n_samples) from error  # a draw's invalid parameter
         if n_bad_value == n_bad_grad == 0:
             raise SimulationError(
                 f"{est.method}: every sample is finite but their mean or variance "
@@ -514,20 +520,25 @@ def estimate(
     simulator's values and of the raw gradient contributions, before any baseline mixes
     samples) — a second run that `Estimate` makes only when the first one failed.
     """
-    with jax.numpy_dtype_promotion("standard"):
-        x, unravel_theta = ravel_pytree(theta)
-    out = _check_simulator(sim, theta, key)
+    # The estimators that read the program get it from the same trace as the output shapes.
+    x, f, out, program = flat_problem(sim, theta, key, method.sees_draws or method.perturbs_theta)
+    n_theta = len(jax.tree.leaves(theta))
     out_def = jax.tree.structure(out)
     out_shapes = [leaf.shape for leaf in jax.tree.leaves(out)]
-
-    def f(x, key):
-        y = sim(unravel_theta(x), key)
-        with jax.numpy_dtype_promotion("standard"):
-            return ravel_pytree(y)[0]
+    chooser, (method, notes) = method, method.choose(f, x, key)
+    name = repr(method) if method is chooser else f"{chooser!r} → {method!r}"
+    if program is None and (method.sees_draws or method.perturbs_theta):  # chosen: Auto's
+        program = trace(sim, theta, key)
 
     n_params, n_outputs = x.size, sum(math.prod(shape) for shape in out_shapes)
     if method.sees_draws:
-        _refuse_hidden_draws(method, trace(f, x, key))
+        _refuse_hidden_draws(method, program, n_theta)
+    if not count and (program is None or draw_sites(program)):
+        # Traced parameters of simgrad.random draws are checked without host callbacks (so
+        # that JAX can cache the compiled program on disk): a sample is NaN when a draw's
+        # parameters were invalid. The counting run, made only when some sample failed,
+        # keeps the draws' own run-time errors, which name the parameter.
+        f = valid_draws(trace(functools.partial(f, checked_by_caller=True), x, key)) or f
     chunk = n_samples if batch_size is None else min(batch_size, n_samples)
     n_devices = 1 if mesh is None else mesh.size
     _check_memory(method, x, n_params, n_outputs, chunk, batch_size, n_devices)
@@ -600,12 +611,14 @@ def estimate(
         statistics = jax.tree.leaves((moments.mean, moments.m2.value, moments.m2.grad))
         ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in statistics]))
         n_bad_value, n_bad_grad = jnp.where(ok, 0, -1).astype(jnp.int32), jnp.int32(0)
-    notes = ()
     if chunk < n_samples and method.couples_samples:
         notes = (
+            *notes,
             f"the baseline couples samples within each chunk of batch_size={chunk}, "
             f"not across all {n_samples}",
         )
+    if method.perturbs_theta:  # at trace time: once per compilation, not per call
+        notes = (*notes, *scan(program, n_theta).fd_hazards)
     return Estimate(
         _value=moments.mean.value,
         _value_stderr=jax.tree.map(lambda s: s / root_n, std.value),
@@ -616,11 +629,36 @@ def estimate(
         status=jnp.stack([n_bad_value, n_bad_grad, bad_leaf]),
         n_samples=n_samples,
         n_evals=n_samples * method.evals_per_sample(n_params, n_outputs),
-        method=repr(method),
+        method=name,
         notes=notes,
         _theta_structure=jax.tree.structure(theta),
         _hint=method.gradient_nan_hint,
     )
+
+
+def flat_problem(sim: Simulator, theta: Theta, key: Key, program: bool = False):
+    """``(x, f, out, program)``: θ raveled to a vector ``x``, the flat simulator
+    ``f(x, key) -> y`` (outputs raveled, the estimators' contract), the shapes of ``sim``'s
+    output, checked against the simulator's contract, and with ``program`` its traced
+    program from the same trace (else None; see `_check_simulator`)."""
+    with jax.numpy_dtype_promotion("standard"):
+        x, unravel_theta = ravel_pytree(theta)
+    out, program = _check_simulator(sim, theta, key, program)
+
+    def f(x, key, checked_by_caller=False):
+        with draws_checked_by_caller(checked_by_caller):
+            y = sim(unravel_theta(x), key)
+        with jax.numpy_dtype_promotion("standard"):
+            return ravel_pytree(y)[0]
+
+    return x, f, out, program
+
+
+def choose(method: AbstractEstimator, sim: Simulator, theta: Theta, key: Key):
+    """``(estimator, notes)``: the estimator that runs for ``sim`` (``method`` itself, or
+    the one `sg.Auto` chooses from the program) and the notes saying why."""
+    x, f, _, _ = flat_problem(sim, theta, key)
+    return method.choose(f, x, key)
 
 
 class _PerSample(eqx.Module):
@@ -674,8 +712,9 @@ class _Moments(eqx.Module):
         )
 
 
-def _refuse_hidden_draws(method, program) -> None:
-    hidden = hidden_draws(program, [True] + [False] * (len(program.jaxpr.invars) - 1))
+def _refuse_hidden_draws(method, program, n_theta: int) -> None:
+    n_rest = len(program.jaxpr.invars) - n_theta
+    hidden = hidden_draws(program, [True] * n_theta + [False] * n_rest)
     if hidden:
         raise ValueError(
             f"{method!r}: theta reaches the parameters of {', '.join(hidden)}, a discrete "
@@ -706,7 +745,11 @@ def count_failures(
     samples failed."""
     runner = _runner(sim, method, n_samples, batch_size, mesh)
     sim_arrays, theta, key = replicate((runner.sim_arrays, theta, key), mesh)
-    n_bad_value, n_bad_grad, _ = np.asarray(runner.count(sim_arrays, theta, key).status)
+    try:
+        status = np.asarray(runner.count(sim_arrays, theta, key).status)
+    except (jax.errors.JaxRuntimeError, eqx.EquinoxRuntimeError) as error:
+        raise _runtime_error(error, n_samples) from error  # a draw's invalid parameter
+    n_bad_value, n_bad_grad, _ = status
     return int(n_bad_value), int(n_bad_grad)
 
 
@@ -910,9 +953,11 @@ _CONTRACT = (
 )
 
 
-def _check_simulator(sim, theta, key):
-    """The simulator's output structure, checked at its first trace; a simulator that
-    breaks the contract gets a message naming it and the fix (the original chained)."""
+def _check_simulator(sim, theta, key, program: bool = False):
+    """``(output structure, program)``: the output checked at the simulator's first trace,
+    and with ``program`` its traced program (inputs: θ's leaves, then the key's), from the
+    same trace (else None). A simulator that breaks the contract gets a message naming it
+    and the fix (the original chained)."""
     try:
         inspect.signature(sim).bind(theta, key)
     except TypeError as error:
@@ -923,7 +968,10 @@ def _check_simulator(sim, theta, key):
     except ValueError:  # no signature to read (a builtin): let the call decide
         pass
     try:
-        out = jax.eval_shape(sim, theta, key)
+        if program:
+            program, out = trace(sim, theta, key, return_shape=True)
+        else:
+            program, out = None, jax.eval_shape(sim, theta, key)
     except jax.errors.TracerArrayConversionError as error:
         raise TypeError(
             f"{_CONTRACT}It turned a traced value into a NumPy array (np.exp, np.asarray, "
@@ -957,7 +1005,7 @@ def _check_simulator(sim, theta, key):
         raise ValueError(
             f"{_CONTRACT}It returned an empty output (shapes {[leaf.shape for leaf in leaves]})."
         )
-    return out
+    return out, program
 
 
 def _check_memory(method, x, n_params, n_outputs, chunk, batch_size, n_devices) -> None:

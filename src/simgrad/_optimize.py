@@ -25,12 +25,13 @@ from ._estimate import (
     sample_mesh,
 )
 from ._estimate import check_theta as _check_theta
+from ._estimate import choose as _choose
 from ._estimate import estimate as _engine
 from ._src import runs
 from ._src.names import named_components, path_name
 from ._src.plots import figure
 from ._types import Key, Simulator, Theta
-from .estimators import AbstractEstimator, Pathwise
+from .estimators import AbstractEstimator, Auto
 
 
 class OptimizeHistory(eqx.Module):
@@ -192,7 +193,8 @@ def optimize(
         sim, theta0, key: as for `sg.gradient`; ``theta0`` is the starting point.
         steps: the number of optimisation steps.
         n_samples: replicates per step (at least 2).
-        method: the estimator; default ``sg.Pathwise()``.
+        method: the estimator; default ``sg.Auto()``, which chooses one from the program
+            once, at ``theta0`` (``result.method`` is the one chosen).
         optimizer: any optax optimiser; default ``optax.adam(1e-2)``.
         maximize: ascend instead of descend (a reward, a likelihood).
         bounds: ``(lower, upper)``, pytrees like ``theta`` or scalars: after each update
@@ -227,7 +229,7 @@ def optimize(
         >>> abs(float(res.theta) - 3.0) < 0.1
         True
     """
-    method = Pathwise() if method is None else method
+    method = Auto() if method is None else method
     optimizer = optax.adam(1e-2) if optimizer is None else optimizer
     _check_method(method)
     if isinstance(sim, _blackbox.BlackBox):  # its evaluations run through executor
@@ -259,6 +261,7 @@ def optimize(
         raise TypeError(f"callback must be a function callback(step, estimate), got {callback!r}.")
     _check_key(key)
     theta0 = _check_theta(theta0)
+    method = _choose(method, sim, theta0, key)[0]  # sg.Auto chooses once, from the program
     stable = _Stable(optimizer)
     if stable.has_nan:
         raise ValueError(

@@ -22,3 +22,8 @@ Key: TypeAlias = PRNGKeyArray
 
 Simulator: TypeAlias = Callable[[Any, Key], Output]
 """``sim(theta, key) -> output``: one Monte Carlo replicate; randomness only from ``key``."""
+
+SIMULATION_ERROR_MARK = "sg.SimulationError: "
+"""Starts the message of simgrad's run-time errors raised inside compiled code (by
+``equinox.error_if``); `sg.simulation_errors` and `sg.gradient` turn them into
+`SimulationError`."""

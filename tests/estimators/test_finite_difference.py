@@ -140,3 +140,39 @@ def test_crn_false_draws_a_key_per_run(key):
     own = sg.gradient(sim, 1.0, key, method=sg.FiniteDifference(crn=False, step=0.1), n_samples=2)
     assert float(shared.grad) == 0.0
     assert float(own.grad) != 0.0
+
+
+def _bracket_tax(params, key):
+    # outside-style code: a dict θ, a deterministic threshold on a parameter, noise after it
+    income, rate = params["income"], params["rate"]
+    tax = jnp.where(income > 1.0, rate * income, 0.0)  # the bracket: a jump at income = 1
+    return tax + 0.1 * jax.random.normal(key, dtype=income.dtype)
+
+
+def test_a_threshold_in_theta_is_noted_once_per_compilation(key):
+    calls = []
+
+    def sim(params, key):
+        calls.append(1)
+        return _bracket_tax(params, key)
+
+    fd = sg.FiniteDifference(step=1e-3)
+    at_jump = {"income": jnp.array(1.0), "rate": jnp.array(0.3)}
+    est = sg.gradient(sim, at_jump, key, method=fd, n_samples=4)
+    # θ ± h straddles the jump: the quotient is (0.3·1.001 - 0) / 2e-3 = 150.15, no derivative
+    np.testing.assert_allclose(float(est.grad["income"]), 0.3 * 1.001 / 2e-3, rtol=1e-9)
+    (note,) = est.notes
+    line = _bracket_tax.__code__.co_firstlineno + 3
+    assert note.startswith(f"threshold at {__file__}:{line}: a jump in θ itself")
+    assert f"note: {note}" in repr(est)
+    traced = len(calls)
+    away = sg.gradient(sim, {"income": jnp.array(2.0), "rate": jnp.array(0.3)}, key, method=fd,
+                       n_samples=4)  # fmt: skip
+    assert len(calls) == traced  # the fast path: no trace, the notes come with the compilation
+    assert away.notes == est.notes
+    np.testing.assert_allclose(float(away.grad["income"]), 0.3, rtol=1e-9)  # fine away from it
+    # AD's estimators say nothing here (sg.check does); a threshold after a draw is smooth
+    # in expectation, and finite differences with common random numbers are consistent.
+    assert sg.gradient(sim, at_jump, key, method=sg.Pathwise(), n_samples=4).notes == ()
+    digital = lambda s, k: jnp.where(s + jax.random.normal(k, dtype=s.dtype) > 1.0, 1.0, 0.0)  # noqa: E731
+    assert sg.gradient(digital, 1.0, key, method=fd, n_samples=4).notes == ()

@@ -13,8 +13,8 @@ from jax import lax
 
 import simgrad as sg
 from simgrad._src.program import evaluate, trace
+from simgrad._src.program.sites import DISTRIBUTIONS
 from simgrad._src.program.triples import Triple, Triples
-from simgrad.estimators.stochastic_triples import PROPOSALS
 
 N = 20_000
 
@@ -235,7 +235,7 @@ def test_interpretation_without_proposals_is_forward_mode_on_each_path(key):
         return x
 
     program = trace(sim, 0.7, key)
-    interp = Triples({}, key, jnp.float64)
+    interp = Triples(key, jnp.float64, propose=False)
     state = interp.initial_state()
     args = [Triple(jnp.asarray(0.7), jnp.asarray(1.0), None, state.tag)]
     args.append(Triple(key, None, None, state.tag))
@@ -244,4 +244,158 @@ def test_interpretation_without_proposals_is_forward_mode_on_each_path(key):
     np.testing.assert_allclose(out.primal, value, rtol=1e-12)
     np.testing.assert_allclose(out.tangent, tangent, rtol=1e-12)
     assert out.alt is None and float(state.weight) == 0.0  # nothing computed twice
-    assert set(PROPOSALS) == {"bernoulli", "binomial", "poisson", "geometric", "categorical"}
+    with_proposals = {name for name, d in DISTRIBUTIONS.items() if d.proposal is not None}
+    assert with_proposals == {name for name, d in DISTRIBUTIONS.items() if d.discrete} - {"randint"}
+
+
+# --- categories that cannot occur: skipped over (StochasticAD.jl's test/triples.jl) ------
+
+
+def _julia_categoricals(p):
+    """StochasticAD.jl's categorical test cases (0-based here), as probabilities."""
+    one = jnp.ones_like(p)
+    return [
+        jnp.stack([p**2, 1 - p**2]),
+        jnp.stack([0 * p, p**2, 0 * p, 0 * p, 1 - p**2]),  # "check that 0's are skipped over"
+        jnp.stack([0.1 * one, jnp.exp(p)]) / (0.1 + jnp.exp(p)),  # StochasticAD.jl issue #38
+    ]
+
+
+def _julia_f(x):  # their f(x) = x, (x + 1)², √(x + 1) on 1-based categories, summed
+    return (x + 1) + (x + 2) ** 2 + jnp.sqrt(x + 2)
+
+
+def _julia_cases(theta, key, draw):
+    # theta[i]: p of case i; cases 0-2 at p, cases 3-5 at 1 - p (the other side of p).
+    total = jnp.zeros((), theta.dtype)
+    for i in range(6):
+        p = theta[i] if i < 3 else 1 - theta[i]
+        total = total + _julia_f(draw(jax.random.fold_in(key, i), _julia_categoricals(p)[i % 3]))
+    return total
+
+
+def _julia_exact(theta):
+    total = 0.0
+    for i in range(6):
+        p = theta[i] if i < 3 else 1 - theta[i]
+        probs = _julia_categoricals(p)[i % 3]
+        total = total + jnp.sum(probs * _julia_f(jnp.arange(probs.size, dtype=theta.dtype)))
+    return total
+
+
+JULIA_DRAWS = {
+    "probs": lambda key, probs: sg.random.categorical(key, probs=probs),
+    "logits": lambda key, probs: sg.random.categorical(key, jnp.log(probs)),  # log 0 = -inf
+}
+
+
+@pytest.mark.parametrize("how", JULIA_DRAWS)
+def test_zero_probability_categories_are_skipped_over(how, key):
+    theta = jnp.array([0.45, 0.3, 0.6, 0.45, 0.3, 0.6])
+    sim = lambda th, k: _julia_cases(th, k, JULIA_DRAWS[how])  # noqa: E731
+    est = sg.gradient(sim, theta, key, method=sg.StochasticTriples(), n_samples=N)
+    assert within(est, jax.grad(_julia_exact)(theta)), (est.grad, jax.grad(_julia_exact)(theta))
+
+
+def test_issue_example_categorical_with_zeros(key):
+    # Categorical([0, p², 0, 0, 1 - p²]), f(k) = k: the derivative is 2p(1 - 4) = -2.7 at
+    # p = 0.45; moving only to k ± 1 (into a category that cannot occur) gave 2p(3 - 4).
+    def sim(p, key):
+        return sg.random.categorical(key, probs=jnp.stack([0 * p, p**2, 0 * p, 0 * p, 1 - p**2]))
+
+    for method in (sg.StochasticTriples(), sg.ScoreFunction()):
+        est = sg.gradient(sim, 0.45, key, method=method, n_samples=N)
+        assert within(est, -2.7), (method, est.grad, est.grad_stderr)
+
+
+def test_probability_growing_from_zero_is_a_one_sided_derivative(key):
+    # probs (0.5, θ, 0.5 - θ) at θ = 0: category 1 cannot occur yet, but mass flows into it
+    # from category 2 as θ grows. Right derivative of E f: f(1) - f(2); of a multinomial's
+    # E[N·v + N₀N₁]: n(v₁ - v₂) + n(n - 1)/2.
+    v = jnp.array([1.0, 10.0, 3.0])
+
+    def sim(theta, key):
+        probs = jnp.stack([0.5 + 0 * theta, theta, 0.5 - theta])
+        k1, k2 = jax.random.split(key)
+        x = sg.random.categorical(k1, probs=probs)
+        counts = sg.random.multinomial(k2, 4.0, probs)
+        return v[x.astype(jnp.int32)] + jnp.sum(counts * v) + counts[0] * counts[1]
+
+    est = sg.gradient(sim, 0.0, key, method=sg.StochasticTriples(), n_samples=N)
+    assert within(est, (10.0 - 3.0) + 4 * (10.0 - 3.0) + 4 * 3 / 2)
+
+
+def test_nested_binomials(key):
+    # StochasticAD.jl: Binomial(Binomial(10, p), p) ~ Binomial(10, p²); here E[X²].
+    def sim(p, key):
+        k1, k2 = jax.random.split(key)
+        return sg.random.binomial(k2, sg.random.binomial(k1, 10.0, p), p) ** 2
+
+    q = lambda p: p**2  # noqa: E731
+    exact = jax.grad(lambda p: 10 * q(p) * (1 - q(p)) + 100 * q(p) ** 2)(0.6)
+    est = sg.gradient(sim, 0.6, key, method=sg.StochasticTriples(), n_samples=N)
+    assert within(est, exact)
+
+
+# --- a masked-action policy (REINFORCE-style), against the exact sum over episodes -------
+
+K, T = 5, 3
+MASKS = jnp.array([[1, 0, 1, 1, 0], [1, 1, 0, 1, 0], [0, 1, 1, 0, 1]], bool)
+REWARDS = jnp.array(
+    [[1.0, 100.0, -0.5, 2.0, 100.0], [0.3, 1.5, 100.0, -1.0, 100.0], [100.0, 0.8, 2.5, 100.0, -0.7]]
+)  # 100 where the action is masked: a draw that lands there is a large, visible bias
+
+
+def _policy_logits(theta, state, mask):
+    feature = state * jnp.arange(K, dtype=theta["w"].dtype)
+    return jnp.where(mask, theta["logits"] + theta["w"] * feature, -jnp.inf)
+
+
+def _episode(theta, key, how):
+    def step(carry, inputs):
+        state, total = carry
+        mask, reward, k = inputs
+        logits = _policy_logits(theta, state, mask)
+        if how == "logits":
+            action = sg.random.categorical(k, logits)
+        else:
+            action = sg.random.categorical(k, probs=jax.nn.softmax(logits))
+        return (state + action / K, total + reward[action.astype(jnp.int32)]), None
+
+    zero = jnp.zeros((), theta["w"].dtype)
+    (_, total), _ = lax.scan(step, (zero, zero), (MASKS, REWARDS, jax.random.split(key, T)))
+    return total
+
+
+def _episode_exact(theta):
+    actions = jnp.array(list(itertools.product(range(K), repeat=T)))  # every episode
+    state, log_p, total = jnp.zeros(len(actions)), jnp.zeros(len(actions)), 0.0
+    for t in range(T):
+        logits = _policy_logits(theta, state[:, None], MASKS[t])
+        log_p = (
+            log_p + jnp.take_along_axis(jax.nn.log_softmax(logits), actions[:, t : t + 1], 1)[:, 0]
+        )
+        total = total + REWARDS[t, actions[:, t]]
+        state = state + actions[:, t].astype(jnp.float64) / K
+    return jnp.sum(jnp.exp(log_p) * total)
+
+
+@pytest.mark.parametrize("how", ["logits", "probs"])
+def test_masked_action_policy(how, key):
+    theta = {"logits": jnp.array([0.2, -0.3, 0.5, 0.1, 0.4]), "w": jnp.asarray(0.7)}
+    exact = jax.grad(_episode_exact)(theta)
+    sim = lambda th, k: _episode(th, k, how)  # noqa: E731
+    for method in (sg.StochasticTriples(), sg.ScoreFunction()):
+        est = sg.gradient(sim, theta, key, method=method, n_samples=N)
+        assert abs(float(est.value) - float(_episode_exact(theta))) <= 4 * float(est.value_stderr)
+        for part in ("logits", "w"):
+            error = np.abs(np.asarray(est.grad[part]) - np.asarray(exact[part]))
+            assert np.all(error <= 4 * np.asarray(est.grad_stderr[part]) + 1e-12), (method, part)
+
+
+def test_negative_binomial_n_depending_on_theta_is_refused(key):
+    def sim(n, key):
+        return sg.random.negative_binomial(key, n, 0.4)
+
+    with pytest.raises(ValueError, match="parameter 'n' depends on theta.*ScoreFunction"):
+        sg.gradient(sim, 2.5, key, method=sg.StochasticTriples(), n_samples=4)

@@ -5,7 +5,10 @@ from ..check._taylor import TaylorResult as TaylorResult
 from ..check._taylor import taylor_test as taylor_test
 from ._consistency import ConsistencyReport as ConsistencyReport
 from ._consistency import consistency as consistency
+from ._ode import FORWARD_MAX_PARAMETERS as FORWARD_MAX_PARAMETERS
+from ._ode import FORWARD_MAX_STATES as FORWARD_MAX_STATES
 from ._ode import ROBERTSON_RATES as ROBERTSON_RATES
+from ._ode import STORE_ALL_BYTES as STORE_ALL_BYTES
 from ._ode import ODEGradient as ODEGradient
 from ._ode import ODEProblem as ODEProblem
 from ._ode import ode_gradient as ode_gradient

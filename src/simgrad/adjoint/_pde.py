@@ -425,9 +425,10 @@ def fit_diffusivity(
     n = observed.shape[0] + 1
     theta = problem.default_theta() if theta is None else theta
     theta = problem.check(dict(theta), n)
-    optimizer = optax.lbfgs() if optimizer is None else optimizer
+    optimizer = _LBFGS if optimizer is None else optimizer
+    start = jnp.log(jnp.asarray(kappa0, dtype=observed.dtype))  # an array: no recompiling
     with jax.numpy_dtype_promotion("standard"):  # optax's L-BFGS mixes int32 and int64
-        log_kappa, losses, grad = _fit(problem, theta, observed, kappa0, steps, optimizer)
+        log_kappa, losses, grad = _fit(problem, theta, observed, start, steps, optimizer)
     kappa = jnp.exp(log_kappa)
     residual = problem.final_state(dict(theta, kappa=kappa), n) - observed
     du_dkappa = jax.jacfwd(lambda k: problem.final_state(dict(theta, kappa=k), n))(kappa)
@@ -441,8 +442,11 @@ def fit_diffusivity(
     )
 
 
+_LBFGS = optax.lbfgs()  # one object, so that every default fit shares one compiled loop
+
+
 @eqx.filter_jit
-def _fit(problem, theta, observed, kappa0, steps, optimizer):
+def _fit(problem, theta, observed, start, steps, optimizer):
     n = observed.shape[0] + 1
 
     def loss(log_kappa):
@@ -451,7 +455,6 @@ def _fit(problem, theta, observed, kappa0, steps, optimizer):
 
     optimizer = optax.with_extra_args_support(optimizer)
     value_and_grad = optax.value_and_grad_from_state(loss)
-    start = jnp.log(jnp.asarray(kappa0, dtype=observed.dtype))
 
     def step(carry, _):
         params, state = carry

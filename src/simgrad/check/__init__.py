@@ -3,7 +3,8 @@
 * `check(sim, theta, key)` → `Report`: every non-differentiable dependence on θ, with its
   source line, what AD returns and the remedy; kinks at θ; degenerate eigenvalues.
 * `one_sided(f, theta, direction)`: exact one-sided directional derivatives at kinks.
-* `fd_hazards(sim, theta, key)`: draws that make finite differences untrustworthy.
+* `fd_hazards(sim, theta, key)`: draws and jumps that make finite differences
+  untrustworthy.
 * `taylor_test(f, theta, grad)`: the remainder must shrink like ε²; `dot_product_test`
   for Jacobians.
 

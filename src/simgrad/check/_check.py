@@ -260,14 +260,17 @@ def fd_hazards(sim: Callable, theta, key=None) -> list[str]:
     jumps as θ moves, so finite differences with common random numbers are biased with a
     normal-looking error bar; a discrete draw (categorical, bernoulli, poisson, …) whose
     distribution depends on θ is piecewise constant in θ, so with common random numbers
-    they return exactly 0 ± 0 when no draw changes within the step. Each line names the
-    draw, its source line and what to use instead. An empty list: no such draw.
+    they return exactly 0 ± 0 when no draw changes within the step; a threshold or
+    rounding of θ with no random draw upstream is a jump of the expectation itself, and a
+    quotient whose step straddles it is the jump over the step. Each line names the draw
+    or jump, its source line and what to use instead. An empty list: none of these.
+    `sg.FiniteDifference` puts these lines in `Estimate.notes`.
 
     ``sim(theta, key)`` may return any pytree of arrays (a Jacobian target); ``theta`` is
     validated as by `check` (finite floats); ``key`` defaults to ``jax.random.key(0)``.
     Costs one trace and a static scan; nothing is compiled or run.
 
-    Example:
+    Examples:
         >>> import jax
         >>> fd_hazards(lambda t, k: jax.random.gamma(k, t), 2.0)[0].split(" at ")[0]
         'gamma'

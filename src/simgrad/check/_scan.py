@@ -32,6 +32,10 @@ from .._src.program.rules import (
 )
 
 THETA, RANDOM, SINGULAR, GUARDED = 1, 2, 4, 8
+# Downstream of randomness other than the value of a discrete `simgrad.random` draw: a value
+# that can move continuously with the randomness (a jump there is one the score function,
+# not a discrete-draw estimator, must account for).
+CONTINUOUS = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +50,9 @@ class Finding:
         function: the enclosing Python function.
         context: enclosing control flow, outermost first, e.g. ``("scan", "cond")``.
         random: the value is downstream of a random draw.
+        continuous: the value is downstream of continuous randomness (anything random but
+            the value of a discrete `simgrad.random` draw): a jump there is averaged over by
+            the randomness, and only the score function accounts for it.
         ad_returns: what AD returns there.
         remedy: what to use instead.
         detail: anything measured at θ (slopes, eigenvalue gaps).
@@ -61,6 +68,7 @@ class Finding:
     ad_returns: str
     remedy: str
     detail: str = ""
+    continuous: bool = False
 
     @property
     def where(self) -> str:
@@ -103,8 +111,11 @@ def _transfer(eqn: JaxprEqn, ins: tuple[int, ...]) -> tuple[int, ...] | None:
     for f in ins:
         union |= f
     n_out = len(eqn.outvars)
-    if _is_draw(eqn):
-        return ((union | RANDOM) & ~SINGULAR,) * n_out  # a draw: opaque, random
+    if _is_draw(eqn):  # a draw: opaque, random
+        distribution = site_distribution(eqn)
+        if distribution is not None and distribution.discrete:
+            return ((union | RANDOM) & ~(SINGULAR | CONTINUOUS),) * n_out
+        return ((union | RANDOM | CONTINUOUS) & ~SINGULAR,) * n_out
     if eqn.primitive.name == STOP_GRADIENT:
         # AD does not differentiate through it, by the user's choice (the straight-through
         # trick, a frozen baseline): what is behind it is not AD's to get wrong.
@@ -126,7 +137,7 @@ def _transfer(eqn: JaxprEqn, ins: tuple[int, ...]) -> tuple[int, ...] | None:
 def scan(closed, n_theta: int) -> Scan:
     """The static scan of a traced simulator whose first ``n_theta`` inputs are θ's leaves
     and whose remaining inputs are random (the key)."""
-    seeds = [THETA] * n_theta + [RANDOM] * (len(closed.jaxpr.invars) - n_theta)
+    seeds = [THETA] * n_theta + [RANDOM | CONTINUOUS] * (len(closed.jaxpr.invars) - n_theta)
     flows, out_flags = dataflow(closed, seeds, _transfer)
     found: dict[tuple, Finding] = {}
     result = Scan([], out_flags, [], [], [], [])
@@ -176,13 +187,14 @@ def _classify(flow: Flow, rule, label) -> Finding | None:
     for f in ins:
         union |= f
     random = bool(union & RANDOM)
+    continuous = bool((union | flow.decides) & CONTINUOUS)
 
     def make(kind, primitive=eqn.primitive.name, texts=None):
         file, line, function = location(flow)
         kind_texts = (FINDING_KINDS[kind].ad_returns, FINDING_KINDS[kind].remedy)
         ad_returns, remedy = texts or kind_texts
         return Finding(kind, primitive, file, line, function, flow.context, random, ad_returns,
-                       remedy)  # fmt: skip
+                       remedy, continuous=continuous)  # fmt: skip
 
     if label is not None:
         return make("discrete_draw", primitive=label)
@@ -225,13 +237,31 @@ def _fd_hazard(flow: Flow, rule, label) -> str:
         distribution = site_distribution(eqn)
         label = (distribution.name if distribution else jit_name(eqn)).lstrip("_")
     else:
-        text = rule.fd_hazard if rule is not None else ""
-        label = eqn.primitive.name
+        text, label = (rule.fd_hazard if rule is not None else ""), eqn.primitive.name
+        if not text and rule is not None and _jumps_in_theta(flow, rule):
+            text, label = FINDING_KINDS[rule.kind].fd_hazard, rule.kind  # one per line
     if not text:
         return ""
     file, line, _ = location(flow)
     where = f" at {file}:{line}" if file is not None else ""
     return f"{label}{where}: {text}"
+
+
+def _jumps_in_theta(flow: Flow, rule) -> bool:
+    """A threshold or rounding of θ with no random draw upstream, outside the smooth
+    library functions: the expectation itself jumps there (after a continuous draw it does
+    not, and finite differences with common random numbers are consistent)."""
+    union = 0
+    for f in flow.inputs:
+        union |= f
+    kind = FINDING_KINDS.get(rule.kind)
+    return bool(
+        kind is not None
+        and kind.fd_hazard
+        and union & THETA
+        and not union & RANDOM
+        and not in_smooth_library(flow.eqn, flow.outer)
+    )
 
 
 def location(flow: Flow) -> tuple:

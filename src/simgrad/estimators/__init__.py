@@ -1,5 +1,6 @@
 """Gradient estimators: one file each, one registry (`ESTIMATORS`) the contract tests use."""
 
+from .auto import Auto as Auto
 from .base import AbstractEstimator as AbstractEstimator
 from .base import AbstractPerSampleEstimator as AbstractPerSampleEstimator
 from .base import Samples as Samples

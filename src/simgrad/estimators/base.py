@@ -85,21 +85,30 @@ class AbstractEstimator(eqx.Module):
       reaches the parameters of a discrete `jax.random` draw — a draw it cannot see, whose
       contribution would be silently zero.
     * ``couples_samples``: per-sample estimates depend on other samples of the chunk.
+    * ``perturbs_theta``: the estimator differences runs at perturbed θ with shared keys
+      (finite differences). `sg.gradient` then lists in `Estimate.notes` what makes such
+      differences untrustworthy for the simulator (`simgrad.check.fd_hazards`), found
+      once per compilation.
     * ``gradient_nan_hint``: what NaN in the gradient only (a finite value) means for this
       estimator, appended to the `sg.SimulationError` message.
     * ``evaluations_only``: the estimator needs nothing but evaluations of the simulator (no
       derivative, no view of its program), so it also runs `sg.BlackBox` simulators.
     * ``random_directions``: it draws random perturbation directions, so its estimate is
       random even for a deterministic simulator (SPSA, Gaussian smoothing).
+    * ``differentiable``: AD of the estimator's own computation estimates the next
+      derivative where the sample path is smooth (pathwise); `sg.expectation` refuses
+      second derivatives of the others.
 
     Hyperparameters are static fields, validated in ``__check_init__``.
     """
 
     sees_draws: eqx.AbstractClassVar[bool]
     couples_samples: eqx.AbstractClassVar[bool]
+    perturbs_theta: ClassVar[bool] = False
     gradient_nan_hint: ClassVar[str] = ""
     evaluations_only: ClassVar[bool] = False
     random_directions: ClassVar[bool] = False
+    differentiable: ClassVar[bool] = False
 
     @abc.abstractmethod
     def sample_batch(self, f: FlatSimulator, x: Array, keys: Key) -> Samples:
@@ -109,6 +118,12 @@ class AbstractEstimator(eqx.Module):
     def evals_per_sample(self, n_params: int, n_outputs: int) -> int:
         """Simulator evaluations one sample costs for ``n_params`` parameters and
         ``n_outputs`` outputs (a reverse-mode pass per output counts as one)."""
+
+    def choose(self, f: FlatSimulator, x: Array, key: Key) -> "tuple[AbstractEstimator, tuple]":
+        """The estimator that runs for this flat program, and notes on why: itself and no
+        notes, except for an estimator that chooses another from the program (`sg.Auto`).
+        Called once per trace by the engine, before anything else reads the estimator."""
+        return self, ()
 
 
 class AbstractPerSampleEstimator(AbstractEstimator):

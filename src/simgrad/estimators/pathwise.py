@@ -41,6 +41,7 @@ class Pathwise(AbstractPerSampleEstimator):
     mode: Literal["reverse", "forward"] = eqx.field(default="reverse", static=True)
 
     sees_draws: ClassVar[bool] = False
+    differentiable: ClassVar[bool] = True
 
     def __check_init__(self):
         if self.mode not in ("reverse", "forward"):

@@ -120,10 +120,11 @@ class AbstractScoreEstimator(AbstractEstimator):
         )
         if support_dep:
             raise ValueError(
-                f"{cls}: a uniform draw has bounds that depend on theta; its support moves "
-                "with theta, which the score function cannot account for (it would be "
-                "biased). Use sg.Pathwise() or sg.Hybrid(), which differentiate uniform "
-                "draws pathwise, or draw uniform(0, 1) and scale it yourself."
+                f"{cls}: a draw has bounds that depend on theta (uniform's or "
+                "truncated_normal's); its support moves with theta, which the score function "
+                "cannot account for (it would be biased). Use sg.Pathwise() or sg.Hybrid(), "
+                "which differentiate these draws pathwise, or draw with fixed bounds and "
+                "transform the draw yourself."
             )
         scored = [eqn.params.get("name") for eqn, _ in sites if self.scores(site_distribution(eqn))]
         if self.needs_draw_sites and f_dep and not log_prob_dep:

@@ -62,6 +62,7 @@ class SPSA(AbstractPerSampleEstimator):
     step: float | None = eqx.field(default=None, static=True)
 
     sees_draws: ClassVar[bool] = False
+    perturbs_theta: ClassVar[bool] = True  # a jump straddled by θ ± c·Δ is a hazard
     evaluations_only: ClassVar[bool] = True
     random_directions: ClassVar[bool] = True
     gradient_nan_hint: ClassVar[str] = (

@@ -6,74 +6,9 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from .._src.program import draw_sites, evaluate, site_distribution, trace
+from .._src.program import depends_on, draw_sites, evaluate, site_distribution, trace
 from .._src.program.triples import Triple, Triples, resolve
 from .base import AbstractEstimator, Samples, all_finite
-
-# --- proposals: for a draw x ~ D(params), the neighbouring values and their weights ---------
-# Each rule returns (alts, weights) with a trailing candidate axis. Weights are ≥ 0 and
-# E[Σ_c weights_c (f(alts_c) − f(x))] = d/dθ E[f(x)] for every f (the direction of the jump
-# follows the sign of the parameter's derivative).
-
-
-def _safe_div(a, b):
-    return jnp.where(b != 0, a / jnp.where(b != 0, b, 1), 0)
-
-
-def _bernoulli(x, params, dparams):
-    (p,), (dp,) = params, dparams
-    up = jnp.where(x == 0, _safe_div(dp, 1 - p), 0)  # 0 → 1 when p grows
-    down = jnp.where(x == 1, _safe_div(-dp, p), 0)  # 1 → 0 when p shrinks
-    weight = jnp.where(dp > 0, up, down)
-    return (1 - x)[..., None], weight[..., None]
-
-
-def _binomial(x, params, dparams):
-    (n, p), (_, dp) = params, dparams
-    up = _safe_div((n - x) * dp, 1 - p)  # one failed trial succeeds
-    down = _safe_div(-x * dp, p)  # one success fails
-    alt = jnp.where(dp > 0, x + 1, x - 1)
-    return alt[..., None], jnp.where(dp > 0, up, down)[..., None]
-
-
-def _poisson(x, params, dparams):
-    (rate,), (drate,) = params, dparams
-    up = jnp.broadcast_to(drate, x.shape)  # d/dλ E f(X) = E[f(X + 1) − f(X)]
-    down = _safe_div(-drate * x, rate)  # = E[X/λ (f(X) − f(X − 1))]
-    alt = jnp.where(drate > 0, x + 1, x - 1)
-    return alt[..., None], jnp.where(drate > 0, up, down)[..., None]
-
-
-def _geometric(x, params, dparams):
-    (p,), (dp,) = params, dparams  # x = trials to the first success, P(X > k) = (1 - p)^k
-    up = _safe_div(-dp * x, p)  # p shrinks: one more trial
-    down = _safe_div(dp * (x - 1), p * (1 - p))  # p grows: one fewer
-    alt = jnp.where(dp < 0, x + 1, x - 1)
-    return alt[..., None], jnp.where(dp < 0, up, down)[..., None]
-
-
-def _categorical(x, params, dparams):
-    (logits,), (dlogits,) = params, dparams  # boundaries of the inverse CDF move
-    prob, dprob = jax.jvp(lambda z: jax.nn.softmax(z, axis=-1), (logits,), (dlogits,))
-    dcdf = jnp.cumsum(dprob, axis=-1)
-    n_cat = prob.shape[-1]
-    shape = x.shape + (n_cat,)
-    prob, dcdf = jnp.broadcast_to(prob, shape), jnp.broadcast_to(dcdf, shape)
-    k = x.astype(jnp.int32)[..., None]
-    take = lambda a, i: jnp.take_along_axis(a, jnp.clip(i, 0, n_cat - 1), axis=-1)[..., 0]  # noqa: E731
-    p_k = take(prob, k)
-    up = jnp.where(k[..., 0] < n_cat - 1, _safe_div(jnp.maximum(-take(dcdf, k), 0), p_k), 0)
-    down = jnp.where(k[..., 0] > 0, _safe_div(jnp.maximum(take(dcdf, k - 1), 0), p_k), 0)
-    return jnp.stack([x + 1, x - 1], -1), jnp.stack([up, down], -1)
-
-
-PROPOSALS = {
-    "bernoulli": _bernoulli,
-    "binomial": _binomial,
-    "poisson": _poisson,
-    "geometric": _geometric,
-    "categorical": _categorical,
-}
 
 
 class StochasticTriples(AbstractEstimator):
@@ -93,11 +28,16 @@ class StochasticTriples(AbstractEstimator):
 
     $$\frac{\partial f}{\partial\theta}\Big|_\text{path} + w\,(f(\text{alt}) - f(\text{main})).$$
 
-    It is unbiased for `bernoulli`, `binomial`, `poisson`, `geometric` and `categorical`
-    draws, whatever $f$ does with them (thresholds, `jnp.where`, `lax.cond`, loops whose
-    trip count depends on a draw), and for continuous reparameterised draws (the pathwise
-    part). Compared with the score function its variance does not grow with the number
-    of draws through the accumulated score: only the one alternative's difference enters.
+    The candidates and weights are each family's ``proposal`` (its `Distribution` record
+    in `simgrad.random`), from the inverse-CDF coupling: a categorical moves to the next
+    category that can occur, skipping zero-probability (masked) ones. It is unbiased for
+    `bernoulli`, `binomial`, `poisson`, `geometric`, `negative_binomial` (in ``p``; a
+    θ-dependent ``n`` is refused), `categorical` (logits or probabilities) and
+    `multinomial` draws, whatever $f$ does with them (thresholds, `jnp.where`,
+    `lax.cond`, loops whose trip count depends on a draw), and for continuous
+    reparameterised draws (the pathwise part). Compared with the score function its
+    variance does not grow with the number of draws through the accumulated score: only
+    the one alternative's difference enters.
     Without discrete draws it is forward-mode AD, `sg.Pathwise(mode="forward")`.
 
     Examples:
@@ -131,9 +71,7 @@ class StochasticTriples(AbstractEstimator):
     def sample_batch(self, f, x, keys):
         program = trace(f, x, keys[0])
         dtype = program.out_avals[0].dtype
-        discrete = [
-            eqn for eqn, _ in draw_sites(program) if site_distribution(eqn).name in PROPOSALS
-        ]
+        discrete = _perturbed_draws(program)
         directions = jnp.eye(x.size, dtype=x.dtype)
 
         if not discrete:  # no discrete draw: the triple is a dual number, forward-mode AD
@@ -146,7 +84,7 @@ class StochasticTriples(AbstractEstimator):
 
             def one(key):
                 def along(direction):
-                    interp = Triples(PROPOSALS, jax.random.fold_in(key, 0x7B1E), dtype)
+                    interp = Triples(jax.random.fold_in(key, 0x7B1E), dtype)
                     state = interp.initial_state()
                     args = [
                         Triple(x, direction, None, state.tag),
@@ -161,3 +99,32 @@ class StochasticTriples(AbstractEstimator):
 
         value, grad = jax.vmap(one)(keys)  # (B, m), (B, m, N)
         return Samples(value, grad, all_finite(value), all_finite(grad))
+
+
+def _perturbed_draws(program) -> list:
+    """The draws with a proposal; refuses a θ-dependent parameter no proposal can perturb.
+
+    A discrete draw's parameter that depends on θ must be perturbed by its family's
+    proposal (or be a count, which no estimator differentiates): otherwise its share of the
+    derivative would be silently dropped.
+    """
+    n_theta = len(program.jaxpr.invars) - 1
+    tainted = depends_on(program, [True] * n_theta + [False])
+    perturbed = []
+    for eqn, _ in draw_sites(program):
+        d = site_distribution(eqn)
+        if not d.discrete:
+            continue
+        for param, var in zip(d.params, eqn.invars[1:], strict=True):
+            if param.count or param.name in d.proposal_params or var not in tainted:
+                continue
+            raise ValueError(
+                f"StochasticTriples: the {d.name} draw's parameter {param.name!r} depends on "
+                f"theta, and stochastic triples have no proposal for it (they perturb "
+                f"{', '.join(d.proposal_params) or 'no parameter of this family'}). Use "
+                "sg.ScoreFunction() or sg.Hybrid(), which differentiate it through the "
+                "log-probability."
+            )
+        if d.proposal is not None:
+            perturbed.append(eqn)
+    return perturbed

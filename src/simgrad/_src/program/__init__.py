@@ -13,6 +13,8 @@ interpretation of this core, not a new walker:
 * `simgrad.check`: `dataflow` (which equations depend on θ and reach the output) and
   interpretations for one-sided derivatives, ties, NaN sources and eigenvalue gaps.
 * `simgrad.relax`: `sg.smooth` replaces θ-dependent hard comparisons by soft ones.
+* `valid.valid_draws`: NaN output when a draw's parameters were invalid — the engine's
+  run-time check of traced parameters, without host callbacks.
 
 What simgrad knows about each non-smooth primitive (kind, what AD returns, remedy,
 one-sided rule, tie test, relaxation) is one table, `rules.py`; the interpretations look

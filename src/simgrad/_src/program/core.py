@@ -135,9 +135,11 @@ class Interpretation(abc.ABC):
         return list(outs), state
 
 
-def trace(fn: Callable, *args) -> ClosedJaxpr:
-    """Trace ``fn(*args)`` to a closed jaxpr whose inputs are ``args``' leaves, in order."""
-    return jax.make_jaxpr(fn)(*args)
+def trace(fn: Callable, *args, return_shape: bool = False):
+    """Trace ``fn(*args)`` to a closed jaxpr whose inputs are ``args``' leaves, in order;
+    with ``return_shape``, ``(jaxpr, outputs)`` where ``outputs`` is the output structure of
+    ``jax.ShapeDtypeStruct`` (as `jax.eval_shape`, from the same trace)."""
+    return jax.make_jaxpr(fn, return_shape=return_shape)(*args)
 
 
 def evaluate(

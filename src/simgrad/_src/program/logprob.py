@@ -10,9 +10,10 @@ from .sites import Distribution, DrawSite
 class LogProb(Interpretation):
     """Run the program and accumulate the log-probability of its draws.
 
-    State: ``(log_prob, support_log_prob)``, two scalars of ``dtype``; the second collects
-    the draws whose support moves with their parameters (uniform), for which the score
-    function alone is biased, so that callers can refuse them when they depend on θ.
+    State: ``(log_prob, support)``, two scalars of ``dtype``; the second adds up the
+    parameters that move their draw's support (uniform's bounds), for which the score
+    function alone is biased — only its dependence on θ matters: callers refuse such
+    programs when it depends on θ.
 
     Arguments:
         scored: which draws to score. A scored draw is held fixed (`stop_gradient`) and
@@ -43,6 +44,6 @@ class LogProb(Interpretation):
             return x, state
         log_prob = jnp.sum(distribution.log_prob(x, *site.params)).astype(self.dtype)
         total, support = state
-        if distribution.support_depends_on_params:
-            support = support + log_prob
+        for i in distribution.support_params:
+            support = support + jnp.sum(site.params[i]).astype(self.dtype)
         return x, (total + log_prob, support)

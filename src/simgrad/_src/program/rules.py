@@ -50,6 +50,13 @@ _TRAP_REMEDY = (
     "keep the argument away from the singular point (e.g. add a small ε), or use the "
     "double-where trick: jnp.where(ok, f(jnp.where(ok, x, safe)), fallback)"
 )
+_JUMP_HAZARD = (
+    "a jump in θ itself, with no random draw upstream to smooth it: where θ ± 2h straddles "
+    "it, the difference quotient is the jump divided by the step (for a kink written as a "
+    "comparison, an average of both slopes), not a derivative; away from it finite "
+    "differences are fine. sg.check(sim, theta) locates it, sg.one_sided gives the slope "
+    "on each side"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +68,8 @@ class Kind:
     ``through_derivative``: the defect is in the derivative (a kink's slope), not in the
     value (a threshold's jump): it matters only where the derivative reaches the output
     (`Flow.differentiated`), not where only the value does (``abs(x) > tol``).
+    ``fd_hazard``: why finite differences cannot be trusted across it where no random draw
+    is upstream (a jump of the expectation itself), or "".
     """
 
     name: str
@@ -69,14 +78,17 @@ class Kind:
     remedy: str
     remedy_random: str = ""
     through_derivative: bool = False
+    fd_hazard: str = ""
 
 
 _KINDS = (
     Kind("threshold", "θ-dependent comparison (threshold, accept–reject) feeding a select, "
          "branch or integer cast",
-         "the derivative of the branch taken; the jump itself contributes 0", _SMOOTH, _SCORE),
+         "the derivative of the branch taken; the jump itself contributes 0", _SMOOTH, _SCORE,
+         fd_hazard=_JUMP_HAZARD),
     Kind("rounding", "rounding or integer cast (floor, ceil, round, sign, remainder, "
-         "float → int)", "0 almost everywhere; the jumps are missed", _SMOOTH, _SCORE),
+         "float → int)", "0 almost everywhere; the jumps are missed", _SMOOTH, _SCORE,
+         fd_hazard=_JUMP_HAZARD),
     Kind("kink", "kink (min, max, abs, relu, clip, a running maximum)",
          "the slope of one side (an average of both at an exact tie)", _KINK_REMEDY,
          through_derivative=True),
@@ -706,7 +718,7 @@ SMOOTH_LIBRARY = frozenset(
      ("optax/losses/_regression.py", "huber_loss"),
      ("optax/losses/_regression.py", "cosine_similarity"),
      ("optax/_src/numerics.py", "safe_norm"),
-     ("simgrad/random.py", "*"), ("simgrad/relax/_soft.py", "*")}
+     ("simgrad/random/", "*"), ("simgrad/relax/_soft.py", "*")}
 )  # fmt: skip
 SMOOTH_JITS = frozenset(
     {"softplus", "logsumexp", "logaddexp", "logaddexp2", "sigmoid", "log_sigmoid", "softmax",
@@ -715,7 +727,7 @@ SMOOTH_JITS = frozenset(
 # Files whose frames are never the user's line (libraries installed next to simgrad, and
 # simgrad's own samplers): a finding is located at the user's call into them.
 _LIBRARY_PATHS = (
-    "site-packages", "dist-packages", "simgrad/random.py", "simgrad/check/", "simgrad/_src/"
+    "site-packages", "dist-packages", "simgrad/random/", "simgrad/check/", "simgrad/_src/"
 )  # fmt: skip
 
 

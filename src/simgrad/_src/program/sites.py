@@ -1,15 +1,24 @@
-"""Draw sites: how a `simgrad.random` draw shows up in a jaxpr, and how the core finds it.
+"""Draw sites: how a `simgrad.random` draw shows up in a jaxpr, and the record of its family.
 
 A draw is a call of a `jax.jit`-wrapped function named ``simgrad_draw__<distribution>``
 whose inputs are ``(key, *distribution parameters)`` and whose one output is the draw.
 Naming a jit is public API and survives every transformation JAX applies (jit, vmap, scan,
 while, cond, grad), so the site stays visible wherever the draw is traced; its parameters
 are ordinary jaxpr inputs, so an interpretation sees their values (and their dependence on
-θ). `simgrad.random` registers each distribution here with `register`.
+θ).
+
+Everything simgrad knows about a family of draws is one `Distribution` record, registered
+here (`register`, done by `simgrad.random`) and read by every estimator and the checker:
+the score function reads ``log_prob`` and which parameters move the support, the hybrid
+estimator ``reparameterised``, stochastic triples ``proposal``, the checker ``discrete``.
 """
 
+import contextlib
+import contextvars
 import dataclasses
 from collections.abc import Callable
+
+import jax.numpy as jnp
 
 from ._jax_compat import JaxprEqn, bind, jit_name
 
@@ -17,29 +26,140 @@ SITE_PREFIX = "simgrad_draw__"
 
 
 @dataclasses.dataclass(frozen=True)
-class Distribution:
-    """What an interpretation knows about a family of draws.
+class Constraint:
+    """The valid values of a parameter: ``check(xp, value, params) -> bool array``.
+
+    ``xp`` is `numpy` for concrete parameters (checked when the draw is made) or
+    `jax.numpy` for traced ones (checked at run time); ``params`` holds every parameter of
+    the draw by name, for constraints between them (``maxval > minval``). ``text`` completes
+    the sentence "<name> must be …" and states the valid range, e.g. ``"in [0, 1]"``.
+    """
+
+    text: str
+    check: Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One parameter of a family, in the order the site takes them.
 
     Attributes:
-        name: e.g. ``"poisson"``; the site's jit is named ``SITE_PREFIX + name``.
-        param_names: the names of the parameters, in the order the site takes them.
-        discrete: the draw takes integer values (returned as floats); its pathwise
-            derivative is zero.
-        reparameterised: pathwise gradients flow through the draw to its parameters.
-        log_prob: ``log_prob(x, *params)``, elementwise log density or mass.
-        support_depends_on_params: the support moves with the parameters (uniform), so the
-            score function alone misses a boundary term.
+        name: as in the public function, e.g. ``"rate"``.
+        valid: its `Constraint`, or None when every value is valid (a location).
+        event_ndim: trailing axes that belong to one draw (1 for a probability vector, 2
+            for a Cholesky factor), not to the batch.
+        count: a whole number (binomial's ``n``, randint's bounds), not a parameter to
+            differentiate: the family treats it as a constant (its derivative is zero
+            wherever the expectation is differentiable — it is piecewise constant in it).
+        moves_support: the support of the draw moves with it (uniform's bounds), so the
+            score function alone misses a boundary term and refuses θ-dependent values.
     """
 
     name: str
-    param_names: tuple[str, ...]
+    valid: Constraint | None = None
+    event_ndim: int = 0
+    count: bool = False
+    moves_support: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Distribution:
+    """A family of draws: everything an estimator or the checker needs to know about it.
+
+    Attributes:
+        name: e.g. ``"poisson"``; the site's jit is named ``SITE_PREFIX + name``.
+        params: its `Param` records, in the order the site takes them.
+        support: the values a draw takes, in words (``"{0, 1, 2, …}"``, ``"(0, inf)"``).
+        discrete: the draw takes integer values (returned as floats); its pathwise
+            derivative is zero.
+        reparameterisation: how pathwise gradients flow through a continuous draw
+            (``"location-scale"``, ``"inverse CDF"``, ``"implicit (gamma)"``, …); None for
+            discrete draws, whose sample path is piecewise constant in the parameters.
+        sample: ``sample(key, *params, shape, dtype)``: the draws, of shape
+            ``shape + event shape``; parameters broadcast against ``shape``.
+        log_prob: ``log_prob(x, *params)``: log density or mass of each draw (event axes
+            summed), with finite values and gradients at the edges of the parameter space
+            (``p = 0``, ``rate = 0``) wherever the draw can occur.
+        proposal: for stochastic triples, ``proposal(x, params, dparams) -> (alts,
+            weights)``: candidate neighbouring values ``alts`` (shape ``batch + (C,) +
+            event``) and weights ≥ 0 (``batch + (C,)``) such that ``E[Σ_c weights_c
+            (f(alts_c) − f(x))]`` is the derivative of ``E[f(x)]`` along the parameters'
+            tangents ``dparams``, for every ``f``. None for continuous families (they are
+            differentiated pathwise) and for discrete ones without differentiable
+            parameters.
+        proposal_params: the parameters the proposal perturbs; a θ-dependent parameter of a
+            discrete family outside it (and not a count) is refused by stochastic triples.
+        event_ndim: trailing axes of one draw (1 for dirichlet, multinomial, multivariate
+            normal).
+        event_shape: ``event_shape(params) -> tuple``, from the parameters (by name) as
+            given; raises ``ValueError`` (without the function's name) when they disagree.
+    """
+
+    name: str
+    params: tuple[Param, ...]
+    support: str
     discrete: bool
-    reparameterised: bool
+    reparameterisation: str | None
+    sample: Callable
     log_prob: Callable
-    support_depends_on_params: bool = False
+    proposal: Callable | None = None
+    proposal_params: tuple[str, ...] | None = None
+    event_ndim: int = 0
+    event_shape: Callable = lambda params: ()
+
+    def __post_init__(self):
+        if self.discrete == (self.reparameterisation is not None):
+            raise ValueError(f"{self.name}: a family is either discrete or reparameterised.")
+        if self.proposal_params is None:
+            perturbed = (
+                () if self.proposal is None else tuple(p.name for p in self.params if not p.count)
+            )
+            object.__setattr__(self, "proposal_params", perturbed)
+
+    @property
+    def reparameterised(self) -> bool:
+        """Pathwise gradients flow through the draw to its parameters."""
+        return self.reparameterisation is not None
+
+    @property
+    def support_params(self) -> tuple[int, ...]:
+        """Positions of the parameters that move the support."""
+        return tuple(i for i, p in enumerate(self.params) if p.moves_support)
+
+    def valid(self, *params):
+        """True (a traced boolean) when every parameter value satisfies its constraint."""
+        named = {p.name: v for p, v in zip(self.params, params, strict=True)}
+        checks = [
+            jnp.all(p.valid.check(jnp, v, named))
+            for p, v in zip(self.params, params, strict=True)
+            if p.valid is not None
+        ]
+        return jnp.all(jnp.stack(checks)) if checks else jnp.asarray(True)
 
 
 DISTRIBUTIONS: dict[str, Distribution] = {}
+
+# Whether the draws being traced are checked by their caller (`valid_draws`, read off the
+# sites) rather than by a run-time error next to each draw (a host callback, which keeps
+# JAX from caching the compiled program on disk).
+_CHECKED_BY_CALLER = contextvars.ContextVar("simgrad_draws_checked_by_caller", default=False)
+
+
+@contextlib.contextmanager
+def draws_checked_by_caller(checked: bool = True):
+    """Trace draws whose traced parameters are checked by the caller: an invalid value
+    becomes NaN (no host callback), and the caller must read validity off the sites
+    (`valid_draws`) so that it cannot pass silently."""
+    token = _CHECKED_BY_CALLER.set(checked)
+    try:
+        yield
+    finally:
+        _CHECKED_BY_CALLER.reset(token)
+
+
+def checked_by_caller() -> bool:
+    """Inside `draws_checked_by_caller` (read by `simgrad.random` when it traces a draw)."""
+    return _CHECKED_BY_CALLER.get()
 
 
 def register(distribution: Distribution) -> None:

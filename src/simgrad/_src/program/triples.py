@@ -100,18 +100,18 @@ class Triples(Interpretation):
     """Run a program on stochastic triples along one direction; see the module docstring.
 
     Arguments:
-        proposals: ``{distribution name: rule}``; ``rule(x, params, dparams)`` returns
-            ``(alts, weights)`` of shape ``x.shape + (C,)``: ``C`` candidate neighbouring
-            values per element and their weights (≥ 0), such that
-            ``E[Σ weights · (f(alt) − f(x))] = d/dθ E[f(x)]`` for any ``f``.
         key: the key of the pruning coin flips.
         weight_dtype: the dtype of the weight.
+        propose: perturb discrete draws by their family's ``proposal`` (the `Distribution`
+            record: ``C`` candidate neighbouring values per draw and their weights ≥ 0,
+            such that ``E[Σ weights · (f(alt) − f(x))] = d/dθ E[f(x)]`` for any ``f``).
+            False: no alternative is ever created (forward mode on each path).
     """
 
-    def __init__(self, proposals: dict, key, weight_dtype):
-        self.proposals = proposals
+    def __init__(self, key, weight_dtype, propose: bool = True):
         self.key = key
         self.weight_dtype = weight_dtype
+        self.propose = propose
 
     def initial_state(self) -> TripleState:
         zero = jnp.zeros((), jnp.int32)
@@ -142,23 +142,28 @@ class Triples(Interpretation):
             x_alt = x  # same key, same parameters: the same draw on both paths
         else:
             x_alt = bind(site.eqn, [resolve(key, state), *[resolve(p, state) for p in params]])[0]
-        rule = self.proposals.get(site.distribution.name)
+        rule = site.distribution.proposal if self.propose else None
         if rule is None:
             return Triple(x, dx, None if x_alt is x else x_alt, state.tag), state
         alts, weights = rule(x, primals, tangents)
         return self._propose(x, dx, x_alt, alts, weights, state)
 
     def _propose(self, x, dx, x_alt, alts, weights, state):
-        """Merge this site's candidates with the current alternative (stochastic pruning)."""
-        n_cand = alts.shape[-1]
-        alts = alts.reshape(-1).astype(x.dtype)
+        """Merge this site's candidates with the current alternative (stochastic pruning).
+
+        ``weights`` has shape ``batch + (C,)``, ``alts`` ``batch + (C,) + event`` (the event
+        axes of one multivariate draw, none for a scalar one); ``x`` is ``batch + event``.
+        """
+        n_cand = weights.shape[-1]
+        event = alts.shape[weights.ndim :]
+        alts = alts.reshape((-1, *event)).astype(x.dtype)
         weights = jnp.where(state.enabled, weights.reshape(-1), 0).astype(self.weight_dtype)
         total = jnp.sum(weights)
         key, k_pick, k_keep = jax.random.split(state.key, 3)
         safe = jnp.where(total > 0, weights, 1)
         pick = jax.random.categorical(k_pick, jnp.log(safe) - jnp.log(jnp.sum(safe)))
         pick = jnp.where(total > 0, pick, 0)
-        x_new = x.reshape(-1).at[pick // n_cand].set(alts[pick]).reshape(x.shape)
+        x_new = x.reshape((-1, *event)).at[pick // n_cand].set(alts[pick]).reshape(x.shape)
         merged = state.weight + total
         u = jax.random.uniform(k_keep, (), self.weight_dtype)
         win = (total > 0) & (u * merged < total)

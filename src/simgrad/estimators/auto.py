@@ -1,0 +1,175 @@
+"""`sg.Auto`: read the program with the checker's static scan, choose the estimator, say why."""
+
+import warnings
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .._src.program import draw_sites, find, site_distribution, trace
+from ..check._scan import scan
+from .base import AbstractEstimator
+from .hybrid import Hybrid
+from .pathwise import Pathwise
+from .score_function import ScoreFunction
+from .stochastic_triples import StochasticTriples
+
+# Kinds of findings where the output *jumps* with θ (rather than bending, as at a kink).
+JUMPS = ("threshold", "rounding", "discrete_choice", "while_loop")
+
+
+class Auto(AbstractEstimator):
+    r"""Choose the estimator from the program, and record the choice and the reason.
+
+    The simulator is traced once and read by the checker's static scan (`sg.check`'s first
+    pass: which values depend on θ, which are random, and which non-smooth primitives they
+    reach). With $N$ parameters and $m$ outputs:
+
+    1. θ reaches a jump (a threshold, a rounding, a discrete choice, a while loop's trip
+       count) downstream of *continuous* randomness → `sg.ScoreFunction` (``"loo"``
+       baseline): the jump is averaged over by the randomness, so $\nabla\mathbb{E}$ exists,
+       but every path's derivative misses it; only the score function accounts for it.
+    2. θ reaches the distribution of a discrete `simgrad.random` draw →
+       `sg.StochasticTriples` when $N \le$ ``few`` (each parameter direction costs about two
+       runs, and the variance stays low), else `sg.Hybrid` (one reverse pass).
+    3. Otherwise the sample path is differentiable almost surely → `sg.Pathwise`, forward
+       mode when $N \le$ ``few`` or $N \le m$ (or reverse mode cannot run: a
+       `lax.while_loop`), reverse mode otherwise. Kinks are fine almost surely.
+
+    A jump with no randomness between θ and it (``jnp.where(theta > 1, a, b)``) makes
+    $\mathbb{E}[\mathrm{sim}]$ itself jump: no estimator is unbiased for that, and the
+    derivative away from the jump is the branch's. `Auto` says so in ``Estimate.notes``
+    and points to `sg.smooth`. The choice is ``Estimate.method`` (``"Auto() →
+    Pathwise(mode='forward')"``), the reason the first of ``Estimate.notes``.
+
+    Arguments:
+        few: "few parameters" means at most this many (default 4).
+
+    Examples:
+        >>> import jax, simgrad as sg
+        >>> def sim(theta, key):                     # P(N(theta, 1) > 0) = Φ(theta)
+        ...     return (sg.random.normal(key, theta) > 0).astype(float)
+        >>> est = sg.gradient(sim, 0.0, jax.random.key(0), method=sg.Auto(),
+        ...                   n_samples=10_000)
+        >>> est.method
+        'Auto() → ScoreFunction()'
+        >>> abs(float(est.grad) - 0.3989) < 4 * float(est.grad_stderr)   # φ(0)
+        True
+
+    When rule 1 applies but the score function cannot run (the jump's randomness is drawn
+    with `jax.random`, or θ is in no draw's distribution), the comparison may be a
+    safeguard whose branches agree (``jnp.where(b > 0, f(b), 0)``), which the static scan
+    cannot tell from a jump: `Auto` then falls back to rule 3, and says so in a note and a
+    warning — with how to make an unbiased estimator possible (θ in a `simgrad.random`
+    draw's distribution) or to smooth the jump (`sg.smooth`).
+    """
+
+    few: int = eqx.field(default=4, static=True)
+
+    sees_draws: ClassVar[bool] = False
+    couples_samples: ClassVar[bool] = False
+
+    def __check_init__(self):
+        if isinstance(self.few, bool) or not isinstance(self.few, int) or self.few < 0:
+            raise ValueError(f"Auto(few={self.few!r}): few must be a non-negative int, e.g. 4.")
+
+    def choose(self, f, x, key):
+        program = trace(f, x, key)
+        findings = scan(program, 1).findings
+        n, m = x.size, program.out_avals[0].size
+        notes = _fixed_jumps(findings)
+        jumps = [fi for fi in findings if fi.kind in JUMPS and fi.continuous]
+        if jumps:
+            why = (
+                f"θ reaches a {_at(jumps[0])} downstream of continuous randomness: every "
+                "path's derivative misses the jump, the score function accounts for it"
+            )
+            refusal = _refusal(ScoreFunction(baseline="loo"), f, x, key)
+            if not refusal:
+                return ScoreFunction(baseline="loo"), (why, *notes)
+            notes = (*notes, _unscorable(jumps[0], refusal, bool(draw_sites(program))))
+            warnings.warn(f"sg.Auto: {notes[-1]}", stacklevel=2)
+        draws = [site_distribution(eqn) for eqn, _ in draw_sites(program)]
+        discrete = [fi for fi in findings if fi.kind == "discrete_draw"]
+        if discrete:
+            discrete_draws = [d for d in draws if d.discrete]
+            names = sorted({d.name for d in discrete_draws})
+            what = f"θ reaches the distribution of a discrete draw ({', '.join(names)})"
+            if n <= self.few and all(d.proposal is not None for d in discrete_draws):
+                why = f"{what}; {n} parameter(s) ≤ few={self.few}: stochastic triples"
+                return StochasticTriples(), (why, *notes)
+            reason = (f"{n} parameters > few={self.few}" if n > self.few
+                      else "stochastic triples have no proposal for it")  # fmt: skip
+            return Hybrid(), (f"{what}; {reason}: hybrid (score function for it)", *notes)
+        forward = n <= self.few or n <= m or not _reverse_runs(f, x, key, program)
+        mode = "forward" if forward else "reverse"
+        kinks = any(fi.kind == "kink" for fi in findings)
+        kinks = " (kinks: fine almost surely)" if kinks else ""
+        what = "the score function cannot run (next note)" if jumps else (
+            f"no jump after a random draw{kinks}"
+        )  # fmt: skip
+        why = f"{what}: pathwise, {mode} mode for {n} parameter(s)"
+        return Pathwise(mode=mode), (why, *notes)
+
+    def sample_batch(self, f, x, keys):
+        return self.choose(f, x, keys[0])[0].sample_batch(f, x, keys)
+
+    def evals_per_sample(self, n_params: int, n_outputs: int) -> int:
+        raise TypeError(
+            "sg.Auto's cost depends on the estimator it chooses for the program: read "
+            "Estimate.n_evals, or the chosen estimator's evals_per_sample."
+        )
+
+
+def _at(finding) -> str:
+    return f"{finding.kind} ({finding.primitive} at {finding.where})"
+
+
+def _fixed_jumps(findings) -> tuple[str, ...]:
+    """Notes for jumps in θ itself, with no randomness in between (tier 3)."""
+    fixed = [fi for fi in findings if fi.kind in JUMPS and not fi.random]
+    if not fixed:
+        return ()
+    return (
+        f"θ reaches a {_at(fixed[0])} with no randomness in between: E[sim] itself jumps "
+        "there, which no estimator can differentiate (the gradient is the branch's, exact "
+        "away from the jump, blind to it). To optimise across it, smooth it: "
+        "sg.smooth(sim, tau)",
+    )
+
+
+def _reverse_runs(f, x, key, program) -> bool:
+    """Reverse mode can differentiate the program (it cannot through a `lax.while_loop`)."""
+    if not find(program, lambda eqn: eqn.primitive.name == "while"):
+        return True
+    try:
+        jax.eval_shape(jax.grad(lambda x: jnp.sum(f(x, key))), x)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _refusal(chosen, f, x, key) -> str:
+    """Why ``chosen`` refuses the program (its trace-time error), or ""."""
+    try:
+        jax.eval_shape(lambda: chosen.sample_batch(f, x, key[None]))
+    except ValueError as error:
+        return str(error).split(": ", 1)[-1].split(". ", 1)[0]
+    return ""
+
+
+def _unscorable(jump, refusal: str, visible: bool) -> str:
+    """The note when the score function cannot run on a jump after continuous randomness."""
+    fix = (
+        "put θ in a draw's distribution" if visible
+        else "draw the randomness through simgrad.random with θ in its distribution"
+    )  # fmt: skip
+    return (
+        f"θ reaches a {_at(jump)} downstream of continuous randomness, and the score "
+        f"function cannot run here ({refusal}): pathwise chosen. It is right if the "
+        "branches agree where the comparison flips (a safeguard, a kink written with "
+        "where); if the output jumps there, pathwise misses the jump and no estimator in "
+        f"simgrad is unbiased as the program stands: {fix} (the score function then "
+        "runs), or smooth the jump with sg.smooth(sim, tau)"
+    )
