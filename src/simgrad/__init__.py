@@ -30,12 +30,15 @@ _EXPORTS: dict[str, str] = {
     "Expectation": "simgrad._expectation",
     "expectation": "simgrad._expectation",
     "simulation_errors": "simgrad._estimate",
+    "BlackBox": "simgrad._blackbox",
     # estimators
     "AbstractEstimator": "simgrad.estimators",
     "Auto": "simgrad.estimators",
     "FiniteDifference": "simgrad.estimators",
+    "GaussianSmoothing": "simgrad.estimators",
     "Hybrid": "simgrad.estimators",
     "Pathwise": "simgrad.estimators",
+    "SPSA": "simgrad.estimators",
     "ScoreFunction": "simgrad.estimators",
     "StochasticTriples": "simgrad.estimators",
     # optimising
@@ -66,6 +69,7 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers, IDEs and the AP
     from . import reference as reference
     from . import relax as relax
     from . import surrogate as surrogate
+    from ._blackbox import BlackBox as BlackBox
     from ._estimate import Estimate as Estimate
     from ._estimate import SimulationError as SimulationError
     from ._estimate import gradient as gradient
@@ -82,9 +86,11 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers, IDEs and the AP
     from .check import dot_product_test as dot_product_test
     from .check import one_sided as one_sided
     from .check import taylor_test as taylor_test
+    from .estimators import SPSA as SPSA
     from .estimators import AbstractEstimator as AbstractEstimator
     from .estimators import Auto as Auto
     from .estimators import FiniteDifference as FiniteDifference
+    from .estimators import GaussianSmoothing as GaussianSmoothing
     from .estimators import Hybrid as Hybrid
     from .estimators import Pathwise as Pathwise
     from .estimators import ScoreFunction as ScoreFunction

@@ -74,8 +74,9 @@ class DemoRow:
 
 
 def applicable_estimators(model: AbstractModel) -> dict[str, AbstractEstimator]:
-    """All registered estimators; independent keys (no CRN) only matter for random models,
-    and estimators that need `simgrad.random` draws only run on models that make them."""
+    """All registered estimators; independent keys (no CRN) and random directions (SPSA,
+    Gaussian smoothing: noise that a deterministic model does not have) only run on random
+    models, and estimators that need `simgrad.random` draws only on models that make them."""
     sites = draw_sites(trace(model, model.default_theta(), jax.random.key(0)))
     has_sites = bool(sites)
     # Without a discrete draw, stochastic triples are forward-mode AD: the same row again.
@@ -84,6 +85,7 @@ def applicable_estimators(model: AbstractModel) -> dict[str, AbstractEstimator]:
         name: est
         for name, est in ESTIMATORS.items()
         if (model.stochastic or not (isinstance(est, FiniteDifference) and not est.crn))
+        and (model.stochastic or not est.random_directions)
         and (has_sites or not (isinstance(est, AbstractScoreEstimator) and est.needs_draw_sites))
         and (has_discrete or not isinstance(est, StochasticTriples))
     }

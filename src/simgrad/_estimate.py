@@ -15,15 +15,17 @@ import math
 import os
 import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Int
 
+from . import _blackbox
 from ._src.program import draw_sites, trace
 from ._src.program.hidden import hidden_draws
 from ._src.program.sites import draws_checked_by_caller
@@ -33,6 +35,7 @@ from ._types import Jacobian, Key, Output, Simulator, Theta
 from .check._scan import scan
 from .estimators.base import AbstractEstimator, Samples
 
+_AXIS = "samples"  # the one axis of the device mesh: samples are split along it
 MAX_SAMPLES = 2**32 - 1  # sample i's key is fold_in(key, i) with a 32-bit index
 
 
@@ -262,6 +265,8 @@ def gradient(
     method: AbstractEstimator,
     n_samples: int,
     batch_size: int | None = None,
+    executor=None,
+    devices: int | Sequence[jax.Device] | None = None,
 ) -> Estimate:
     r"""Estimate $\nabla_\theta \mathbb{E}_{key}[\mathrm{sim}(\theta, key)]$ and its standard error.
 
@@ -293,6 +298,16 @@ def gradient(
             differences of a few ε per chunk). Batch baselines of the score function
             (``"mean"``, ``"loo"``, ``"ema"``, ``"cv"``) then couple the samples within a
             chunk only (said in ``Estimate.notes``).
+        executor: for an `sg.BlackBox` simulator only: where its evaluations run — None
+            (this process), a ``concurrent.futures.Executor`` or a
+            ``dask.distributed.Client`` (docs/scale.md).
+        devices: the devices the samples are sharded over: None (the default) for every
+            local device, an int ``k`` for the first ``k`` of them, or a sequence of
+            devices (``jax.devices()`` for every device of a multi-host run started with
+            `jax.distributed`). Each chunk's samples are split along one axis of a
+            ``jax.sharding.Mesh``; statistics are reduced across devices. The same key
+            gives the same estimate on any number of devices, up to the order of
+            summation (docs/scale.md).
 
     Examples:
         >>> import jax, jax.numpy as jnp, simgrad as sg
@@ -310,22 +325,30 @@ def gradient(
         SimulationError: when the simulator produces NaN or inf for some samples (on
             first reading the `Estimate`; inside `jax.jit`, see `simulation_errors`).
     """
+    if executor is not None or isinstance(sim, _blackbox.BlackBox):
+        _blackbox.check_devices(devices)
+        return _blackbox.gradient(
+            sim, theta, key, method=method, n_samples=n_samples, batch_size=batch_size,
+            executor=executor,
+        )  # fmt: skip
     # Fast path: the static arguments of a recent call, the very same objects, were checked
     # then; only θ and the key change from call to call.
     recent = None
     if type(n_samples) is int and (batch_size is None or type(batch_size) is int):
-        with contextlib.suppress(TypeError):  # unhashable hyperparameters: the checked path
-            recent = _RECENT.get((id(sim), _method_key(method), n_samples, batch_size))
+        with contextlib.suppress(TypeError):  # unhashable arguments: the checked path
+            recent = _RECENT.get((id(sim), _method_key(method), n_samples, batch_size, devices))
     if recent is not None and recent[0]() is sim:
         runner = recent[1]
         _check_key(key)
     else:
         n_samples, batch_size = check_arguments(sim, key, method, n_samples, batch_size)
-        runner = _runner(sim, method, n_samples, batch_size)
-        _remember_recent(sim, method, n_samples, batch_size, runner)
+        runner = _runner(sim, method, n_samples, batch_size, sample_mesh(devices))
+        _remember_recent(sim, method, n_samples, batch_size, devices, runner)
     theta = check_theta(theta)
     sim_arrays = runner.sim_arrays
     traced = isinstance(key, jax.core.Tracer) or _traced(theta, sim_arrays)
+    if runner.mesh is not None and not traced:  # arrays committed to one device, copied
+        theta, key, sim_arrays = replicate((theta, key, sim_arrays), runner.mesh)
     if traced:  # differentiating an estimate by accident is an error, never a silent zero
         theta, sim_arrays = _no_derivative((theta, sim_arrays))
     try:
@@ -341,18 +364,18 @@ def gradient(
 
 
 class _Runner:
-    """A compiled `estimate` for one simulator, estimator and sample size: ``run`` and
-    ``count`` take only arrays (the simulator's own arrays, θ, the key)."""
+    """A compiled `estimate` for one simulator, estimator, sample size and mesh: ``run``
+    and ``count`` take only arrays (the simulator's own arrays, θ, the key)."""
 
-    def __init__(self, sim_rest, method, n_samples, batch_size, sim_arrays):
+    def __init__(self, sim_rest, method, n_samples, batch_size, mesh, sim_arrays):
         def go(count, sim_arrays, theta, key):
             sim = eqx.combine(sim_arrays, sim_rest)
             return estimate(sim, theta, key, method=method, n_samples=n_samples,
-                            batch_size=batch_size, count=count)  # fmt: skip
+                            batch_size=batch_size, count=count, mesh=mesh)  # fmt: skip
 
         self.run = jax.jit(functools.partial(go, False))
         self.count = jax.jit(functools.partial(go, True))
-        self.sim_arrays = sim_arrays
+        self.sim_arrays, self.mesh = sim_arrays, mesh
         self.sim_ref = lambda: None
 
 
@@ -361,12 +384,12 @@ _BY_VALUE: dict = {}
 _CACHE_SIZE = 128
 
 
-def _runner(sim, method, n_samples, batch_size) -> _Runner:
+def _runner(sim, method, n_samples, batch_size, mesh=None) -> _Runner:
     """The cached `_Runner`: looked up by the simulator's identity first (no hashing of
     the simulator, no equality test of modules), then by value (an equal simulator built
     anew); a new one is compiled on the first call with new static parts."""
     method_key = _method_key(method)
-    identity = (id(sim), method_key, n_samples, batch_size)
+    identity = (id(sim), method_key, n_samples, batch_size, mesh)
     runner = _BY_IDENTITY.get(identity)
     if runner is not None and runner.sim_ref() is sim:
         return runner
@@ -375,18 +398,18 @@ def _runner(sim, method, n_samples, batch_size) -> _Runner:
         arrays, rest = eqx.partition(sim, eqx.is_array)
         if jax.tree.leaves(arrays):  # no arrays: nothing to pass (or flatten) per call
             sim_arrays, sim_rest = arrays, rest
-    value = (sim_rest, method_key, n_samples, batch_size)
+    value = (sim_rest, method_key, n_samples, batch_size, mesh)
     try:
         runner = _BY_VALUE.get(value)
     except TypeError:  # an unhashable simulator: compiled afresh on every call
-        return _Runner(sim_rest, method, n_samples, batch_size, sim_arrays)
+        return _Runner(sim_rest, method, n_samples, batch_size, mesh, sim_arrays)
     if runner is None:
-        runner = _Runner(sim_rest, method, n_samples, batch_size, sim_arrays)
+        runner = _Runner(sim_rest, method, n_samples, batch_size, mesh, sim_arrays)
         _remember(_BY_VALUE, value, runner)
     else:  # same static parts, perhaps other arrays: share the compiled functions
         shared = runner
         runner = object.__new__(_Runner)
-        runner.run, runner.count = shared.run, shared.count
+        runner.run, runner.count, runner.mesh = shared.run, shared.count, shared.mesh
         runner.sim_arrays = sim_arrays
     try:
         runner.sim_ref = weakref.ref(sim)
@@ -407,9 +430,9 @@ def _method_key(method):
     return (type(method), *vars(method).values())
 
 
-def _remember_recent(sim, method, n_samples, batch_size, runner) -> None:
+def _remember_recent(sim, method, n_samples, batch_size, devices, runner) -> None:
     try:
-        key = (id(sim), _method_key(method), n_samples, batch_size)
+        key = (id(sim), _method_key(method), n_samples, batch_size, devices)
         _remember(_RECENT, key, (weakref.ref(sim), runner))
     except TypeError:  # not weakly referable, or unhashable hyperparameters
         return
@@ -471,6 +494,7 @@ def estimate(
     n_samples: int,
     batch_size: int | None = None,
     count: bool = False,
+    mesh: Mesh | None = None,
 ) -> Estimate:
     r"""The engine: the `Estimate` of ``sim`` at ``theta``, as a pure JAX function.
 
@@ -484,6 +508,12 @@ def estimate(
     ``method.sample_batch`` on samples ``c·b … c·b + b - 1``, and the chunks' means and
     sums of squared deviations are merged one after the other (Chan, Golub & LeVeque's
     pairwise update), so memory is O(batch_size).
+
+    With a ``mesh`` (`sample_mesh`), each chunk's samples are sharded along its one axis
+    (sharded ``jit``: the sample index, and every per-sample result, is constrained to
+    be split over the devices; XLA partitions the estimator's work and reduces the
+    statistics across devices). Each sample is computed exactly as on one device; only
+    the order of summation differs.
 
     ``status[0]`` is -1 when some statistic is not finite (some sample failed); with
     ``count=True`` the samples are counted instead (per-sample finiteness of the
@@ -510,7 +540,9 @@ def estimate(
         # keeps the draws' own run-time errors, which name the parameter.
         f = valid_draws(trace(functools.partial(f, checked_by_caller=True), x, key)) or f
     chunk = n_samples if batch_size is None else min(batch_size, n_samples)
-    _check_memory(method, x, n_params, n_outputs, n_samples, chunk, batch_size)
+    n_devices = 1 if mesh is None else mesh.size
+    _check_memory(method, x, n_params, n_outputs, chunk, batch_size, n_devices)
+    split = None if mesh is None else NamedSharding(mesh, PartitionSpec(_AXIS))
 
     theta_leaves, theta_def = jax.tree.flatten(theta)
     out_leaves = jax.tree.leaves(out)
@@ -540,8 +572,12 @@ def estimate(
 
     def run(start, size):
         index = start + jnp.arange(size, dtype=jnp.uint32)
+        if split is not None:  # samples along the mesh: each device makes its own keys
+            index = jax.lax.with_sharding_constraint(index, split)
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index)
         s = method.sample_batch(f, x, keys)
+        if split is not None:
+            s = jax.lax.with_sharding_constraint(s, split)
         # Statistics leaf by leaf in the user's structure: XLA then fuses the ravel away
         # (a (B, m·N) array reduced over B is slow for small m·N).
         per_sample = _PerSample(
@@ -700,14 +736,17 @@ def failure_message(method: str, n_samples: int, n_bad_value, n_bad_grad, hint: 
     return message.format(what=what)
 
 
-def count_failures(sim, theta, key, *, method, n_samples, batch_size=None) -> tuple[int, int]:
+def count_failures(
+    sim, theta, key, *, method, n_samples, batch_size=None, mesh=None
+) -> tuple[int, int]:
     """``(n_bad_value, n_bad_grad)`` of a run that failed: the same samples run again,
     counting (compiled once per simulator and estimator, like `gradient`). For callers that
     run `estimate` inside their own compiled loop (`sg.optimize`) and must say how many
     samples failed."""
-    runner = _runner(sim, method, n_samples, batch_size)
+    runner = _runner(sim, method, n_samples, batch_size, mesh)
+    sim_arrays, theta, key = replicate((runner.sim_arrays, theta, key), mesh)
     try:
-        status = np.asarray(runner.count(runner.sim_arrays, theta, key).status)
+        status = np.asarray(runner.count(sim_arrays, theta, key).status)
     except (jax.errors.JaxRuntimeError, eqx.EquinoxRuntimeError) as error:
         raise _runtime_error(error, n_samples) from error  # a draw's invalid parameter
     n_bad_value, n_bad_grad, _ = status
@@ -768,6 +807,63 @@ def check_arguments(sim, key, method, n_samples, batch_size) -> tuple[int, int |
             raise ValueError(f"batch_size={batch_size!r}: must be a positive int or None.")
     _check_key(key)
     return n_samples, batch_size
+
+
+def sample_mesh(devices) -> Mesh | None:
+    """The mesh that samples are sharded over, from a ``devices=`` argument (see
+    `gradient`); None for the default device alone: the single-device program, unchanged."""
+    local = jax.local_devices()
+    if devices is None:
+        chosen = local
+    elif isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
+        if not 1 <= devices <= len(local):
+            raise ValueError(
+                f"devices={devices}: this process has {len(local)} local "
+                f"{local[0].platform} device(s); pass 1 to {len(local)}, None for all of "
+                "them, or a sequence of jax.Device (jax.devices() in a multi-host run)."
+            )
+        chosen = local[: int(devices)]
+    else:
+        chosen = list(devices) if isinstance(devices, (list, tuple)) else None
+        if not chosen or not all(isinstance(d, jax.Device) for d in chosen):
+            raise TypeError(
+                "devices must be None (every local device), an int k (the first k local "
+                "devices) or a non-empty list of jax.Device such as jax.devices(), got "
+                f"{devices!r}."
+            )
+        if len(set(chosen)) < len(chosen):
+            raise ValueError(f"devices={devices!r} names a device twice: list each once.")
+    if len(chosen) == 1 and chosen[0] == local[0]:
+        return None
+    return _mesh(tuple(chosen))
+
+
+@functools.cache
+def _mesh(devices: tuple) -> Mesh:
+    return Mesh(np.array(devices), (_AXIS,))
+
+
+def replicate(tree, mesh: Mesh | None):
+    """``tree`` on every device of ``mesh`` (a no-op without one): a compiled run over a
+    mesh refuses arguments committed to one device (``jax.device_put(x, device)``). Over
+    several processes (`jax.distributed`) each process passes its own copy of the same
+    values, assembled into one global array."""
+    if mesh is None:
+        return tree
+    sharding = NamedSharding(mesh, PartitionSpec())
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(functools.partial(_global, sharding=sharding), tree)
+
+
+def _global(x, sharding):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return x  # already global
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        data = _global(jax.random.key_data(x), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 def _check_method(method) -> None:
@@ -880,8 +976,9 @@ def _check_simulator(sim, theta, key, program: bool = False):
         raise TypeError(
             f"{_CONTRACT}It turned a traced value into a NumPy array (np.exp, np.asarray, "
             "float() on theta or something computed from it). Use jax.numpy instead: "
-            "import jax.numpy as jnp, then jnp.exp(...). For code that cannot be written in "
-            "JAX, see sg.BlackBox-style estimators that need only evaluations."
+            "import jax.numpy as jnp, then jnp.exp(...). Code that cannot be written in JAX "
+            "runs as sg.BlackBox(fn), fn(theta, seed) -> float, with an estimator that needs "
+            "only evaluations (sg.FiniteDifference(), sg.SPSA())."
         ) from error
     except (jax.errors.TracerBoolConversionError, jax.errors.ConcretizationTypeError) as error:
         raise TypeError(
@@ -911,20 +1008,23 @@ def _check_simulator(sim, theta, key, program: bool = False):
     return out, program
 
 
-def _check_memory(method, x, n_params, n_outputs, n_samples, chunk, batch_size) -> None:
-    """Refuse a run whose per-sample results alone cannot fit in memory (a lower bound:
-    what the simulator keeps per run is not counted), naming ``batch_size``."""
+def _check_memory(method, x, n_params, n_outputs, chunk, batch_size, n_devices) -> None:
+    """Refuse a run whose per-sample results alone cannot fit in one device's memory (a
+    lower bound: what the simulator keeps per run is not counted; a chunk is split over
+    ``n_devices``), naming ``batch_size``."""
     itemsize = x.dtype.itemsize
     runs = method.evals_per_sample(n_params, n_outputs)
     per_sample = itemsize * (n_outputs * (1 + 3 * n_params) + runs * n_outputs)
     budget = _memory_bytes() // 2
-    if chunk * per_sample <= budget:
+    if -(-chunk // n_devices) * per_sample <= budget:
         return
-    fits = max(1, 2 ** int(math.log2(max(1, budget // (8 * per_sample)))))
+    fits = max(1, 2 ** int(math.log2(max(1, n_devices * budget // (8 * per_sample)))))
     which = f"batch_size={chunk}" if batch_size is not None else f"n_samples={chunk} at once"
     raise ValueError(
         f"{which}: the per-sample results alone need {chunk * per_sample / 2**30:.1f} "
-        f"GiB, more than half of the {2 * budget / 2**30:.0f} GiB of memory. Pass "
+        f"GiB, more than half of the {2 * budget / 2**30:.0f} GiB of memory"
+        + (f" of each of {n_devices} devices" if n_devices > 1 else "")
+        + f". Pass "
         f"batch_size={fits} (or smaller): samples then run in chunks with memory "
         "proportional to batch_size, and the statistics are accumulated chunk by chunk."
     )
@@ -932,7 +1032,7 @@ def _check_memory(method, x, n_params, n_outputs, n_samples, chunk, batch_size) 
 
 @functools.cache
 def _memory_bytes() -> int:
-    stats = jax.devices()[0].memory_stats() or {}
+    stats = jax.local_devices()[0].memory_stats() or {}
     if "bytes_limit" in stats:
         return int(stats["bytes_limit"])
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

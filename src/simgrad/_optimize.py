@@ -4,7 +4,7 @@ import functools
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
@@ -13,6 +13,7 @@ import numpy as np
 import optax
 from jaxtyping import Array
 
+from . import _blackbox
 from ._estimate import (
     Estimate,
     SimulationError,
@@ -20,6 +21,8 @@ from ._estimate import (
     _check_method,
     count_failures,
     failure_message,
+    replicate,
+    sample_mesh,
 )
 from ._estimate import check_theta as _check_theta
 from ._estimate import choose as _choose
@@ -164,6 +167,8 @@ def optimize(
     resume: bool = False,
     progress: bool = True,
     callback: Callable[[int, Estimate], None] | None = None,
+    executor=None,
+    devices: int | Sequence[jax.Device] | None = None,
 ) -> OptimizeResult:
     r"""Minimise (or maximise) $\mathbb{E}_{key}[\mathrm{sim}(\theta, key)]$ by gradient steps.
 
@@ -205,6 +210,11 @@ def optimize(
         progress: show a progress bar with the current value ± its standard error.
         callback: ``callback(step, estimate)`` after each step (logging, early stopping
             by raising an exception). With a callback, steps run one at a time.
+        executor: for an `sg.BlackBox` simulator: where its evaluations run, as for
+            `sg.gradient`.
+        devices: the devices each step's samples are sharded over, as for `sg.gradient`
+            (default: every local device). A checkpoint resumes on other devices too, with
+            steps equal up to the order of summation.
 
     Raises:
         SimulationError: the simulator gave NaN or inf (the message names the step).
@@ -222,6 +232,11 @@ def optimize(
     method = Auto() if method is None else method
     optimizer = optax.adam(1e-2) if optimizer is None else optimizer
     _check_method(method)
+    if isinstance(sim, _blackbox.BlackBox):  # its evaluations run through executor
+        _blackbox.check_devices(devices)
+        sim, mesh = _blackbox.bind(sim, method, executor), None
+    else:
+        sim, mesh = _blackbox.bind(sim, method, executor), sample_mesh(devices)
     if not callable(sim):
         raise TypeError(f"sim must be a function sim(theta, key) -> scalar, got {type(sim)}.")
     if not isinstance(optimizer, optax.GradientTransformation):
@@ -276,6 +291,7 @@ def optimize(
         optimizer=stable,
         n_samples=n_samples,
         batch_size=batch_size,
+        mesh=mesh,
         maximize=bool(maximize),
         typed_key=typed_key,
         chunk=max(1, min(64, (1 << 21) // max(1, n_params))),  # steps per call, at most
@@ -294,7 +310,7 @@ def optimize(
             "maximize": bool(maximize),
         }
         if resume and checkpoint.exists():
-            row = _row_like(theta0, key, sim, method, n_samples, batch_size)[0]
+            row = _row_like(theta0, key, sim, method, n_samples, batch_size, mesh)[0]
             (carry, saved), done = runs.load_checkpoint(
                 checkpoint,
                 "optimize checkpoint",
@@ -317,6 +333,7 @@ def optimize(
                 checkpoint, "optimize checkpoint", (carry, rows[0]), fingerprint, done
             )
 
+    carry, lower, upper = replicate((carry, lower, upper), mesh)
     done = int(carry.step)
     bar = runs.progress_bar("optimising", "objective", progress, steps, done)
     per_step = None  # seconds per step once compiled: sizes the calls when progress shows
@@ -370,7 +387,7 @@ def optimize(
 
 @eqx.filter_jit
 def _run_chunk(
-    carry, n, lower, upper, *, sim, method, optimizer, n_samples, batch_size, maximize,
+    carry, n, lower, upper, *, sim, method, optimizer, n_samples, batch_size, mesh, maximize,
     typed_key, chunk,
 ):  # fmt: skip
     """Run ``n ≤ chunk`` steps in one ``while_loop``, stopping at the first failure.
@@ -383,7 +400,8 @@ def _run_chunk(
     sign = -1.0 if maximize else 1.0
 
     def estimate(theta, key):
-        return _engine(sim, theta, key, method=method, n_samples=n_samples, batch_size=batch_size)
+        return _engine(sim, theta, key, method=method, n_samples=n_samples,
+                       batch_size=batch_size, mesh=mesh)  # fmt: skip
 
     @jax.custom_vjp
     def objective(theta, key):  # what the optimiser minimises, with the estimator's gradient
@@ -445,7 +463,9 @@ def _run_chunk(
         return i + 1, carry, buffer, est, (ok, theta_finite, n_bad_value, n_bad_grad)
 
     first = jax.random.wrap_key_data(carry.key_data) if typed_key else carry.key_data
-    row, est_like, status_like = _row_like(carry.theta, first, sim, method, n_samples, batch_size)
+    row, est_like, status_like = _row_like(
+        carry.theta, first, sim, method, n_samples, batch_size, mesh
+    )
     zeros = lambda s: jnp.zeros(s.shape, s.dtype)  # noqa: E731
     last, buffer = jax.tree.map(zeros, (est_like, _stack(row, chunk)))
     zero = jnp.zeros(status_like.shape[1:], status_like.dtype)
@@ -456,10 +476,12 @@ def _run_chunk(
     return carry, buffer, last, status
 
 
-def _row_like(theta, key, sim, method, n_samples, batch_size):
+def _row_like(theta, key, sim, method, n_samples, batch_size, mesh):
     """The shapes of one step's record, estimate and status (`jax.eval_shape`: nothing runs)."""
     est = jax.eval_shape(
-        lambda t, k: _engine(sim, t, k, method=method, n_samples=n_samples, batch_size=batch_size),
+        lambda t, k: _engine(
+            sim, t, k, method=method, n_samples=n_samples, batch_size=batch_size, mesh=mesh
+        ),
         theta,
         key,
     )
@@ -511,7 +533,7 @@ def _raise_on_failure(status, carry, statics) -> None:
         key = jax.random.wrap_key_data(key) if statics["typed_key"] else key
         n_bad_value, n_bad_grad = count_failures(
             statics["sim"], carry.theta, jax.random.split(key)[1], method=method,
-            n_samples=n_samples, batch_size=statics["batch_size"],
+            n_samples=n_samples, batch_size=statics["batch_size"], mesh=statics["mesh"],
         )  # fmt: skip
     message = failure_message(
         repr(method), n_samples, n_bad_value, n_bad_grad, method.gradient_nan_hint

@@ -5,10 +5,12 @@ from .base import AbstractEstimator as AbstractEstimator
 from .base import AbstractPerSampleEstimator as AbstractPerSampleEstimator
 from .base import Samples as Samples
 from .finite_difference import FiniteDifference as FiniteDifference
+from .gaussian_smoothing import GaussianSmoothing as GaussianSmoothing
 from .hybrid import Hybrid as Hybrid
 from .pathwise import Pathwise as Pathwise
 from .score_function import AbstractScoreEstimator as AbstractScoreEstimator
 from .score_function import ScoreFunction as ScoreFunction
+from .spsa import SPSA as SPSA
 from .stochastic_triples import StochasticTriples as StochasticTriples
 
 # Every estimator joins this registry; tests/estimators/test_contract.py holds each entry to
@@ -19,6 +21,9 @@ ESTIMATORS: dict[str, AbstractEstimator] = {
     "fd-central-crn": FiniteDifference(scheme="central", crn=True),
     "fd-forward-crn": FiniteDifference(scheme="forward", crn=True),
     "fd-central-independent": FiniteDifference(scheme="central", crn=False),
+    # Random directions: two runs per sample whatever the dimension (black boxes).
+    "spsa": SPSA(),
+    "gaussian-smoothing": GaussianSmoothing(sigma=1e-3),
     # Score-function estimators see only draws made through simgrad.random; ScoreFunction
     # refuses simulators without them (its class var ``needs_draw_sites`` is True).
     "score-vanilla": ScoreFunction(baseline=None),

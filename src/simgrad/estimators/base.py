@@ -51,6 +51,17 @@ class Samples(eqx.Module):
     bias: Float[Array, "B m N"] | None = None
 
 
+def own_key(key: Key) -> Key:
+    """A key for an estimator's own draws (random directions), independent of the simulator's.
+
+    The simulator keeps the sample's ``key`` itself, so its randomness is the same as under
+    any other estimator (and a `sg.BlackBox` gets the same seed); the estimator draws from
+    ``fold_in(key, 2**31 - 1)``, a key a simulator's own ``split`` or ``fold_in`` of small
+    counts never produces.
+    """
+    return jax.random.fold_in(key, 2**31 - 1)
+
+
 def all_finite(x: Array, batch_dims: int = 1) -> Array:
     """True per leading index where every entry of ``x`` is finite."""
     return jnp.all(jnp.isfinite(x).reshape(x.shape[:batch_dims] + (-1,)), axis=-1)
@@ -80,6 +91,10 @@ class AbstractEstimator(eqx.Module):
       once per compilation.
     * ``gradient_nan_hint``: what NaN in the gradient only (a finite value) means for this
       estimator, appended to the `sg.SimulationError` message.
+    * ``evaluations_only``: the estimator needs nothing but evaluations of the simulator (no
+      derivative, no view of its program), so it also runs `sg.BlackBox` simulators.
+    * ``random_directions``: it draws random perturbation directions, so its estimate is
+      random even for a deterministic simulator (SPSA, Gaussian smoothing).
     * ``differentiable``: AD of the estimator's own computation estimates the next
       derivative where the sample path is smooth (pathwise); `sg.expectation` refuses
       second derivatives of the others.
@@ -91,6 +106,8 @@ class AbstractEstimator(eqx.Module):
     couples_samples: eqx.AbstractClassVar[bool]
     perturbs_theta: ClassVar[bool] = False
     gradient_nan_hint: ClassVar[str] = ""
+    evaluations_only: ClassVar[bool] = False
+    random_directions: ClassVar[bool] = False
     differentiable: ClassVar[bool] = False
 
     @abc.abstractmethod

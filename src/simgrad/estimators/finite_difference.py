@@ -73,6 +73,7 @@ class FiniteDifference(AbstractEstimator):
 
     sees_draws: ClassVar[bool] = False
     couples_samples: ClassVar[bool] = False
+    evaluations_only: ClassVar[bool] = True
     perturbs_theta: ClassVar[bool] = True
     gradient_nan_hint: ClassVar[str] = (
         " For finite differences, a finite value with a NaN or inf gradient means that a "

@@ -19,6 +19,8 @@ from .finance import black_scholes_call as black_scholes_call
 from .physics import CutAndCount as CutAndCount
 from .physics import asimov_significance as asimov_significance
 from .queues import MM1Queue as MM1Queue
+from .queues import mm1_wait as mm1_wait
+from .simpy_queue import MM1SimPy as MM1SimPy
 from .textbook import EulerDecay as EulerDecay
 from .textbook import Kink as Kink
 from .toys import BernoulliToy as BernoulliToy

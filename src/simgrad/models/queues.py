@@ -7,6 +7,21 @@ from .. import random as sgr
 from .base import AbstractModel
 
 
+def mm1_wait(lam: float, mu: float) -> tuple[float, dict[str, float]]:
+    r"""Mean stationary wait in queue of an M/M/1 queue and its gradient in ``(lam, mu)``.
+
+    $W_q = \lambda / (\mu(\mu - \lambda))$, $\partial_\lambda W_q = 1/(\mu - \lambda)^2$,
+    $\partial_\mu W_q = -\lambda(2\mu - \lambda)/(\mu(\mu - \lambda))^2$ (for $\lambda < \mu$).
+
+    >>> mm1_wait(1.0, 2.0)
+    (0.5, {'lam': 1.0, 'mu': -0.75})
+    """
+    return lam / (mu * (mu - lam)), {
+        "lam": 1 / (mu - lam) ** 2,
+        "mu": -lam * (2 * mu - lam) / (mu * (mu - lam)) ** 2,
+    }
+
+
 class MM1Queue(AbstractModel):
     r"""Mean waiting time of ``n_customers`` customers in an M/M/1 queue; θ is the service rate.
 
@@ -15,7 +30,8 @@ class MM1Queue(AbstractModel):
     `lax.scan`. $W_0$ is drawn from the stationary law ($P(W > w) = \rho e^{-(\mu -
     \lambda) w}$, $\rho = \lambda/\mu$) by inversion of one uniform, so every $W_k$ is
     stationary and $\mathbb E[\frac1n \sum_{k=1}^n W_k] = \lambda / (\mu(\mu - \lambda))$,
-    $\partial_\mu = -\lambda(2\mu - \lambda)/(\mu(\mu-\lambda))^2$.
+    $\partial_\mu = -\lambda(2\mu - \lambda)/(\mu(\mu-\lambda))^2$ (`mm1_wait`). The same
+    queue as a SimPy simulation, a black box: `MM1SimPy`.
 
     The path is continuous in μ, so the pathwise derivative is infinitesimal perturbation
     analysis (IPA) and unbiased; the score function is unbiased too, with a variance that
@@ -51,9 +67,7 @@ class MM1Queue(AbstractModel):
         return 2.0
 
     def exact_value(self, theta):
-        mu, lam = float(theta), self.arrival_rate
-        return lam / (mu * (mu - lam))
+        return mm1_wait(self.arrival_rate, float(theta))[0]
 
     def exact_grad(self, theta):
-        mu, lam = float(theta), self.arrival_rate
-        return -lam * (2 * mu - lam) / (mu * (mu - lam)) ** 2
+        return mm1_wait(self.arrival_rate, float(theta))[1]["mu"]
