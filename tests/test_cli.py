@@ -169,6 +169,7 @@ BAD_INPUTS = [  # (arguments, what the one-line message must say)
     (["mymodule:sim", "--theta", "1,inf"], "must be finite"),
     (["mymodule:sim", "--theta", "1e999"], "must be finite"),
     (["mymodule:sim", "--theta", "a,b"], "give numbers"),
+    (["mymodule:sim", "--theta", "1", "--html", "nofolder/r.html"], "'nofolder' does not exist"),
 ]
 
 
@@ -192,3 +193,11 @@ def test_compilation_cache_fills_and_can_be_turned_off(tmp_path):
     env = {"XDG_CACHE_HOME": str(tmp_path / "off"), "SIMGRAD_NO_CACHE": ""}
     done = shell("--no-cache", "demo", "-m", "euler", "--json", env=env)
     assert done.returncode == 0 and not (tmp_path / "off").exists()
+
+
+def test_optimize_refuses_an_unwritable_checkpoint_before_the_run(tmp_path):
+    for where, message in [(tmp_path / "no" / "r.eqx", "create the folder first"),
+                           (tmp_path, "is a folder")]:  # fmt: skip
+        result = runner.invoke(app, ["optimize", "any", "--checkpoint", str(where)])
+        text = " ".join(result.output.replace("│", " ").split())  # rich wraps it in a box
+        assert result.exit_code == 2 and message in text, result.output

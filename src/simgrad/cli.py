@@ -231,6 +231,13 @@ def optimize(
     """Optimise a gallery application and compare the result with its known answer."""
     if resume and checkpoint is None:
         raise typer.BadParameter("--resume needs --checkpoint PATH.", param_hint="--resume")
+    from ._src.runs import CheckpointError, check_output_path
+
+    if checkpoint is not None:
+        try:  # refused before the run, not at the first save
+            check_output_path(checkpoint, "--checkpoint")
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--checkpoint") from None
     jax = _setup_jax()
     from .models.applications import APPLICATIONS
 
@@ -242,9 +249,12 @@ def optimize(
     application = APPLICATIONS[name]
     console = Console(stderr=as_json)
     console.print(f"[bold]{name}[/bold]: {application.summary}")
-    result = application.run(
-        jax.random.key(seed), progress=True, checkpoint=checkpoint, resume=resume
-    )
+    try:  # a foreign or corrupted checkpoint on --resume
+        result = application.run(
+            jax.random.key(seed), progress=True, checkpoint=checkpoint, resume=resume
+        )
+    except CheckpointError as error:
+        raise typer.BadParameter(str(error), param_hint="--checkpoint") from None
     verdict = application.judge(result.theta)
     plot_path = plot or f"{name}.png"
     result.plot(plot_path, exact=application.optimum(), title=name)
@@ -336,9 +346,12 @@ def check(
 
     fn, name = _load_target(target)
     values = _parse_theta(theta)
-    out = Path(html or f"{name}.html")
-    if out.is_dir():
-        raise typer.BadParameter(f"{out} is a folder; give a file name.", param_hint="--html")
+    from ._src.runs import check_output_path
+
+    try:  # refused before the run, not after tens of seconds of checking
+        out = check_output_path(html or f"{name}.html", "--html", "report.html")
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--html") from None
     jax = _setup_jax()
     import jax.numpy as jnp
 
