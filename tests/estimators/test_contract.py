@@ -196,35 +196,38 @@ def per_sample_rows(method, sim, theta, key, n, chunk):
 
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_batch_size_that_does_not_divide_n_samples(name, key):
-    # 100 samples in chunks of 32: three full chunks and one of 4. Every sample has the same
-    # key whatever the chunking, so the results agree to rounding — amplified ε/h-fold by a
-    # finite difference's cancellation (of every estimator that differences runs: finite
-    # differences, SPSA, smoothing), since XLA may round one sample differently in another
-    # batch shape.
+    # 4000 samples in chunks of 1536: two full chunks and one of 928. Every sample has the
+    # same key whatever the chunking, so the results agree to rounding — amplified ε/h-fold
+    # by a finite difference's cancellation (of every estimator that differences runs:
+    # finite differences, SPSA, smoothing), since XLA may round one sample differently in
+    # another batch shape. The unchunked run is test_unbiased_on_stochastic_simulator's
+    # (the same simulator, sample count and dtype): its compiled program is reused.
     method = ESTIMATORS[name]
     rtol = tolerance(jnp.float64) if method.evaluations_only else 1e-12
-    theta = jnp.asarray(0.7)
-    chunked = sg.gradient(noisy_square, theta, key, method=method, n_samples=100, batch_size=32)
-    values, grads = per_sample_rows(method, noisy_square, theta, key, 100, 32)
+    theta = jnp.asarray(0.7, jnp.float64)  # as there: not weakly typed
+    chunked = sg.gradient(noisy_square, theta, key, method=method, n_samples=4000, batch_size=1536)
+    values, grads = per_sample_rows(method, noisy_square, theta, key, 4000, 1536)
     np.testing.assert_allclose(chunked.value, values.mean(), rtol=1e-12)
     np.testing.assert_allclose(chunked.grad, grads.mean(), rtol=rtol)
     np.testing.assert_allclose(chunked.grad_std, grads.std(ddof=1), rtol=rtol)
     if not method.couples_samples:
-        whole = sg.gradient(noisy_square, theta, key, method=method, n_samples=100)
+        whole = sg.gradient(noisy_square, theta, key, method=method, n_samples=4000)
         np.testing.assert_allclose(chunked.grad, whole.grad, rtol=rtol)
         np.testing.assert_allclose(chunked.grad_std, whole.grad_std, rtol=rtol)
         assert chunked.notes == ()
     else:  # a batch baseline is defined per chunk: said in the notes
-        assert "within each chunk of batch_size=32" in chunked.notes[0]
+        assert "within each chunk of batch_size=1536" in chunked.notes[0]
 
 
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_works_under_jit_and_vmap(name, key):
     # jit of vmap over θ of vmap over keys, one compilation: the same numbers as eager calls,
-    # to rounding (amplified by the differences of runs of evaluation-only estimators)
+    # to rounding (amplified by the differences of runs of evaluation-only estimators). The
+    # eager calls reuse the program that test_unbiased_on_stochastic_simulator compiled (the
+    # same simulator, n and dtype).
     method = ESTIMATORS[name]
     rtol = tolerance(jnp.float64) if method.evaluations_only else 1e-12
-    run = lambda t, k: sg.gradient(noisy_square, t, k, method=method, n_samples=64).grad  # noqa: E731
+    run = lambda t, k: sg.gradient(noisy_square, t, k, method=method, n_samples=4000).grad  # noqa: E731
     keys, thetas = jax.random.split(key, 3), jnp.array([0.3, 0.5, 0.9])
     eager = np.array([[float(run(t, k)) for k in keys] for t in thetas])
     batched = jax.jit(jax.vmap(jax.vmap(run, (None, 0)), (0, None)))(thetas, keys)
