@@ -78,6 +78,9 @@ class ChainBinomialEpidemic(AbstractApplication):
         mass = np.zeros((n - i0 + 1, n + 1))  # mass[s, i]
         mass[n - i0, i0] = 1.0
         final = np.zeros(n + 1)
+        # for every pair k <= s: step[pair, i] = P(k of s susceptibles infected | i infectives)
+        s, k = np.nonzero(np.tri(n - i0 + 1, dtype=bool))
+        step = binom.pmf(k[:, None], s[:, None], 1 - np.exp(-beta * np.arange(n + 1) / n))
         for _ in range(n + 1):
             ended = mass[:, 0]
             final[n - np.arange(len(ended))] += ended
@@ -85,9 +88,7 @@ class ChainBinomialEpidemic(AbstractApplication):
             if not mass.any():
                 break
             nxt = np.zeros_like(mass)
-            for s, i in zip(*np.nonzero(mass), strict=True):
-                k = np.arange(s + 1)
-                nxt[s - k, k] += mass[s, i] * binom.pmf(k, s, 1 - np.exp(-beta * i / n))
+            np.add.at(nxt, (s - k, k), np.sum(mass[s] * step, axis=1))
             mass = nxt
         return final
 
