@@ -448,21 +448,29 @@ def _traced(*trees) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(trees))
 
 
-@jax.custom_jvp
-def _no_derivative(tree):
-    return tree
+def refuse_derivatives(message: str):
+    """The identity, whose derivative raises ``TypeError(message)``: placed where JAX
+    differentiating through would silently give a wrong number."""
+
+    @jax.custom_jvp
+    def guard(tree):
+        return tree
+
+    @guard.defjvp
+    def guard_jvp(primals, tangents):
+        raise TypeError(message)
+
+    return guard
 
 
-@_no_derivative.defjvp
-def _no_derivative_jvp(primals, tangents):
-    raise TypeError(
-        "sg.gradient's result is being differentiated (jax.grad, jax.jvp or jax.jacfwd "
-        "through sg.gradient(...).value or .grad): JAX would differentiate the Monte Carlo "
-        "estimator itself, not the expectation, and return a wrong (often zero) derivative. "
-        "Use sg.expectation(sim, method=..., n_samples=...), whose value JAX differentiates "
-        "with the estimator's gradient; or call sg.gradient outside the differentiated "
-        "function and use est.grad directly."
-    )
+_no_derivative = refuse_derivatives(
+    "sg.gradient's result is being differentiated (jax.grad, jax.jvp or jax.jacfwd "
+    "through sg.gradient(...).value or .grad): JAX would differentiate the Monte Carlo "
+    "estimator itself, not the expectation, and return a wrong (often zero) derivative. "
+    "Use sg.expectation(sim, method=..., n_samples=...), whose value JAX differentiates "
+    "with the estimator's gradient; or call sg.gradient outside the differentiated "
+    "function and use est.grad directly."
+)
 
 
 def check_on_device(est: Estimate) -> Estimate:

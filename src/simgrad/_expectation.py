@@ -31,7 +31,9 @@ from ._estimate import (
     estimate,
     flat_problem,
     gradient,
+    refuse_derivatives,
 )
+from ._src.program import trace
 from ._types import Key, Output, Simulator, Theta
 from .check._scan import scan
 from .estimators import AbstractEstimator, Auto
@@ -274,7 +276,7 @@ def _second_order_refusal(chosen, sim, theta, key) -> str:
             "stochastic triples' miss the jumps)"
         )
     x, f, _, _ = flat_problem(sim, theta, key)
-    findings = scan(jax.make_jaxpr(f)(x, key), 1).findings
+    findings = scan(trace(f, x, key), 1).findings
     rough = [fi for fi in findings if fi.random and fi.kind in (*JUMPS, "kink", "discrete_draw")]
     if not rough:
         return ""
@@ -287,18 +289,10 @@ def _second_order_refusal(chosen, sim, theta, key) -> str:
 
 
 def _no_second_derivative(reason: str):
-    @jax.custom_jvp
-    def guard(theta):
-        return theta
-
-    @guard.defjvp
-    def guard_jvp(primals, tangents):
-        raise TypeError(
-            f"sg.expectation: a second derivative (jax.hessian, nested jax.grad) was asked "
-            f"for, but {reason}. Second derivatives are available with sg.Pathwise() when "
-            "the sample path is twice differentiable. Otherwise estimate the derivative you "
-            "need as an expectation of its own: write its per-sample estimate as a "
-            "simulator and pass that to sg.expectation."
-        )
-
-    return guard
+    return refuse_derivatives(
+        f"sg.expectation: a second derivative (jax.hessian, nested jax.grad) was asked "
+        f"for, but {reason}. Second derivatives are available with sg.Pathwise() when "
+        "the sample path is twice differentiable. Otherwise estimate the derivative you "
+        "need as an expectation of its own: write its per-sample estimate as a "
+        "simulator and pass that to sg.expectation."
+    )
