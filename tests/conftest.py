@@ -4,9 +4,14 @@ import os
 
 # The suite's time is mostly XLA compiling small programs: skip LLVM's expensive
 # optimisations (measured: a compile-bound test 32 -> 22 s of CPU, the ODE and relax docs
-# pages 55 -> 47 s). Results stay within every test's tolerance and every page's digits;
+# pages 55 -> 47 s) and XLA:CPU's new fusion emitters, whose MLIR pipeline costs more to
+# compile small programs than the loop emitters it replaced (12 gallery programs: 8.0 ->
+# 4.4 s of CPU). Results stay within every test's tolerance and every page's digits;
 # subprocesses (docs pages, the CLI) inherit it. Set before JAX starts its backend.
-_FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+_FAST_COMPILE = (
+    "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+    " --xla_cpu_use_fusion_emitters=false"
+)
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE}".strip()
 
 import jax  # noqa: E402
