@@ -5,6 +5,7 @@ Shared machinery for every estimator that scores draws lives in `AbstractScoreEs
 """
 
 import abc
+import math
 from typing import ClassVar, Literal
 
 import equinox as eqx
@@ -124,7 +125,7 @@ class AbstractScoreEstimator(AbstractEstimator):
             g = direct + y[..., None] * score[:, None, :]
             s = jnp.broadcast_to(score.T, (y.shape[1], *score.shape[::-1])).reshape(-1, 1, len(y))
             z = jnp.concatenate([s, controls], 1)  # (m·N, R, B), R = 1 + 2T
-            ridge = float(jnp.sqrt(jnp.finfo(dtype).eps))  # the smoothed u, u² can be collinear
+            ridge = math.sqrt(jnp.finfo(dtype).eps)  # the smoothed u, u² can be collinear
             fitted = _loo_regression(g.reshape(len(y), -1).T, z, ridge)
             return Samples(y, fitted.T.reshape(g.shape), all_finite(y), grad_ok)
         return Samples(y, self._combine(y, direct, score), all_finite(y), grad_ok)
@@ -143,7 +144,7 @@ class AbstractScoreEstimator(AbstractEstimator):
         from ..relax._smooth import relaxed  # relax builds on the estimators
 
         def soft(x, key, tau):
-            return relaxed(f, x, key, tau)
+            return relaxed(f, x, key, tau, random_only=True)
 
         _, left = _jumps(f, x, keys[0], self._taus()[0])
         if left:
@@ -245,7 +246,7 @@ def _jumps(f, x, key, tau: float) -> tuple[list, list]:
         return [fi for fi in scan(trace(fn, x, key), 1).findings
                 if fi.kind in _JUMPS and fi.continuous]  # fmt: skip
 
-    return found(f), found(lambda x, key: relaxed(f, x, key, tau))
+    return found(f), found(lambda x, key: relaxed(f, x, key, tau, random_only=True))
 
 
 def _ema_of_previous(f: Array, decay: float) -> Array:
