@@ -2,8 +2,9 @@
 
 Prints one JSON document. For the digital call and a discrete random walk (gallery models)
 and each baseline: the per-sample standard deviation of every gradient component, the time
-of one `sg.gradient` call, variance × time (lower is better: the time to reach a given
-standard error) and the variance reduction over the vanilla estimator. Then the cost of
+of one `sg.gradient` call (median of repeats, each baseline timed on its own), variance ×
+time (lower is better: the time to reach a given standard error), and the variance
+reduction and variance × time gain over the vanilla estimator. Then the cost of
 `ScoreFunction` against the primal simulation (`jit(vmap(sim))` on the same keys).
 
     python benchmarks/bench_score_function.py [--n-samples 65536] [--repeats 7]
@@ -23,7 +24,7 @@ from jax.flatten_util import ravel_pytree
 import simgrad as sg
 from simgrad.models import GALLERY, DigitalCall
 
-BASELINES = [None, "mean", "loo", "ema", "cv"]
+BASELINES = [None, "mean", "loo", "ema", "cv", "smooth"]
 
 
 def timed(fn, repeats):
@@ -61,20 +62,37 @@ def baselines(model, key, n, repeats):
             "per_sample_std": std,
             "seconds": seconds,
             "variance_x_seconds": {k: s**2 * seconds for k, s in std.items()},
+            "notes": list(est.notes),
         }
     vanilla = rows["None"]["per_sample_std"]
+    vanilla_seconds = rows["None"]["seconds"]
     for row in rows.values():
         row["variance_reduction_vs_vanilla"] = {
             k: vanilla[k] ** 2 / s**2 for k, s in row["per_sample_std"].items()
         }
+        row["seconds_over_vanilla"] = row["seconds"] / vanilla_seconds
+        # the time to reach a given standard error, vanilla's over this baseline's
+        row["variance_x_seconds_gain_vs_vanilla"] = {
+            k: r / row["seconds_over_vanilla"]
+            for k, r in row["variance_reduction_vs_vanilla"].items()
+        }
     best = {
         k: max((r["variance_reduction_vs_vanilla"][k], b) for b, r in rows.items()) for k in vanilla
+    }
+    best = {
+        k: {
+            "factor": f,
+            "baseline": b,
+            "seconds_over_vanilla": rows[b]["seconds_over_vanilla"],
+            "variance_x_seconds_gain": rows[b]["variance_x_seconds_gain_vs_vanilla"][k],
+        }
+        for k, (f, b) in best.items()
     }
     return {
         "n_samples": n,
         "exact_grad": exact,
         "baselines": rows,
-        "best_variance_reduction": {k: {"factor": f, "baseline": b} for k, (f, b) in best.items()},
+        "best_variance_reduction": best,
     }
 
 
@@ -90,6 +108,7 @@ def cost(model, key, n, repeats):
     for name, method in {
         "score-vanilla": sg.ScoreFunction(baseline=None),
         "score-loo": sg.ScoreFunction(baseline="loo"),
+        "score-smooth": sg.ScoreFunction(baseline="smooth"),
         "pathwise": sg.Pathwise(),
     }.items():
         inner = jax.jit(lambda x, ks, m=method: m.sample_batch(flat, x, ks))

@@ -5,7 +5,7 @@ from typing import ClassVar, Literal
 import equinox as eqx
 
 from .._src.program import Distribution
-from .score_function import AbstractScoreEstimator, Baseline
+from .score_function import BASELINES, AbstractScoreEstimator, Baseline
 
 
 class Hybrid(AbstractScoreEstimator):
@@ -42,8 +42,10 @@ class Hybrid(AbstractScoreEstimator):
     ema_decay: float = eqx.field(default=0.9, static=True)
     rao_blackwell: bool = eqx.field(default=True, static=True)
     mode: Literal["auto", "reverse", "forward"] = eqx.field(default="auto", static=True)
+    tau: None = eqx.field(default=None, static=True, init=False)
 
     needs_draw_sites: ClassVar[bool] = False
+    baselines: ClassVar[tuple] = BASELINES
 
     def __check_init__(self):
         self._check_options()

@@ -5,6 +5,7 @@ Shared machinery for every estimator that scores draws lives in `AbstractScoreEs
 """
 
 import abc
+import math
 from typing import ClassVar, Literal
 
 import equinox as eqx
@@ -23,8 +24,12 @@ from .._src.program import (
 )
 from .base import AbstractEstimator, Samples, all_finite
 
-Baseline = Literal["mean", "loo", "ema", "cv"] | None
+Baseline = Literal["mean", "loo", "ema", "cv", "smooth"] | None
 BASELINES = (None, "mean", "loo", "ema", "cv")
+DEFAULT_TAUS = (0.03, 0.1, 0.3, 1.0)
+# Kinds of findings where the output *jumps* with θ; one left in the smoothed program
+# makes its pathwise gradient biased, so the smoothed control variate would be too.
+_JUMPS = ("threshold", "rounding", "discrete_choice", "while_loop")
 
 
 class AbstractScoreEstimator(AbstractEstimator):
@@ -45,7 +50,11 @@ class AbstractScoreEstimator(AbstractEstimator):
     # Capability: True if the estimator is meaningless without `simgrad.random` draws (it
     # then refuses such simulators at trace time); contract tests use it to pick simulators.
     needs_draw_sites: eqx.AbstractClassVar[bool]
+    # The baselines this estimator offers (the smoothed control variate needs every draw
+    # scored: `ScoreFunction` only).
+    baselines: eqx.AbstractClassVar[tuple]
     sees_draws: ClassVar[bool] = True
+    tau: eqx.AbstractVar[tuple[float, ...] | None]
 
     @property
     def couples_samples(self) -> bool:  # a baseline mixes the samples of a chunk
@@ -57,9 +66,14 @@ class AbstractScoreEstimator(AbstractEstimator):
 
     def _check_options(self) -> None:
         cls = type(self).__name__
-        if self.baseline not in BASELINES:
+        if self.baseline not in self.baselines:
             raise ValueError(
-                f"{cls}(baseline={self.baseline!r}): baseline must be one of {BASELINES}."
+                f"{cls}(baseline={self.baseline!r}): baseline must be one of {self.baselines}."
+            )
+        if self.tau is not None and self.baseline != "smooth":
+            raise ValueError(
+                f"{cls}(tau={self.tau!r}): tau is the temperature of baseline='smooth'; "
+                f"pass baseline='smooth' with it, or drop tau (baseline={self.baseline!r})."
             )
         decay = self.ema_decay
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
@@ -72,7 +86,10 @@ class AbstractScoreEstimator(AbstractEstimator):
             )
 
     def evals_per_sample(self, n_params: int, n_outputs: int) -> int:
-        return 1 if self.mode == "forward" else n_outputs
+        passes = 1 if self.mode == "forward" else n_outputs
+        if self.baseline == "smooth":  # two runs of the smoothed program per temperature
+            return passes * (1 + 2 * len(self._taus()))
+        return passes
 
     def sample_batch(self, f, x, keys):
         program = trace(f, x, keys[0])
@@ -102,7 +119,69 @@ class AbstractScoreEstimator(AbstractEstimator):
 
         y, direct, score = jax.vmap(one)(keys)  # (B, m), (B, m, N), (B, N)
         grad_ok = all_finite(direct) & all_finite(score)  # raw, before the baseline mixes
+        if self.baseline == "smooth":
+            controls = self._smoothed_controls(f, x, keys, mode, dtype)  # (m·N, R, B)
+            grad_ok = grad_ok & jnp.all(jnp.isfinite(controls), axis=(0, 1))
+            g = direct + y[..., None] * score[:, None, :]
+            s = jnp.broadcast_to(score.T, (y.shape[1], *score.shape[::-1])).reshape(-1, 1, len(y))
+            z = jnp.concatenate([s, controls], 1)  # (m·N, R, B), R = 1 + 2T
+            ridge = math.sqrt(jnp.finfo(dtype).eps)  # the smoothed u, u² can be collinear
+            fitted = _loo_regression(g.reshape(len(y), -1).T, z, ridge)
+            return Samples(y, fitted.T.reshape(g.shape), all_finite(y), grad_ok)
         return Samples(y, self._combine(y, direct, score), all_finite(y), grad_ok)
+
+    def _taus(self) -> tuple[float, ...]:
+        return DEFAULT_TAUS if self.tau is None else self.tau
+
+    def _smoothed_controls(self, f, x, keys, mode, dtype) -> Array:
+        r"""``(m·N, 2T, B)``, per gradient component and sample: for each temperature
+        $\tau$ and $u = \tilde f_\tau, \tilde f_\tau^2$ ($\tilde f_\tau$ =
+        `sg.smooth(f, tau)`'s output), the difference of
+        two unbiased single-sample estimates of $\nabla_\theta \mathbb E[u]$: the score
+        function's ($\nabla u|_x + u\,\nabla \log p(x)$, every draw held fixed) and the
+        reparameterised one (pathwise through continuous draws; discrete draws held fixed
+        and scored, as `sg.Hybrid` does). Each has mean zero."""
+        from ..relax._smooth import relaxed  # relax builds on the estimators
+
+        def soft(x, key, tau):
+            return relaxed(f, x, key, tau, random_only=True)
+
+        _, left = _jumps(f, x, keys[0], self._taus()[0])
+        if left:
+            raise ValueError(
+                f"{type(self).__name__}(baseline='smooth'): smoothing leaves a jump after "
+                f"continuous randomness ({left[0].kind}: {left[0].primitive} at "
+                f"{left[0].where}), so the smoothed program's pathwise gradient, and with it "
+                "the control variate, would be biased. Write the jump as a comparison "
+                "feeding jnp.where (which sg.smooth relaxes) instead of lax.cond, an integer "
+                "cast, argmax or a while loop's stopping test; or use baseline='cv'."
+            )
+        taus = jnp.asarray(self._taus(), dtype)
+        program = trace(soft, x, keys[0], taus[0])
+        everything = LogProb(lambda d: True, dtype, self.rao_blackwell)
+        discrete = LogProb(lambda d: not d.reparameterised, dtype, self.rao_blackwell)
+        jacobian = jax.jacrev if mode == "reverse" else jax.jacfwd
+
+        def estimates(interpretation, key, tau):
+            def fn(x):
+                (y,), (log_prob, _) = evaluate(
+                    program, [x, key, tau], interpretation, interpretation.initial_state()
+                )
+                return (y, log_prob), y
+
+            (direct, score), y = jacobian(fn, has_aux=True)(x)  # (m, N), (N,), (m,)
+            return y, direct, score
+
+        def one(key, tau):
+            u, d_score, s_score = estimates(everything, key, tau)
+            _, d_path, s_path = estimates(discrete, key, tau)
+            d, s, u = d_score - d_path, s_score - s_path, u[:, None]
+            return jnp.stack([d + u * s, 2 * u * d + u**2 * s], -1)  # u, then u²
+
+        # samples last: the fit's products then run along them
+        per_tau = jax.vmap(jax.vmap(one, (None, 0), 2), (0, None), -1)(keys, taus)
+        m, n = per_tau.shape[:2]  # (m, N, T, 2, B)
+        return per_tau.reshape(m * n, -1, len(keys))
 
     def _check_program(self, program, run, theta, key) -> None:
         """Trace-time errors (tier 1): what the score function cannot do for this program."""
@@ -141,7 +220,9 @@ class AbstractScoreEstimator(AbstractEstimator):
         baseline per output: ``y`` (B, m), ``direct`` (B, m, N), ``score`` (B, N)."""
         score = jnp.broadcast_to(score[:, None, :], direct.shape)
         if self.baseline == "cv":
-            return _loo_control_variate(direct + y[..., None] * score, score)
+            g = (direct + y[..., None] * score).reshape(len(y), -1).T  # (m·N, B)
+            s = score.reshape(len(y), -1).T[:, None]  # (m·N, 1, B)
+            return _loo_regression(g, s, jnp.finfo(g.dtype).eps).T.reshape(direct.shape)
         return direct + (y - self._baseline(y))[..., None] * score
 
     def _baseline(self, y: Array) -> Array:
@@ -153,6 +234,19 @@ class AbstractScoreEstimator(AbstractEstimator):
         if self.baseline == "loo":
             return (jnp.sum(y, axis=0) - y) / (n - 1)
         return _ema_of_previous(y, self.ema_decay)
+
+
+def _jumps(f, x, key, tau: float) -> tuple[list, list]:
+    """The checker's jumps after continuous randomness (`sg.check`'s static scan) in the
+    flat program ``f``, and in its smoothed copy at ``tau``."""
+    from ..check._scan import scan
+    from ..relax._smooth import relaxed
+
+    def found(fn):
+        return [fi for fi in scan(trace(fn, x, key), 1).findings
+                if fi.kind in _JUMPS and fi.continuous]  # fmt: skip
+
+    return found(f), found(lambda x, key: relaxed(f, x, key, tau, random_only=True))
 
 
 def _ema_of_previous(f: Array, decay: float) -> Array:
@@ -170,28 +264,59 @@ def _ema_of_previous(f: Array, decay: float) -> Array:
     return b
 
 
-def _loo_control_variate(a: Array, s: Array) -> Array:
-    r"""``a_i - c_{-i} s_i`` with ``c_{-i} = Cov(a, s) / Var(s)`` fitted without sample ``i``.
+def _loo_regression(g: Array, z: Array, ridge: float) -> Array:
+    r"""``g_i - c_{-i} · z_i``: control variates ``z`` (mean zero) with the variance-optimal
+    coefficients $c = \mathrm{Cov}(z)^{-1}\mathrm{Cov}(z, g)$ fitted without sample ``i``.
 
-    The score ``s`` has mean zero, so any coefficient independent of sample ``i`` keeps
-    each term unbiased; leaving sample ``i`` out of its own coefficient makes it so.
-    Coefficients are per gradient component.
+    ``g`` is ``(C, B)`` and ``z`` ``(C, R, B)``: ``C`` gradient components (coefficients per
+    component), ``R`` control variates, ``B`` samples (last: XLA's products run along
+    them). Any coefficient independent of sample ``i`` keeps its term unbiased; leaving
+    sample ``i`` out makes it so. The fit on all samples, $c$, and the
+    leave-one-out one differ by a rank-one update (Sherman–Morrison):
+    $c_{-i} = c - \kappa\,v_i r_i / (1 - \kappa\, z_i^\top v_i)$ with $v_i = A^{-1} z_i$,
+    $r_i = g_i - z_i^\top c$ (both centred), $\kappa = n/(n-1)$. Columns are scaled to
+    unit variance and ``ridge`` (relative to their variance) keeps collinear ones (or a
+    zero one) solvable; it can only shrink the coefficients, never bias the estimate.
     """
-    n = a.shape[0]
+    n = g.shape[-1]
     if n == 1:
-        return a  # no other sample to fit c on: c = 0
-    g = a
-    a = a - jnp.mean(a, axis=0)  # centring changes no covariance, and helps rounding
-    s_mean = jnp.mean(s, axis=0)
-    sc = s - s_mean
-    sum_a, sum_s = jnp.sum(a, axis=0), jnp.sum(sc, axis=0)
-    sum_as, sum_ss = jnp.sum(a * sc, axis=0), jnp.sum(sc * sc, axis=0)
-    m = n - 1
-    la, ls = sum_a - a, sum_s - sc
-    cov = (sum_as - a * sc) - la * ls / m
-    var = (sum_ss - sc * sc) - ls * ls / m
-    c = jnp.where(var > 0, cov / jnp.where(var > 0, var, 1), 0)
-    return g - c * s
+        return g  # no other sample to fit c on: c = 0
+    gt, zt = g, z
+    a = gt - jnp.mean(gt, axis=-1, keepdims=True)  # centring changes no covariance
+    mean = jnp.mean(zt, axis=-1, keepdims=True)
+    scale = jnp.sqrt(jnp.mean((zt - mean) ** 2, axis=-1, keepdims=True))
+    scale = jnp.where(scale > 0, scale, 1)
+    zt, mean = zt / scale, mean / scale
+    zc = zt - mean
+    gram = jnp.matmul(zc, jnp.swapaxes(zc, -1, -2))  # (C, R, R)
+    inverse = jnp.linalg.inv(gram + n * ridge * jnp.eye(z.shape[1], dtype=g.dtype))
+    c = jnp.matmul(inverse, jnp.matmul(zc, a[..., None]))  # (C, R, 1)
+    v = jnp.matmul(inverse, zc)  # A⁻¹ z_i, (C, R, B)
+    # sums over R as products with ones: XLA:CPU reduces a middle axis 50× slower
+    ones = jnp.ones((1, z.shape[1]), g.dtype)
+    kappa = n / (n - 1)
+    residual = a - jnp.matmul(jnp.swapaxes(c, -1, -2), zc)[:, 0]
+    shrink = kappa * residual / (1 - kappa * jnp.matmul(ones, zc * v)[:, 0])
+    # Σ_r c_{-i,r} z_{i,r} with c_{-i} = c - v_i·shrink_i, on the raw (uncentred) z_i
+    fitted = jnp.matmul(jnp.swapaxes(c, -1, -2), zt)[:, 0] - jnp.matmul(ones, zt * v)[:, 0] * shrink
+    return gt - fitted
+
+
+def _taus(tau):
+    """``tau`` validated: None, or a tuple of positive finite floats."""
+    if tau is None:
+        return None
+    values = tau if isinstance(tau, (tuple, list)) else (tau,)
+    ok = len(values) > 0 and all(
+        isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t < float("inf")
+        for t in values
+    )
+    if not ok:
+        raise ValueError(
+            f"tau={tau!r}: must be a positive finite number or a non-empty tuple of them "
+            "(temperatures of the smoothed program), e.g. tau=0.1 or tau=(0.03, 0.3)."
+        )
+    return tuple(float(t) for t in values)
 
 
 class ScoreFunction(AbstractScoreEstimator):
@@ -219,12 +344,29 @@ class ScoreFunction(AbstractScoreEstimator):
               coefficient $c_j = \mathrm{Cov}(g_j, s_j)/\mathrm{Var}(s_j)$ fitted per
               gradient component on the other $n-1$ samples. Unbiased; the best constant
               baseline per component.
+            * ``"smooth"``: control variates that depend on the draws, from the smoothed
+              program (LAX, Grathwohl et al. 2018): for $u = \tilde f_\tau$ and
+              $\tilde f_\tau^2$, $\tilde f_\tau$ = `sg.smooth(sim, tau)`'s output on the
+              same draws, $h_u = \nabla u|_x + u\,\nabla\log p - \nabla_{\text{path}} u$,
+              which has mean zero ($\mathbb E[u\,\nabla\log p + \nabla u|_x] =
+              \nabla\mathbb E[u] = \mathbb E[\nabla_{\text{path}} u]$ for reparameterised
+              draws; discrete draws are held fixed and scored on both sides, so they cancel).
+              All $h_u$ and the score are fitted jointly per component on the other $n-1$
+              samples. Unbiased for any ``tau``: the smoothing is only a control variate.
+              Far below the constant baselines' variance where the output jumps after a
+              continuous draw (digital call: 20–500× less than vanilla); each temperature
+              costs two more differentiated runs of the smoothed program.
 
             Baselines couple samples: the reported standard error treats the per-sample
             estimates as independent, which they are up to $O(1/n)$. With
             ``batch_size=`` they couple the samples of one chunk only (each chunk's
             estimate is unbiased; ``Estimate.notes`` says so).
         ema_decay: the moving average's decay, in (0, 1).
+        tau: ``baseline="smooth"`` only: the temperature(s) of the smoothed program, a
+            positive number or a tuple of them; None (default) takes
+            ``(0.03, 0.1, 0.3, 1.0)``, suited to jumps in quantities that vary by about
+            0.1–1 (log-prices, standardised values). For other scales pass temperatures
+            around the spread of the compared quantity. ``Estimate.notes`` lists those used.
         rao_blackwell: drop the score of draws that cannot reach the output (dead code).
         mode: differentiate in ``"reverse"`` mode (one backward pass) or ``"forward"``
             mode (one tangent per parameter, batched; works through `lax.while_loop`,
@@ -240,24 +382,60 @@ class ScoreFunction(AbstractScoreEstimator):
         >>> abs(float(est.grad) - 7.0) < 4 * float(est.grad_stderr)
         True
 
+    With ``baseline="smooth"`` a jump that `sg.smooth` cannot relax (``lax.cond`` on a
+    draw, an integer cast, argmax, a while loop's stopping test) is refused (``ValueError``):
+    the smoothed program's pathwise gradient would be biased there.
+
     Not for: continuous sample paths with reparameterisable draws — `sg.Pathwise` is
     unbiased there with far lower variance (for $x \sim N(\mu, 1)$, $f = x^2$ at $\mu = 1$:
     per-sample variance 4 pathwise, 30 score function). Draws must go through
     `simgrad.random`.
 
     References: Williams (1992), REINFORCE; Mohamed, Rosca, Figurnov & Mnih, "Monte Carlo
-    gradient estimation in machine learning", JMLR 21 (2020), section 4.
+    gradient estimation in machine learning", JMLR 21 (2020), section 4; Grathwohl, Choi,
+    Wu, Roeder & Duvenaud, "Backpropagation through the void", ICLR 2018 (LAX).
     """
 
     baseline: Baseline = eqx.field(default="loo", static=True)
     ema_decay: float = eqx.field(default=0.9, static=True)
+    tau: float | tuple[float, ...] | None = eqx.field(default=None, static=True, converter=_taus)
     rao_blackwell: bool = eqx.field(default=True, static=True)
     mode: Literal["auto", "reverse", "forward"] = eqx.field(default="auto", static=True)
 
     needs_draw_sites: ClassVar[bool] = True
+    baselines: ClassVar[tuple] = (*BASELINES, "smooth")
 
     def __check_init__(self):
         self._check_options()
+
+    def choose(self, f, x, key):
+        if self.baseline != "smooth":
+            return self, ()
+        taus = ", ".join(f"{t:g}" for t in self._taus())
+        notes = [
+            f"baseline='smooth': control variates from the smoothed program at tau = {taus} "
+            "(its output and that squared, per tau) and the score, fitted per component on "
+            "the other n-1 samples"
+        ]
+        before, _ = _jumps(f, x, key, self._taus()[0])
+        if not before:
+            notes.append(
+                "baseline='smooth': no jump after continuous randomness for smoothing to "
+                "relax; if the draws are continuous, sg.Pathwise() is unbiased here with "
+                "less variance and work"
+            )
+        kinds = [site_distribution(eqn) for eqn, _ in draw_sites(trace(f, x, key))]
+        if any(not d.reparameterised for d in kinds):
+            notes.append(
+                "baseline='smooth': discrete draws are scored on both sides of the control "
+                "variate, so it cuts only the variance that comes from continuous draws"
+                + (
+                    ""
+                    if any(d.reparameterised for d in kinds)
+                    else " (there are none: this is baseline='cv' at more cost)"
+                )  # fmt: skip
+            )
+        return self, tuple(notes)
 
     def scores(self, distribution: Distribution) -> bool:
         return True

@@ -68,20 +68,30 @@ class Smooth(Interpretation):
         return descend(eqn, invals, self, state)
 
 
+def relaxed(sim: Simulator, theta: Theta, key: Key, tau, random_only: bool = False) -> object:
+    """``smooth(sim, tau)(theta, key)`` with ``tau`` an argument: a traced scalar too (one
+    trace serves every temperature, e.g. under ``vmap`` over temperatures). With
+    ``random_only``, only operations that depend on θ *and* on the key are relaxed: jumps
+    after random draws; comparisons of θ alone (a draw's parameter check) stay exact."""
+    leaves = jax.tree.leaves(theta)
+    program = trace(sim, theta, key)
+    n_key = len(program.jaxpr.invars) - len(leaves)
+    tainted = depends_on(program, [True] * len(leaves) + [False] * n_key)
+    if random_only:
+        tainted = tainted & depends_on(program, [False] * len(leaves) + [True] * n_key)
+    args = [*leaves, *jax.tree.leaves(key)]
+    outs, _ = evaluate(program, args, Smooth(tau, tainted))
+    outs = [_harden(x, v) for x, v in zip(outs, program.jaxpr.outvars, strict=True)]
+    treedef = jax.tree.structure(jax.eval_shape(sim, theta, key))
+    return jax.tree.unflatten(treedef, outs)
+
+
 class _Smoothed(eqx.Module):
     sim: Callable
     tau: float = eqx.field(static=True)
 
     def __call__(self, theta, key):
-        leaves = jax.tree.leaves(theta)
-        program = trace(self.sim, theta, key)
-        n_key = len(program.jaxpr.invars) - len(leaves)
-        tainted = depends_on(program, [True] * len(leaves) + [False] * n_key)
-        args = [*leaves, *jax.tree.leaves(key)]
-        outs, _ = evaluate(program, args, Smooth(self.tau, tainted))
-        outs = [_harden(x, v) for x, v in zip(outs, program.jaxpr.outvars, strict=True)]
-        treedef = jax.tree.structure(jax.eval_shape(self.sim, theta, key))
-        return jax.tree.unflatten(treedef, outs)
+        return relaxed(self.sim, theta, key, self.tau)
 
 
 def smooth(sim: Simulator, tau: float) -> Simulator:
