@@ -6,7 +6,10 @@ import os
 import sys
 
 assert "jax" not in sys.modules
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+# appended: the suite's fast-compile flags (tests/conftest.py) stay in force
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+).strip()
 
 import equinox as eqx  # noqa: E402
 import jax  # noqa: E402

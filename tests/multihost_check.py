@@ -5,7 +5,10 @@ one device alone gives. ``python tests/multihost_check.py PROCESS_ID PORT``."""
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+# appended: the suite's fast-compile flags (tests/conftest.py) stay in force
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+).strip()
 
 import jax  # noqa: E402
 

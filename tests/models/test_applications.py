@@ -40,6 +40,7 @@ def test_tuned_mass_damper_simulation_agrees_with_the_moment_equations(key):
         assert error < 4 * float(est.grad_stderr[name]) + 0.01 * abs(float(exact_grad[name]))
 
 
+@pytest.mark.optimised_xla
 def test_tuned_mass_damper_design_is_reached(key):
     tmd = TunedMassDamper()
     result = tmd.run(key, progress=False)
