@@ -187,11 +187,11 @@ def test_check_bad_input_is_a_one_line_usage_error(user_folder, args, message):
 @needs_command
 def test_compilation_cache_fills_and_can_be_turned_off(tmp_path):
     env = {"XDG_CACHE_HOME": str(tmp_path / "on"), "SIMGRAD_NO_CACHE": ""}
-    done = shell("demo", "-m", "euler", "--json", env=env)
+    done = shell("demo", "-m", "euler", "-e", "pathwise-reverse", "--json", env=env)
     assert done.returncode == 0, done.stderr
     assert any((tmp_path / "on" / "simgrad" / "jax").iterdir())
     env = {"XDG_CACHE_HOME": str(tmp_path / "off"), "SIMGRAD_NO_CACHE": ""}
-    done = shell("--no-cache", "demo", "-m", "euler", "--json", env=env)
+    done = shell("--no-cache", "demo", "-m", "euler", "-e", "pathwise-reverse", "--json", env=env)
     assert done.returncode == 0 and not (tmp_path / "off").exists()
 
 
