@@ -156,27 +156,14 @@ class Triples(Interpretation):
 
         ``weights`` has shape ``batch + (C,)``, ``alts`` ``batch + (C,) + event`` (the event
         axes of one multivariate draw, none for a scalar one); ``x`` is ``batch + event``.
-
-        One uniform ``u`` decides both: with ``W`` the weight so far and ``w_1 … w_K`` the
-        candidates', candidate ``k`` wins when ``u·(W + Σw)`` falls in ``[w_1 + … +
-        w_{k-1}, w_1 + … + w_k)``, probability ``w_k / (W + Σw)`` — the same law as a keep
-        coin with probability ``Σw / (W + Σw)`` and an independent pick ``∝ w_k``.
         """
         n_cand = weights.shape[-1]
         event = alts.shape[weights.ndim :]
         alts = alts.reshape((-1, *event)).astype(x.dtype)
         weights = jnp.where(state.enabled, weights.reshape(-1), 0).astype(self.weight_dtype)
         counter = state.counter + 1
-        u = _uniform(state.seed, counter)
-        cumulative = jnp.cumsum(weights.astype(u.dtype))
-        total = cumulative[-1]
-        point = u * (state.weight + total)
-        win = point < total
-        pick = 0  # the one candidate, or the first whose cumulative weight passes `point`
-        if weights.size > 1:
-            pick = jnp.minimum(jnp.sum(cumulative <= point), weights.size - 1)
+        win, pick, merged = _prune(_uniform(state.seed, counter), state.weight, weights)
         x_new = x.reshape((-1, *event)).at[pick // n_cand].set(alts[pick]).reshape(x.shape)
-        merged = (state.weight + total).astype(self.weight_dtype)
         tag = jnp.where(win, counter, state.tag)
         alt = jnp.where(win, x_new, x_alt)
         state = TripleState(merged, tag, counter, state.seed, state.enabled)
@@ -299,6 +286,23 @@ class Triples(Interpretation):
         carry = [materialise(_with_tangent(lift(c, state)), state) for c in carry]
         state, carry = lax.while_loop(keep_going, step, (state, carry))
         return list(carry), state
+
+
+def _prune(u, weight, weights):
+    """``(win, pick, merged)``: does a candidate replace the alternative of weight ``weight``,
+    which of ``weights`` (flat, ≥ 0), and the merged weight — from one uniform ``u``.
+
+    Candidate ``k`` wins when ``u·(W + Σw)`` falls in ``[w_1 + … + w_{k-1}, w_1 + … +
+    w_k)``: probability ``w_k / (W + Σw)``, the law of a keep coin with probability
+    ``Σw / (W + Σw)`` followed by an independent pick ``∝ w_k`` (Arya et al.'s pruning).
+    """
+    cumulative = jnp.cumsum(weights.astype(u.dtype))
+    total = cumulative[-1]
+    point = u * (weight + total)
+    pick = 0  # the one candidate, or the first whose cumulative weight passes `point`
+    if weights.size > 1:
+        pick = jnp.minimum(jnp.sum(cumulative <= point), weights.size - 1)
+    return point < total, pick, (weight + total).astype(weight.dtype)
 
 
 def _uniform(seed, counter):
