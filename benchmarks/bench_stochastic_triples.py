@@ -9,18 +9,28 @@ discrete draws (the gallery's Asian call), the time of the triples estimator ove
 forward-mode AD, `sg.Pathwise(mode="forward")`. And StochasticAD.jl's categorical with
 zero-probability categories between those that can occur, against its exact derivative.
 
+Times are medians of repeats, the functions timed in turn in one process; XLA runs
+single-threaded (set below unless ``XLA_FLAGS`` is already set), so this process's CPU
+time is the work done, steadier than wall time on a shared machine: both are reported
+(``time_over_primal`` from wall time, ``cpu_over_primal`` from CPU time).
+
     python benchmarks/bench_stochastic_triples.py [--n-samples 16384] [--repeats 7]
 """
 
 import argparse
 import json
+import os
 
-import jax
-import jax.numpy as jnp
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+)
 
-import simgrad as sg
-from _timing import environment, interleaved_seconds
-from simgrad.models import AsianCall, StateDependentWalk
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+import simgrad as sg  # noqa: E402
+from _timing import environment, interleaved_times  # noqa: E402
+from simgrad.models import AsianCall, StateDependentWalk  # noqa: E402
 
 PUBLISHED_TRIPLES_STD = {10: 0.99, 50: 3.42, 100: 6.48}  # StochasticAD.jl tutorial
 
@@ -40,7 +50,7 @@ def walk(n, key, n_samples, repeats):
     fns = {"primal": lambda: primal(p, keys)}
     for name, method in methods.items():
         fns[name] = lambda m=method: sg.gradient(model, p, key, method=m, n_samples=n_samples)
-    seconds = interleaved_seconds(fns, repeats=repeats)
+    times = interleaved_times(fns, repeats=repeats)
     rows = {}
     for name in methods:
         est = fns[name]()
@@ -48,8 +58,10 @@ def walk(n, key, n_samples, repeats):
             "grad": float(est.grad),
             "per_sample_std": float(est.grad_std),
             "z_vs_exact": (float(est.grad) - exact) / float(est.grad_stderr),
-            "seconds": seconds[name],
-            "time_over_primal": seconds[name] / seconds["primal"],
+            "seconds": times[name]["wall"],
+            "cpu_seconds": times[name]["cpu"],
+            "time_over_primal": times[name]["wall"] / times["primal"]["wall"],
+            "cpu_over_primal": times[name]["cpu"] / times["primal"]["cpu"],
         }
     best = min((r["per_sample_std"], k) for k, r in rows.items() if k.startswith("score"))
     return {
@@ -57,7 +69,8 @@ def walk(n, key, n_samples, repeats):
         "p": float(p),
         "exact_grad": exact,
         "published_triples_std": PUBLISHED_TRIPLES_STD[n],
-        "primal_seconds": seconds["primal"],
+        "primal_seconds": times["primal"]["wall"],
+        "primal_cpu_seconds": times["primal"]["cpu"],
         "methods": rows,
         "best_score_baseline": best[1],
         "std_ratio_best_score_over_triples": best[0] / rows["triples"]["per_sample_std"],
@@ -92,11 +105,13 @@ def no_discrete_draws(key, n_samples, repeats):
             ("triples", sg.StochasticTriples()),
         )
     }
-    seconds = interleaved_seconds(fns, repeats=repeats)
+    times = interleaved_times(fns, repeats=repeats)
     return {
         "model": model.name,
-        "seconds": seconds,
-        "triples_over_forward": seconds["triples"] / seconds["forward"],
+        "seconds": {name: t["wall"] for name, t in times.items()},
+        "cpu_seconds": {name: t["cpu"] for name, t in times.items()},
+        "triples_over_forward": times["triples"]["wall"] / times["forward"]["wall"],
+        "triples_over_forward_cpu": times["triples"]["cpu"] / times["forward"]["cpu"],
     }
 
 
@@ -109,7 +124,7 @@ def main():
     key = jax.random.key(0)
     report = {
         "benchmark": "stochastic_triples",
-        "environment": environment(),
+        "environment": environment() | {"xla_flags": os.environ.get("XLA_FLAGS")},
         "n_samples": args.n_samples,
         "random_walk": [walk(n, key, args.n_samples, args.repeats) for n in (10, 50, 100)],
         "zero_probability_categories": zero_probability_categories(key, args.n_samples),

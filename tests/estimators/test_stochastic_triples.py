@@ -14,7 +14,7 @@ from jax import lax
 import simgrad as sg
 from simgrad._src.program import evaluate, trace
 from simgrad._src.program.sites import DISTRIBUTIONS
-from simgrad._src.program.triples import Triple, Triples
+from simgrad._src.program.triples import Triple, Triples, _prune, _uniform
 
 N = 20_000
 
@@ -246,6 +246,58 @@ def test_interpretation_without_proposals_is_forward_mode_on_each_path(key):
     assert out.alt is None and float(state.weight) == 0.0  # nothing computed twice
     with_proposals = {name for name, d in DISTRIBUTIONS.items() if d.proposal is not None}
     assert with_proposals == {name for name, d in DISTRIBUTIONS.items() if d.discrete} - {"randint"}
+
+
+# --- stochastic pruning: one uniform per proposal -----------------------------------------
+
+
+def test_one_uniform_prunes_with_the_law_of_a_keep_coin_and_a_pick():
+    # Over a fine grid of u, candidate k replaces the current alternative (weight W) for a
+    # share w_k / (W + Σw) of the u's, zero weights never; nothing to propose never wins.
+    weights = jnp.array([0.2, 0.0, 0.5, 0.1, 0.0])
+    m = 100_000
+    grid = (jnp.arange(m, dtype=jnp.float64) + 0.5) / m
+    for w in (0.0, 0.7):
+        win, pick, merged = jax.vmap(lambda u, w=w: _prune(u, jnp.asarray(w), weights))(grid)
+        shares = [float(jnp.mean(win & (pick == k))) for k in range(weights.size)]
+        np.testing.assert_allclose(shares, weights / (w + 0.8), rtol=0, atol=2 / m)
+        assert float(merged[0]) == pytest.approx(w + 0.8, rel=1e-15)
+    assert not bool(_prune(jnp.asarray(0.0), jnp.asarray(0.7), jnp.zeros(3))[0])
+
+
+def test_pruning_uniforms_are_uniform_and_independent_across_counters(key):
+    # Block `counter` of a Threefry stream: in [0, 1), distinct, Kolmogorov–Smirnov and
+    # lag-1 correlation at the 0.1 % level (fixed seed: deterministic), a seed of its own.
+    seed = jax.random.bits(key, (2,), jnp.uint32)
+    u = np.asarray(jax.vmap(lambda c: _uniform(seed, c))(jnp.arange(1, 4097, dtype=jnp.int32)))
+    assert u.dtype == np.float64 and u.min() >= 0.0 and u.max() < 1.0
+    assert len(np.unique(u)) == u.size
+    ranked = np.sort(u)
+    steps = np.arange(1, u.size + 1) / u.size
+    assert np.max(np.maximum(steps - ranked, ranked - steps + 1 / u.size)) < 1.95 / 64
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 3.3 / 64
+    other = jax.random.bits(jax.random.fold_in(key, 1), (2,), jnp.uint32)
+    assert float(_uniform(other, jnp.int32(1))) != float(u[0])
+
+
+def test_pruning_picks_among_a_vector_draws_candidates_and_across_steps(key):
+    # Each step draws three Bernoullis at once (one site, three candidates) and f weighs
+    # every draw differently: a pick not proportional to the weights, or a keep coin other
+    # than w / (W + w), would be biased by O(1) against a standard error of ~0.04.
+    coeff = jnp.array([[1.0, -2.0, 3.0], [0.5, 4.0, -1.0]])
+    slopes = jnp.arange(1.0, 4.0)
+
+    def sim(theta, key):
+        def step(total, inputs):
+            c, k = inputs
+            return total + jnp.sum(c * sg.random.bernoulli(k, jax.nn.sigmoid(theta * slopes))), None
+
+        zero = jnp.zeros((), jnp.result_type(theta))
+        return lax.scan(step, zero, (coeff, jax.random.split(key, 2)))[0]
+
+    exact = jax.grad(lambda t: jnp.sum(coeff * jax.nn.sigmoid(t * slopes)))(0.3)
+    est = sg.gradient(sim, 0.3, key, method=sg.StochasticTriples(), n_samples=N)
+    assert within(est, exact), (est.grad, est.grad_stderr, exact)
 
 
 # --- categories that cannot occur: skipped over (StochasticAD.jl's test/triples.jl) ------

@@ -19,10 +19,13 @@ First-order equations run twice (``primal`` by `jax.jvp`, which gives the tangen
 the main and alternative values with the same key (coupling), and where the draw is
 discrete proposes the neighbouring values with weights (the derivative of their
 probability, Arya et al. 2022); stochastic pruning keeps one alternative per sample,
-unbiasedly. Loops and branches that contain draws are walked by the core, which hands
-their bodies to this interpretation's `scan`, `while_loop` and `cond` as functions: a
-`cond` runs every branch and selects the main path's and the alternative's; a `while`
-iterates until both paths stop, each path frozen when its own condition fails.
+unbiasedly, with one uniform per proposal: block ``counter`` of a Threefry-2x32 stream
+(counter mode, one hash; the draw's own random bits are shared by both paths), so the
+pruning costs about as much as the draw it prunes. Loops and branches that contain draws
+are walked by the core, which hands their bodies to this interpretation's `scan`,
+`while_loop` and `cond` as functions: a `cond` runs every branch and selects the main
+path's and the alternative's; a `while` iterates until both paths stop, each path frozen
+when its own condition fails.
 """
 
 from typing import Any, NamedTuple
@@ -30,6 +33,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.extend.random import threefry_2x32
 
 from ._jax_compat import bind
 from .core import Interpretation, contains_draw
@@ -46,12 +50,12 @@ class Triple(NamedTuple):
 
 
 class TripleState(NamedTuple):
-    """The alternative's weight and tag, a counter of proposals, a key, and a gate."""
+    """The alternative's weight and tag, a counter of proposals, a seed, and a gate."""
 
     weight: Any  # the alternative path's weight (≥ 0)
     tag: Any  # int32: tag of the current alternative (0: none yet)
     counter: Any  # int32: proposals made so far (new tags)
-    key: Any  # PRNG key for the pruning coin flips
+    seed: Any  # uint32[2]: Threefry key of the pruning uniforms (block `counter` each)
     enabled: Any  # bool: may draws here propose alternatives (False off the main path)
 
 
@@ -115,9 +119,8 @@ class Triples(Interpretation):
 
     def initial_state(self) -> TripleState:
         zero = jnp.zeros((), jnp.int32)
-        return TripleState(
-            jnp.zeros((), self.weight_dtype), zero, zero, self.key, jnp.ones((), bool)
-        )
+        seed = jax.random.bits(self.key, (2,), jnp.uint32)
+        return TripleState(jnp.zeros((), self.weight_dtype), zero, zero, seed, jnp.ones((), bool))
 
     # Every equation without a draw inside is applied as a whole (jvp + a second run);
     # calls, loops and branches with draws inside are walked by the core, which calls
@@ -158,19 +161,12 @@ class Triples(Interpretation):
         event = alts.shape[weights.ndim :]
         alts = alts.reshape((-1, *event)).astype(x.dtype)
         weights = jnp.where(state.enabled, weights.reshape(-1), 0).astype(self.weight_dtype)
-        total = jnp.sum(weights)
-        key, k_pick, k_keep = jax.random.split(state.key, 3)
-        safe = jnp.where(total > 0, weights, 1)
-        pick = jax.random.categorical(k_pick, jnp.log(safe) - jnp.log(jnp.sum(safe)))
-        pick = jnp.where(total > 0, pick, 0)
-        x_new = x.reshape((-1, *event)).at[pick // n_cand].set(alts[pick]).reshape(x.shape)
-        merged = state.weight + total
-        u = jax.random.uniform(k_keep, (), self.weight_dtype)
-        win = (total > 0) & (u * merged < total)
         counter = state.counter + 1
+        win, pick, merged = _prune(_uniform(state.seed, counter), state.weight, weights)
+        x_new = x.reshape((-1, *event)).at[pick // n_cand].set(alts[pick]).reshape(x.shape)
         tag = jnp.where(win, counter, state.tag)
         alt = jnp.where(win, x_new, x_alt)
-        state = TripleState(merged, tag, counter, key, state.enabled)
+        state = TripleState(merged, tag, counter, state.seed, state.enabled)
         return Triple(x, dx, alt, tag), state
 
     def cond(self, index, branches, operands, state):
@@ -290,6 +286,35 @@ class Triples(Interpretation):
         carry = [materialise(_with_tangent(lift(c, state)), state) for c in carry]
         state, carry = lax.while_loop(keep_going, step, (state, carry))
         return list(carry), state
+
+
+def _prune(u, weight, weights):
+    """``(win, pick, merged)``: does a candidate replace the alternative of weight ``weight``,
+    which of ``weights`` (flat, ≥ 0), and the merged weight — from one uniform ``u``.
+
+    Candidate ``k`` wins when ``u·(W + Σw)`` falls in ``[w_1 + … + w_{k-1}, w_1 + … +
+    w_k)``: probability ``w_k / (W + Σw)``, the law of a keep coin with probability
+    ``Σw / (W + Σw)`` followed by an independent pick ``∝ w_k`` (Arya et al.'s pruning).
+    """
+    cumulative = jnp.cumsum(weights.astype(u.dtype))
+    total = cumulative[-1]
+    point = u * (weight + total)
+    pick = 0  # the one candidate, or the first whose cumulative weight passes `point`
+    if weights.size > 1:
+        pick = jnp.minimum(jnp.sum(cumulative <= point), weights.size - 1)
+    return point < total, pick, (weight + total).astype(weight.dtype)
+
+
+def _uniform(seed, counter):
+    """A uniform in [0, 1): block ``counter`` of the Threefry-2x32 stream keyed by ``seed``.
+
+    Counter mode (Salmon et al. 2011): distinct counters give independent blocks, one hash
+    each. float64 when enabled (53 bits of the block), else float32 (24 bits).
+    """
+    hi, lo = threefry_2x32(seed, jnp.stack([counter.astype(jnp.uint32), jnp.uint32(0)]))
+    if jax.config.jax_enable_x64:
+        return (hi.astype(jnp.float64) * 2.0**21 + (lo >> 11).astype(jnp.float64)) * 2.0**-53
+    return (hi >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
 
 
 def _differs(values, state):
