@@ -353,7 +353,7 @@ def gradient(
     traced = False
     if not plain:
         _check_key(key)
-        theta = check_theta(theta)
+        theta = check_theta(theta, to_device=runner.mesh is not None)
         traced = isinstance(key, jax.core.Tracer) or _traced(theta, sim_arrays)
         if runner.mesh is not None and not traced:  # arrays committed to one device, copied
             theta, key, sim_arrays = replicate((theta, key, sim_arrays), runner.mesh)
@@ -956,9 +956,11 @@ _PARTITION = (
 _FLOATS = frozenset(np.dtype(t) for t in (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64))
 
 
-def check_theta(theta) -> Theta:
+def check_theta(theta, to_device: bool = True) -> Theta:
     """Validate θ (floating leaves, finite host values, at least one parameter) and turn
-    host leaves into JAX arrays; device arrays are checked for finiteness on the device."""
+    host leaves into JAX arrays; device arrays are checked for finiteness on the device.
+    With ``to_device=False`` host leaves stay on the host (NumPy arrays copied), for a
+    compiled function to take as they are: it converts them faster than `jnp.asarray`."""
     leaves, treedef = jax.tree.flatten(theta)
     if leaves and all(isinstance(leaf, jax.Array) and leaf.dtype in _FLOATS for leaf in leaves):
         if any(leaf.size for leaf in leaves):  # the common case, fast: floating JAX arrays
@@ -987,7 +989,10 @@ def check_theta(theta) -> Theta:
             if not np.isfinite(leaf).all():
                 where = _leaf_name(treedef, i)
                 raise ValueError(f"{where} is not finite ({leaf}): parameters must be finite.")
-            leaf = jnp.asarray(leaf)
+            if to_device:
+                leaf = jnp.asarray(leaf)
+            elif isinstance(leaf, np.ndarray):
+                leaf = np.array(leaf)  # a copy: the caller may change theirs in place
         checked.append(leaf)
     if sum(math.prod(np.shape(leaf)) for leaf in checked) == 0:
         shapes = [np.shape(leaf) for leaf in checked]
