@@ -94,7 +94,6 @@ def test_nonfinite_samples_raise_naming_estimator_and_count(method, key):
             read()
 
 
-
 def log_above(theta, key):
     return jnp.log(jax.random.uniform(key, dtype=theta.dtype) - theta[0])  # NaN when u < θ
 
