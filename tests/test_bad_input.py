@@ -4,6 +4,8 @@ JAX error where simgrad can name the fix (issue 18).
 Sections are independent tables; each row is (label, call, exception, words in the message).
 """
 
+import re
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -207,3 +209,27 @@ def test_failed_samples_are_counted_not_spread_by_baselines(method):
     with pytest.raises(sg.SimulationError) as info:
         grad(nan_tenth, 0.3, method=method, n_samples=n)
     assert f"in {exact} of {n} samples (the value itself in {exact})" in str(info.value)
+
+
+def summed_square(theta, key):
+    return noisy_square(sum(jnp.sum(leaf) for leaf in jax.tree.leaves(theta)), key)
+
+
+def test_a_call_like_a_recent_one_checks_theta_and_key_all_the_same(monkeypatch):
+    """The fast path of a repeated call (the same simulator, estimator and sizes) leaves the
+    checks of θ's and the key's dtypes and shapes to the compiled function's trace: each
+    bad input still gets its error, at the call."""
+    grad(summed_square, jnp.float32(1.0))  # the first call: checked in full
+    monkeypatch.setattr(sg._estimate, "check_arguments", None)  # the fast path only, now
+    grad(summed_square, jnp.float32(2.0))
+    rows = [
+        (jnp.array([1, 2]), KEY, TypeError, "must be floating"),
+        ({"a": jnp.float32(1.0), "b": jnp.int32(1)}, KEY, TypeError, "theta['b'] has dtype int32"),
+        (jnp.zeros(0), KEY, ValueError, "no parameters"),
+        (jnp.asarray(jnp.nan), KEY, ValueError, "not finite"),
+        (jnp.float32(1.0), jax.random.split(KEY, 3), ValueError, "single PRNG key"),
+        (jnp.float32(1.0), jnp.int32(0), TypeError, "jax.random.key(0)"),
+    ]
+    for theta, key, error, words in rows:
+        with pytest.raises(error, match=re.escape(words)):
+            grad(summed_square, theta, key)

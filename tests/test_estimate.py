@@ -94,6 +94,23 @@ def test_nonfinite_samples_raise_naming_estimator_and_count(method, key):
             read()
 
 
+def log_above(theta, key):
+    return jnp.log(jax.random.uniform(key, dtype=theta.dtype) - theta[0])  # NaN when u < θ
+
+
+def test_failures_are_counted_at_the_theta_of_the_call(key):
+    """The count, made on first reading, reruns the call's own θ: a NumPy θ changed in place
+    in between changes nothing."""
+    theta = np.array([0.1])
+    est = sg.gradient(log_above, theta, key, method=sg.Pathwise(), n_samples=1000)
+    theta[0] = -1.0  # no sample would fail here
+    keys = jax.random.split(key, 1000)
+    u = jax.vmap(lambda k: jax.random.uniform(k, dtype=jnp.float64))(keys)
+    exact = int(np.sum(np.asarray(u) < 0.1))
+    with pytest.raises(sg.SimulationError, match=f"in {exact} of 1000 samples"):
+        est.grad  # noqa: B018
+
+
 def test_nonfinite_gradient_only_says_so(key):
     est = sg.gradient(nan_gradient_only, 1.0, key, method=sg.Pathwise(), n_samples=8)
     with pytest.raises(sg.SimulationError, match=r"in 8 of 8 samples \(the gradient only\)"):

@@ -9,6 +9,7 @@ device arrays and a status; its numbers are checked the first time one is read.
 """
 
 import contextlib
+import copy
 import functools
 import inspect
 import math
@@ -325,36 +326,43 @@ def gradient(
         SimulationError: when the simulator produces NaN or inf for some samples (on
             first reading the `Estimate`; inside `jax.jit`, see `simulation_errors`).
     """
-    if executor is not None or isinstance(sim, _blackbox.BlackBox):
+    # Fast path: the static arguments of a recent call, the very same objects, were checked
+    # then; only θ and the key change from call to call.
+    recent = None
+    if executor is None and type(n_samples) is int and type(batch_size) in _SIZE_TYPES:
+        try:
+            recent = _RECENT.get((id(sim), _method_key(method), n_samples, batch_size, devices))
+        except TypeError:  # unhashable arguments: the checked path
+            pass
+    if recent is not None and recent[0]() is sim:
+        runner = recent[1]
+    elif executor is not None or isinstance(sim, _blackbox.BlackBox):
         _blackbox.check_devices(devices)
         return _blackbox.gradient(
             sim, theta, key, method=method, n_samples=n_samples, batch_size=batch_size,
             executor=executor,
         )  # fmt: skip
-    # Fast path: the static arguments of a recent call, the very same objects, were checked
-    # then; only θ and the key change from call to call.
-    recent = None
-    if type(n_samples) is int and (batch_size is None or type(batch_size) is int):
-        with contextlib.suppress(TypeError):  # unhashable arguments: the checked path
-            recent = _RECENT.get((id(sim), _method_key(method), n_samples, batch_size, devices))
-    if recent is not None and recent[0]() is sim:
-        runner = recent[1]
-        _check_key(key)
     else:
         n_samples, batch_size = check_arguments(sim, key, method, n_samples, batch_size)
         runner = _runner(sim, method, n_samples, batch_size, sample_mesh(devices))
         _remember_recent(sim, method, n_samples, batch_size, devices, runner)
-    theta = check_theta(theta)
     sim_arrays = runner.sim_arrays
-    traced = isinstance(key, jax.core.Tracer) or _traced(theta, sim_arrays)
-    if runner.mesh is not None and not traced:  # arrays committed to one device, copied
-        theta, key, sim_arrays = replicate((theta, key, sim_arrays), runner.mesh)
+    # The common case, checked fast: θ's leaves and the key are concrete JAX arrays of kinds
+    # seen before; their dtypes and shapes are checked when the runner is traced for them.
+    plain = runner.plain and _plain(theta, key)
+    traced = False
+    if not plain:
+        _check_key(key)
+        theta = check_theta(theta, to_device=runner.mesh is not None)
+        traced = isinstance(key, jax.core.Tracer) or _traced(theta, sim_arrays)
+        if runner.mesh is not None and not traced:  # arrays committed to one device, copied
+            theta, key, sim_arrays = replicate((theta, key, sim_arrays), runner.mesh)
     if traced:  # differentiating an estimate by accident is an error, never a silent zero
         theta, sim_arrays = _no_derivative((theta, sim_arrays))
     try:
         est = runner.run(sim_arrays, theta, key)
     except jax.errors.JaxRuntimeError as error:
-        raise _runtime_error(error, n_samples) from error
+        raise _runtime_error(error, runner.n_samples) from error
     if traced or _traced(est._value):  # inside jit or vmap, or a closure over a traced value
         return check_on_device(_no_derivative(est))
     # The count of bad samples is needed only when some failed: then (on first reading)
@@ -363,20 +371,47 @@ def gradient(
     return est
 
 
+_SIZE_TYPES = (int, type(None))
+_CONCRETE: set = set()  # the types of concrete JAX arrays (not tracers) seen by `check_theta`
+
+
+def _plain(theta, key) -> bool:
+    """Whether ``key`` and every leaf of ``theta`` are concrete JAX arrays (not tracers,
+    not host values, which must be checked for finiteness and converted)."""
+    if type(key) not in _CONCRETE:
+        return False
+    for leaf in jax.tree.leaves(theta):
+        if type(leaf) not in _CONCRETE:
+            return False
+    return True
+
+
 class _Runner:
     """A compiled `estimate` for one simulator, estimator, sample size and mesh: ``run``
-    and ``count`` take only arrays (the simulator's own arrays, θ, the key)."""
+    and ``count`` take only arrays (the simulator's own arrays, θ, the key). θ and the key
+    are validated when they are traced (once per structure, dtype and shape), so that a
+    call with arrays of a kind seen before needs no check in Python (`gradient`'s fast
+    path)."""
 
     def __init__(self, sim_rest, method, n_samples, batch_size, mesh, sim_arrays):
         def go(count, sim_arrays, theta, key):
+            _check_key(key)
+            check_theta(theta)
             sim = eqx.combine(sim_arrays, sim_rest)
             return estimate(sim, theta, key, method=method, n_samples=n_samples,
                             batch_size=batch_size, count=count, mesh=mesh)  # fmt: skip
 
         self.run = jax.jit(functools.partial(go, False))
         self.count = jax.jit(functools.partial(go, True))
-        self.sim_arrays, self.mesh = sim_arrays, mesh
+        self.n_samples, self.mesh = n_samples, mesh
+        self.use(sim_arrays)
         self.sim_ref = lambda: None
+
+    def use(self, sim_arrays) -> None:
+        """Run with these arrays of the simulator; ``plain``: without a mesh, and with
+        concrete arrays (eligible for `gradient`'s fast path)."""
+        self.sim_arrays = sim_arrays
+        self.plain = self.mesh is None and not _traced(sim_arrays)
 
 
 _BY_IDENTITY: dict = {}
@@ -407,10 +442,8 @@ def _runner(sim, method, n_samples, batch_size, mesh=None) -> _Runner:
         runner = _Runner(sim_rest, method, n_samples, batch_size, mesh, sim_arrays)
         _remember(_BY_VALUE, value, runner)
     else:  # same static parts, perhaps other arrays: share the compiled functions
-        shared = runner
-        runner = object.__new__(_Runner)
-        runner.run, runner.count, runner.mesh = shared.run, shared.count, shared.mesh
-        runner.sim_arrays = sim_arrays
+        runner = copy.copy(runner)
+        runner.use(sim_arrays)
     try:
         runner.sim_ref = weakref.ref(sim)
     except TypeError:  # cannot be referenced weakly: looked up by value every call
@@ -892,14 +925,23 @@ def _check_key(key) -> None:
     if key_like and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.shape == ():
             _KEY_DTYPES.add(key.dtype)
+            _note_concrete([key])
             return
         raise ValueError(
             f"key must be a single PRNG key, got a batch of shape {key.shape}. Pass one key; "
             "simgrad derives the n_samples keys itself (or jax.vmap over a batch of keys)."
         )
     if key_like and key.dtype == jnp.uint32 and key.shape == (2,):  # legacy raw key
+        _note_concrete([key])
         return
     raise TypeError(f"key must be a JAX PRNG key such as jax.random.key(0), got {_describe(key)}.")
+
+
+def _note_concrete(arrays) -> None:
+    """Remember the types of concrete JAX arrays that passed a check (see `_plain`)."""
+    for x in arrays:
+        if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
+            _CONCRETE.add(type(x))
 
 
 _KEY_DTYPES: set = set()
@@ -914,12 +956,15 @@ _PARTITION = (
 _FLOATS = frozenset(np.dtype(t) for t in (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64))
 
 
-def check_theta(theta) -> Theta:
+def check_theta(theta, to_device: bool = True) -> Theta:
     """Validate θ (floating leaves, finite host values, at least one parameter) and turn
-    host leaves into JAX arrays; device arrays are checked for finiteness on the device."""
+    host leaves into JAX arrays; device arrays are checked for finiteness on the device.
+    With ``to_device=False`` host leaves stay on the host (NumPy arrays copied), for a
+    compiled function to take as they are: it converts them faster than `jnp.asarray`."""
     leaves, treedef = jax.tree.flatten(theta)
     if leaves and all(isinstance(leaf, jax.Array) and leaf.dtype in _FLOATS for leaf in leaves):
         if any(leaf.size for leaf in leaves):  # the common case, fast: floating JAX arrays
+            _note_concrete(leaves)
             return theta
     checked = []
     for i, leaf in enumerate(leaves):
@@ -944,7 +989,10 @@ def check_theta(theta) -> Theta:
             if not np.isfinite(leaf).all():
                 where = _leaf_name(treedef, i)
                 raise ValueError(f"{where} is not finite ({leaf}): parameters must be finite.")
-            leaf = jnp.asarray(leaf)
+            if to_device:
+                leaf = jnp.asarray(leaf)
+            elif isinstance(leaf, np.ndarray):
+                leaf = np.array(leaf)  # a copy: the caller may change theirs in place
         checked.append(leaf)
     if sum(math.prod(np.shape(leaf)) for leaf in checked) == 0:
         shapes = [np.shape(leaf) for leaf in checked]
