@@ -16,11 +16,17 @@ _FAST_COMPILE = (
     "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
     " --xla_cpu_use_fusion_emitters=false"
 )
+# One thread per XLA program: xdist already keeps every core busy, and a runtime's thread
+# pool on top of it only contends (the tuned-mass-damper run: 26 s of CPU alone, 85 s
+# beside another worker).
+_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false"
 # A test marked `optimised_xla` is bound by run time, not compilation: it runs in a fresh
 # process with XLA's optimisations (SIMGRAD_TESTS_XLA=optimised), see pytest_pyfunc_call.
 _OPTIMISED = os.environ.get("SIMGRAD_TESTS_XLA") == "optimised"
 if not _OPTIMISED:
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE}".strip()
+    os.environ["XLA_FLAGS"] = (
+        f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE} {_ONE_THREAD}".strip()
+    )
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
@@ -74,10 +80,8 @@ def pytest_configure(config):
 def pytest_pyfunc_call(pyfuncitem):
     if _OPTIMISED or pyfuncitem.get_closest_marker("optimised_xla") is None:
         return None
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env["SIMGRAD_TESTS_XLA"] = "optimised"
-    if _USER_XLA_FLAGS is not None:
-        env["XLA_FLAGS"] = _USER_XLA_FLAGS
+    env = dict(os.environ, SIMGRAD_TESTS_XLA="optimised")
+    env["XLA_FLAGS"] = f"{_USER_XLA_FLAGS or ''} {_ONE_THREAD}".strip()
     args = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
     done = subprocess.run(
         [sys.executable, *args, pyfuncitem.nodeid],
