@@ -155,13 +155,15 @@ def run_demo(
     seed: int = 0,
     scale: float = 1.0,
     on_step: Callable[[str], None] | None = None,
+    plan: list[tuple[str, str]] | None = None,
 ) -> list[DemoRow]:
-    """Run the demo; ``scale`` multiplies each model's sample size (at least 2)."""
+    """Run the demo; ``scale`` multiplies each model's sample size (at least 2). ``plan``:
+    `demo_plan`'s pairs, when the caller has them already (each model is scanned once)."""
     if not (scale > 0 and math.isfinite(scale)):
         raise ValueError(f"scale={scale}: must be a positive number.")
     rows = []
     key = jax.random.key(seed)
-    for model_name, est_name in demo_plan(model_names, estimator_names):
+    for model_name, est_name in plan or demo_plan(model_names, estimator_names):
         model = GALLERY[model_name]
         n_samples = max(2, int(model.n_samples * scale))
         if on_step is not None:

@@ -194,8 +194,9 @@ def demo(
         console.width = max(console.width, 150)
     with _Steps("simgrad demo", len(plan), Console(stderr=True)) as steps:
         rows = run_demo(
-            model, estimator_names=estimator, seed=seed, scale=scale, on_step=steps.step
-        )
+            model, estimator_names=estimator, seed=seed, scale=scale, on_step=steps.step,
+            plan=plan,
+        )  # fmt: skip
 
     if as_json:
         typer.echo(json.dumps([_row_dict(r) for r in rows], indent=2))

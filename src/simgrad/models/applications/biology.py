@@ -4,7 +4,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from scipy.stats import binom
 
 from ... import random
 from ...estimators import ScoreFunction
@@ -74,6 +73,8 @@ class ChainBinomialEpidemic(AbstractApplication):
 
     def final_size_distribution(self, beta: float) -> np.ndarray:
         """``P(Z = z)`` for z = 0…N, exactly: dynamic programming over ``(S, I)``."""
+        from scipy.stats import binom  # scipy.stats costs a second to import: only here
+
         n, i0 = self.population, self.initial_infected
         mass = np.zeros((n - i0 + 1, n + 1))  # mass[s, i]
         mass[n - i0, i0] = 1.0
