@@ -146,7 +146,7 @@ class AbstractScoreEstimator(AbstractEstimator):
         def soft(x, key, tau):
             return relaxed(f, x, key, tau, random_only=True)
 
-        _, left = _jumps(f, x, keys[0], self._taus()[0])
+        left = _jumps(f, x, keys[0], self._taus()[0])
         if left:
             raise ValueError(
                 f"{type(self).__name__}(baseline='smooth'): smoothing leaves a jump after "
@@ -236,17 +236,15 @@ class AbstractScoreEstimator(AbstractEstimator):
         return _ema_of_previous(y, self.ema_decay)
 
 
-def _jumps(f, x, key, tau: float) -> tuple[list, list]:
+def _jumps(f, x, key, tau: float | None = None) -> list:
     """The checker's jumps after continuous randomness (`sg.check`'s static scan) in the
-    flat program ``f``, and in its smoothed copy at ``tau``."""
+    flat program ``f``, or, given ``tau``, in its smoothed copy at that temperature."""
     from ..check._scan import scan
     from ..relax._smooth import relaxed
 
-    def found(fn):
-        return [fi for fi in scan(trace(fn, x, key), 1).findings
-                if fi.kind in _JUMPS and fi.continuous]  # fmt: skip
-
-    return found(f), found(lambda x, key: relaxed(f, x, key, tau, random_only=True))
+    fn = f if tau is None else (lambda x, key: relaxed(f, x, key, tau, random_only=True))
+    return [fi for fi in scan(trace(fn, x, key), 1).findings
+            if fi.kind in _JUMPS and fi.continuous]  # fmt: skip
 
 
 def _ema_of_previous(f: Array, decay: float) -> Array:
@@ -417,7 +415,7 @@ class ScoreFunction(AbstractScoreEstimator):
             "(its output and that squared, per tau) and the score, fitted per component on "
             "the other n-1 samples"
         ]
-        before, _ = _jumps(f, x, key, self._taus()[0])
+        before = _jumps(f, x, key)
         if not before:
             notes.append(
                 "baseline='smooth': no jump after continuous randomness for smoothing to "
