@@ -279,12 +279,11 @@ def _loo_regression(g: Array, z: Array, ridge: float) -> Array:
     n = g.shape[-1]
     if n == 1:
         return g  # no other sample to fit c on: c = 0
-    gt, zt = g, z
-    a = gt - jnp.mean(gt, axis=-1, keepdims=True)  # centring changes no covariance
-    mean = jnp.mean(zt, axis=-1, keepdims=True)
-    scale = jnp.sqrt(jnp.mean((zt - mean) ** 2, axis=-1, keepdims=True))
+    a = g - jnp.mean(g, axis=-1, keepdims=True)  # centring changes no covariance
+    mean = jnp.mean(z, axis=-1, keepdims=True)
+    scale = jnp.sqrt(jnp.mean((z - mean) ** 2, axis=-1, keepdims=True))
     scale = jnp.where(scale > 0, scale, 1)
-    zt, mean = zt / scale, mean / scale
+    zt, mean = z / scale, mean / scale
     zc = zt - mean
     gram = jnp.matmul(zc, jnp.swapaxes(zc, -1, -2))  # (C, R, R)
     inverse = jnp.linalg.inv(gram + n * ridge * jnp.eye(z.shape[1], dtype=g.dtype))
@@ -297,7 +296,7 @@ def _loo_regression(g: Array, z: Array, ridge: float) -> Array:
     shrink = kappa * residual / (1 - kappa * jnp.matmul(ones, zc * v)[:, 0])
     # Σ_r c_{-i,r} z_{i,r} with c_{-i} = c - v_i·shrink_i, on the raw (uncentred) z_i
     fitted = jnp.matmul(jnp.swapaxes(c, -1, -2), zt)[:, 0] - jnp.matmul(ones, zt * v)[:, 0] * shrink
-    return gt - fitted
+    return g - fitted
 
 
 def _taus(tau):
