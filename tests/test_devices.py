@@ -16,7 +16,7 @@ import jax
 import pytest
 
 import simgrad as sg
-from simgrad._estimate import sample_mesh
+from simgrad._src.devices import sample_mesh
 
 HERE = Path(__file__).parent
 # The suite's XLA_FLAGS (fast compilation) pass on; the scripts add the device count.

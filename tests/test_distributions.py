@@ -22,7 +22,7 @@ import scipy.stats as st
 from jax.scipy.special import gammaln, ndtr
 
 import simgrad as sg
-from simgrad._estimate import estimate
+from simgrad._engine import estimate
 from simgrad._src.program import output_depends_on
 from simgrad._src.program.sites import DISTRIBUTIONS
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import simgrad as sg
-from simgrad._estimate import estimate
+from simgrad._engine import estimate
 
 from .helpers import noisy_square
 

@@ -24,12 +24,12 @@ _SUBPACKAGES = ("adjoint", "estimators", "models", "random", "reference", "relax
 # Public name -> the module that defines it (the attribute of the same name).
 _EXPORTS: dict[str, str] = {
     # estimating gradients
-    "Estimate": "simgrad._estimate",
-    "SimulationError": "simgrad._estimate",
+    "Estimate": "simgrad._result",
+    "SimulationError": "simgrad._result",
     "gradient": "simgrad._estimate",
     "Expectation": "simgrad._expectation",
     "expectation": "simgrad._expectation",
-    "simulation_errors": "simgrad._estimate",
+    "simulation_errors": "simgrad._result",
     "BlackBox": "simgrad._blackbox",
     # estimators
     "AbstractEstimator": "simgrad.estimators",
@@ -70,15 +70,15 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers, IDEs and the AP
     from . import relax as relax
     from . import surrogate as surrogate
     from ._blackbox import BlackBox as BlackBox
-    from ._estimate import Estimate as Estimate
-    from ._estimate import SimulationError as SimulationError
     from ._estimate import gradient as gradient
-    from ._estimate import simulation_errors as simulation_errors
     from ._expectation import Expectation as Expectation
     from ._expectation import expectation as expectation
     from ._optimize import OptimizeHistory as OptimizeHistory
     from ._optimize import OptimizeResult as OptimizeResult
     from ._optimize import optimize as optimize
+    from ._result import Estimate as Estimate
+    from ._result import SimulationError as SimulationError
+    from ._result import simulation_errors as simulation_errors
     from ._src.runs import CheckpointError as CheckpointError
     from .check import OneSided as OneSided
     from .check import Report as Report

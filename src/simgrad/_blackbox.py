@@ -29,8 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _estimate
+from ._result import SimulationError
+from ._src.devices import sample_mesh
 from ._src.runs import progress_bar
+from ._src.validate import check_method
 from ._types import Key
 
 WORKING = "sg.FiniteDifference(), sg.SPSA() or sg.GaussianSmoothing(sigma)"
@@ -132,7 +134,7 @@ def bind(sim, method, executor):
                 "simulator not written in JAX as sg.BlackBox(fn)."
             )
         return sim
-    _estimate._check_method(method)
+    check_method(method)
     if not method.evaluations_only:
         raise TypeError(
             f"{method!r} needs more than evaluations of the simulator (derivatives or a view "
@@ -151,7 +153,7 @@ def bind(sim, method, executor):
 def check_devices(devices) -> None:
     """Refuse ``devices=`` beyond the default device for a black box: its evaluations run
     on the host (on ``executor``), not on the devices that JAX simulators are sharded over."""
-    if devices is not None and _estimate.sample_mesh(devices) is not None:
+    if devices is not None and sample_mesh(devices) is not None:
         raise TypeError(
             f"devices={devices!r}: devices= shards the samples of a JAX simulator over "
             "devices; an sg.BlackBox's evaluations run on the host, spread over workers by "
@@ -159,20 +161,21 @@ def check_devices(devices) -> None:
         )
 
 
-def gradient(sim, theta, key, *, method, n_samples, batch_size, executor):
-    """`sg.gradient` for a `BlackBox` (``executor`` given or not): see `BlackBox`.
+@contextlib.contextmanager
+def evaluations(sim, theta, key, method, n_samples, executor, devices):
+    """The adapter through which `sg.gradient` runs a `BlackBox`: yields the JAX simulator
+    to estimate (one ``pure_callback``), and holds the run around it — the executor, the
+    progress bar, the first failure, named with its θ and seed when the run ends.
 
-    The compiled program depends on ``fn`` alone: this call's run hands the executor and
-    the settings to the callback, so calls that differ only in them share a compilation.
+    The compiled program depends on ``fn`` alone: this run hands the executor and the
+    settings to the callback, so calls that differ only in them share a compilation.
     """
     global _RUN
+    check_devices(devices)
     bound = bind(sim, method, executor)
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((theta, key))):
-        # inside jit: no progress bar; a failure raises inside the callback
-        return _estimate.gradient(
-            bound, theta, key, method=method, n_samples=n_samples, batch_size=batch_size,
-            devices=1,
-        )  # fmt: skip
+        yield bound  # inside jit: no progress bar; a failure raises inside the callback
+        return
     bound = _Bound(sim.fn, None, None)  # this run brings the executor and chunk size
     try:
         n_params = sum(np.size(x) for x in jax.tree.leaves(theta))
@@ -184,11 +187,7 @@ def gradient(sim, theta, key, *, method, n_samples, batch_size, executor):
         _RUN = state = _Run(bound, executor, sim.chunk_size, bar, raise_now=False)
         try:
             with bar:
-                est = _estimate.gradient(
-                    bound, theta, key, method=method, n_samples=n_samples,
-                    batch_size=batch_size, devices=1,  # the host runs every evaluation
-                )  # fmt: skip
-                jax.block_until_ready(est)  # every evaluation runs while this run is current
+                yield bound  # every evaluation runs while this run is current
         except Exception:
             if state.failure is None:
                 raise
@@ -197,9 +196,6 @@ def gradient(sim, theta, key, *, method, n_samples, batch_size, executor):
             _RUN = None
     if state.failure is not None:
         raise state.failure.error(key, n_samples) from state.failure.cause
-    # A failure is named above, with its θ and seed; never recounted by running again.
-    object.__setattr__(est, "_recount", None)
-    return est
 
 
 class _Bound(eqx.Module):
@@ -271,13 +267,13 @@ class _Failure:
 
     def error(self, key=None, n_samples=None) -> Exception:
         if self.seed is None:  # the executor itself failed
-            return _estimate.SimulationError(f"sg.BlackBox: {self.what}")
+            return SimulationError(f"sg.BlackBox: {self.what}")
         where = f"seed={self.seed}"
         if key is not None:
             where = f"{where}, {_sample_of(self.seed, key, n_samples)}"
         with np.printoptions(precision=17, threshold=20):
             theta = repr(self.theta)
-        error = _estimate.SimulationError(
+        error = SimulationError(
             f"sg.BlackBox: {self.what} at theta={theta}, {where}. Reproduce it with "
             f"fn(error.theta, error.seed); simgrad does not drop samples silently."
             # raised in this process: the exception is chained; elsewhere only its text came

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterable
 
 import jax
 
-from ._estimate import Estimate, gradient
+from ._estimate import gradient
+from ._result import Estimate
 from ._src.names import named_components
 from ._src.program import draw_sites, site_distribution, trace
 from .estimators import (

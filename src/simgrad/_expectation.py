@@ -16,24 +16,17 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 from jax.flatten_util import ravel_pytree
 
-from ._estimate import (
-    _MARK,
-    MAX_SAMPLES,
+from ._engine import choose, estimate, flat_problem
+from ._estimate import gradient, method_key
+from ._result import (
     Estimate,
     SimulationError,
-    _check_key,
-    _method_key,
-    _traced,
-    check_arguments,
     check_on_device,
-    check_theta,
-    choose,
-    estimate,
-    flat_problem,
-    gradient,
+    fail_on_device,
     refuse_derivatives,
 )
 from ._src.program import trace
+from ._src.validate import MAX_SAMPLES, check_arguments, check_key, check_theta, is_traced
 from ._types import Key, Output, Simulator, Theta
 from .check._scan import scan
 from .estimators import AbstractEstimator, Auto
@@ -57,7 +50,7 @@ class Expectation(eqx.Module):
 
     def __call__(self, theta: Theta, key: Key) -> Output:
         """The Monte Carlo mean of ``n_samples`` replicates, differentiable by JAX."""
-        _check_key(key)
+        check_key(key)
         return self._fn(check_theta(theta), key)
 
     def estimate(self, theta: Theta, key: Key) -> Estimate:
@@ -68,7 +61,7 @@ class Expectation(eqx.Module):
         est = gradient(self.sim, theta, key, method=self.method, n_samples=self.n_samples,
                        batch_size=self.batch_size)  # fmt: skip
         value, stderr, ok = _values_jit(self)(check_theta(theta), key)
-        if not _traced(ok) and not bool(ok):
+        if not is_traced(ok) and not bool(ok):
             raise SimulationError(_value_message(self.sim, self.n_samples))
         fields = lambda e: (e._value, e._value_stderr)  # noqa: E731
         return eqx.tree_at(fields, est, (value, stderr))
@@ -150,7 +143,7 @@ def _function(sim, method, n_samples, batch_size):
     hoisted (`jax.closure_convert`) and passed explicitly, so that JAX can trace the
     derivative rule; differentiating through them is refused (they are not θ)."""
     try:
-        index = (id(sim), _method_key(method), n_samples, batch_size)
+        index = (id(sim), method_key(method), n_samples, batch_size)
         cached = _CACHE.get(index)
     except TypeError:
         index = cached = None
@@ -183,7 +176,7 @@ def _differentiable(sim_with, method, n_samples, batch_size):
     def mean(theta, key, consts):
         value, _, ok = _values(lambda t, k: sim_with(t, k, consts), theta, key, n_samples,
                                batch_size)  # fmt: skip
-        return eqx.error_if(value, ~ok, _MARK + _value_message(sim_with, n_samples))
+        return fail_on_device(value, ~ok, _value_message(sim_with, n_samples))
 
     def mean_jvp(primals, tangents):
         theta, key, consts = primals

@@ -14,22 +14,17 @@ import optax
 from jaxtyping import Array
 
 from . import _blackbox
-from ._estimate import (
-    Estimate,
-    SimulationError,
-    _check_key,
-    _check_method,
-    count_failures,
-    failure_message,
-    replicate,
-    sample_mesh,
-)
-from ._estimate import check_theta as _check_theta
-from ._estimate import choose as _choose
-from ._estimate import estimate as _engine
+from ._engine import choose as _choose
+from ._engine import estimate as _engine
+from ._estimate import count_failures
+from ._result import Estimate, SimulationError, failure_message
 from ._src import runs
+from ._src.devices import replicate, sample_mesh
 from ._src.names import named_components, path_name
 from ._src.plots import figure
+from ._src.validate import check_key as _check_key
+from ._src.validate import check_method as _check_method
+from ._src.validate import check_theta as _check_theta
 from ._types import Key, Simulator, Theta
 from .estimators import AbstractEstimator, Auto
 

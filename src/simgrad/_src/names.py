@@ -22,3 +22,12 @@ def named_components(tree) -> dict[str, float]:
             for index in np.ndindex(leaf.shape):
                 out[f"{base}[{','.join(map(str, index))}]"] = float(leaf[index])
     return out
+
+
+def leaf_name(structure, index: int) -> str:
+    """``theta['a'][0]``: the name of θ's leaf ``index`` in ``structure`` (a treedef)."""
+    if structure is None:
+        return "theta"
+    placeholders = jax.tree.unflatten(structure, list(range(structure.num_leaves)))
+    path = jax.tree_util.tree_flatten_with_path(placeholders)[0][index][0]
+    return f"theta{jax.tree_util.keystr(path)}"

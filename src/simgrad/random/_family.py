@@ -7,11 +7,11 @@ traced) and calls the site. Constraints and the gradient-safe helpers the log-pr
 share live here too.
 """
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._result import fail_on_device
 from .._src.program.sites import (
     SITE_PREFIX,
     Constraint,
@@ -19,7 +19,6 @@ from .._src.program.sites import (
     checked_by_caller,
     register,
 )
-from .._types import SIMULATION_ERROR_MARK
 
 _SITES: dict[str, object] = {}
 
@@ -168,7 +167,7 @@ def _validate(fn: str, d: Distribution, arrays: dict) -> list:
             value = jnp.where(jnp.all(ok), value, jnp.nan)
         elif isinstance(ok, jax.core.Tracer):
             bad = jnp.logical_not(jnp.all(ok))
-            value = eqx.error_if(value, bad, SIMULATION_ERROR_MARK + text + " (at run time).")
+            value = fail_on_device(value, bad, text + " (at run time).")
         elif not bool(np.all(ok)):
             shown = np.array2string(np.asarray(value), threshold=8)
             raise ValueError(f"{text} (got {p.name}={shown}).")

@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._estimate import Estimate, gradient
+from .._estimate import gradient
+from .._result import Estimate
 from .._src.program import Interpretation, depends_on, descend, evaluate, trace
 from .._src.program._jax_compat import CALL_PRIMITIVES, Var
 from .._src.program.rules import RULES

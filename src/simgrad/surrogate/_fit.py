@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._estimate import _check_key
 from .._src import runs
+from .._src.validate import check_key as _check_key
 from .._types import Array, Key
 
 
