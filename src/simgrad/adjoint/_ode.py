@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
+from .._src.names import leaf_name
+from .._src.validate import check_theta
 from .._types import Theta
 
 
@@ -430,18 +432,14 @@ def temp_bytes(compiled) -> int:
 
 
 def _check_theta(theta) -> Theta:
+    """`check_theta`, and every leaf finite now (a solve's result is checked nowhere else)."""
+    theta = check_theta(theta)
     leaves, treedef = jax.tree.flatten(theta)
-    if not leaves:
-        raise ValueError("theta has no parameters: pass a float, an array or a pytree of them.")
-    out = []
-    for leaf in leaves:
-        leaf = jnp.asarray(leaf)
-        if not jnp.issubdtype(leaf.dtype, jnp.floating):
-            raise TypeError(f"theta must be floating (got dtype {leaf.dtype}); write 1.0, not 1.")
+    for i, leaf in enumerate(leaves):
         if not np.isfinite(np.asarray(leaf)).all():  # on the host: cheaper than a dispatch
-            raise ValueError(f"theta is not finite ({leaf}): parameters must be finite.")
-        out.append(leaf)
-    return jax.tree.unflatten(treedef, out)
+            where = leaf_name(treedef, i)
+            raise ValueError(f"{where} is not finite ({leaf}): parameters must be finite.")
+    return theta
 
 
 class _Species(eqx.Module):
