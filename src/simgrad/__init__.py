@@ -54,9 +54,9 @@ _EXPORTS: dict[str, str] = {
     "one_sided": "simgrad.check",
     "taylor_test": "simgrad.check",
     # smoothing
-    "SweepResult": "simgrad.relax._smooth",
+    "SweepResult": "simgrad.relax._sweep",
     "smooth": "simgrad.relax._smooth",
-    "smooth_sweep": "simgrad.relax._smooth",
+    "smooth_sweep": "simgrad.relax._sweep",
 }
 
 __all__ = sorted([*_SUBPACKAGES, *_EXPORTS])
@@ -95,9 +95,9 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers, IDEs and the AP
     from .estimators import Pathwise as Pathwise
     from .estimators import ScoreFunction as ScoreFunction
     from .estimators import StochasticTriples as StochasticTriples
-    from .relax._smooth import SweepResult as SweepResult
     from .relax._smooth import smooth as smooth
-    from .relax._smooth import smooth_sweep as smooth_sweep
+    from .relax._sweep import SweepResult as SweepResult
+    from .relax._sweep import smooth_sweep as smooth_sweep
 
 
 def __getattr__(name: str):

@@ -22,6 +22,7 @@ from .._src.program import (
     site_distribution,
     trace,
 )
+from ..relax._smooth import relaxed
 from .base import AbstractEstimator, Samples, all_finite
 
 Baseline = Literal["mean", "loo", "ema", "cv", "smooth"] | None
@@ -141,7 +142,6 @@ class AbstractScoreEstimator(AbstractEstimator):
         function's ($\nabla u|_x + u\,\nabla \log p(x)$, every draw held fixed) and the
         reparameterised one (pathwise through continuous draws; discrete draws held fixed
         and scored, as `sg.Hybrid` does). Each has mean zero."""
-        from ..relax._smooth import relaxed  # relax builds on the estimators
 
         def soft(x, key, tau):
             return relaxed(f, x, key, tau, random_only=True)
@@ -240,7 +240,6 @@ def _jumps(f, x, key, tau: float | None = None) -> list:
     """The checker's jumps after continuous randomness (`sg.check`'s static scan) in the
     flat program ``f``, or, given ``tau``, in its smoothed copy at that temperature."""
     from ..check._scan import scan
-    from ..relax._smooth import relaxed
 
     fn = f if tau is None else (lambda x, key: relaxed(f, x, key, tau, random_only=True))
     return [fi for fi in scan(trace(fn, x, key), 1).findings

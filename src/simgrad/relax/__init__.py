@@ -6,18 +6,18 @@ gradients; `simgrad.smooth_sweep` measures that bias against an unbiased estimat
 See docs/relax.md.
 """
 
+from .._src.soft import gumbel_softmax as gumbel_softmax
+from .._src.soft import soft_abs as soft_abs
+from .._src.soft import soft_clip as soft_clip
+from .._src.soft import soft_cut as soft_cut
+from .._src.soft import soft_floor as soft_floor
+from .._src.soft import soft_max as soft_max
+from .._src.soft import soft_min as soft_min
+from .._src.soft import soft_rank as soft_rank
+from .._src.soft import soft_round as soft_round
+from .._src.soft import soft_sort as soft_sort
+from .._src.soft import soft_where as soft_where
+from .._src.soft import step as step
+from .._src.soft import straight_through as straight_through
 from ._histogram import Histogram as Histogram
 from ._histogram import soft_histogram as soft_histogram
-from ._soft import gumbel_softmax as gumbel_softmax
-from ._soft import soft_abs as soft_abs
-from ._soft import soft_clip as soft_clip
-from ._soft import soft_cut as soft_cut
-from ._soft import soft_floor as soft_floor
-from ._soft import soft_max as soft_max
-from ._soft import soft_min as soft_min
-from ._soft import soft_rank as soft_rank
-from ._soft import soft_round as soft_round
-from ._soft import soft_sort as soft_sort
-from ._soft import soft_where as soft_where
-from ._soft import step as step
-from ._soft import straight_through as straight_through

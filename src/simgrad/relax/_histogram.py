@@ -5,8 +5,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from .._src.soft import _float, _tau
 from .._types import Array
-from ._soft import _float, _tau
 
 
 class Histogram(NamedTuple):

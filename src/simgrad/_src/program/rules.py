@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ..soft import _float, soft_abs, soft_clip, soft_floor, soft_max, soft_min, soft_round, step
 from ._jax_compat import Frame, JaxprEqn, bind, frames, jit_name
 
 # --- kinds of findings ------------------------------------------------------------------
@@ -495,13 +496,11 @@ def _tie_sorted(eqn, invals):
 
 def _compare_relax(sign: int):
     def relax(eqn, invals, soft, tau):
-        from ...relax import _soft
-
         if any(soft):
             return None
-        a, b = (_soft._float(x) for x in invals)
+        a, b = (_float(x) for x in invals)
         margin = (a - b).astype(jnp.result_type(a, b)) * sign
-        return [jnp.broadcast_to(_soft.step(margin, tau), eqn.outvars[0].aval.shape)]
+        return [jnp.broadcast_to(step(margin, tau), eqn.outvars[0].aval.shape)]
 
     return relax
 
@@ -556,25 +555,19 @@ def _real_relax(fn: Callable):
     return relax
 
 
-def _soft():
-    from ...relax import _soft
-
-    return _soft
-
-
-_RELAX_FLOOR = _real_relax(lambda e, x, tau: _soft().soft_floor(x[0], tau))
-_RELAX_CEIL = _real_relax(lambda e, x, tau: -_soft().soft_floor(-x[0], tau))
-_RELAX_ROUND = _real_relax(lambda e, x, tau: _soft().soft_round(x[0], tau))
+_RELAX_FLOOR = _real_relax(lambda e, x, tau: soft_floor(x[0], tau))
+_RELAX_CEIL = _real_relax(lambda e, x, tau: -soft_floor(-x[0], tau))
+_RELAX_ROUND = _real_relax(lambda e, x, tau: soft_round(x[0], tau))
 _RELAX_SIGN = _real_relax(lambda e, x, tau: jnp.tanh(x[0] / tau))
-_RELAX_MAX = _real_relax(lambda e, x, tau: _soft().soft_max(x[0], x[1], tau=tau))
-_RELAX_MIN = _real_relax(lambda e, x, tau: _soft().soft_min(x[0], x[1], tau=tau))
-_RELAX_ABS = _real_relax(lambda e, x, tau: _soft().soft_abs(x[0], tau))
-_RELAX_CLAMP = _real_relax(lambda e, x, tau: _soft().soft_clip(x[1], x[0], x[2], tau))
+_RELAX_MAX = _real_relax(lambda e, x, tau: soft_max(x[0], x[1], tau=tau))
+_RELAX_MIN = _real_relax(lambda e, x, tau: soft_min(x[0], x[1], tau=tau))
+_RELAX_ABS = _real_relax(lambda e, x, tau: soft_abs(x[0], tau))
+_RELAX_CLAMP = _real_relax(lambda e, x, tau: soft_clip(x[1], x[0], x[2], tau))
 _RELAX_REDUCE_MAX = _real_relax(
-    lambda e, x, tau: _soft().soft_max(x[0], tau=tau, axis=tuple(e.params["axes"]))
+    lambda e, x, tau: soft_max(x[0], tau=tau, axis=tuple(e.params["axes"]))
 )
 _RELAX_REDUCE_MIN = _real_relax(
-    lambda e, x, tau: _soft().soft_min(x[0], tau=tau, axis=tuple(e.params["axes"]))
+    lambda e, x, tau: soft_min(x[0], tau=tau, axis=tuple(e.params["axes"]))
 )
 
 # --- the table ----------------------------------------------------------------------------
@@ -718,7 +711,7 @@ SMOOTH_LIBRARY = frozenset(
      ("optax/losses/_regression.py", "huber_loss"),
      ("optax/losses/_regression.py", "cosine_similarity"),
      ("optax/_src/numerics.py", "safe_norm"),
-     ("simgrad/random/", "*"), ("simgrad/relax/_soft.py", "*")}
+     ("simgrad/random/", "*"), ("simgrad/_src/soft.py", "*")}
 )  # fmt: skip
 SMOOTH_JITS = frozenset(
     {"softplus", "logsumexp", "logaddexp", "logaddexp2", "sigmoid", "log_sigmoid", "softmax",

@@ -1,5 +1,8 @@
 """Soft (relaxed) versions of hard operations, each with a temperature ``tau``.
 
+Public as `simgrad.relax`; they live here, below the program core, because the rule
+table (`simgrad._src.program.rules`) relaxes primitives with them.
+
 Every function reduces to its hard operation as ``tau → 0``; ``tau=0`` gives the hard
 operation itself, exactly. The relaxation is biased for ``tau > 0``: the bias is measured
 by `simgrad.smooth_sweep`, never hidden.
