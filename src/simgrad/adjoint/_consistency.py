@@ -153,18 +153,7 @@ def consistency(
             f"problem must be a PDE problem such as sg.adjoint.HeatProblem(), got "
             f"{type(problem).__name__}."
         )
-    if isinstance(resolutions, (str, bytes)) or not isinstance(resolutions, Sequence):
-        raise TypeError(f"resolutions must be a sequence of ints, got {resolutions!r}.")
-    resolutions = tuple(resolutions)
-    if len(resolutions) < 3 or any(
-        isinstance(n, bool) or not isinstance(n, (int, np.integer)) for n in resolutions
-    ):
-        raise ValueError(
-            f"resolutions={resolutions!r}: give at least 3 ints (grid cells), e.g. (16, 32, 64); "
-            "an order needs three points to be trusted."
-        )
-    if any(b <= a for a, b in itertools.pairwise(resolutions)):
-        raise ValueError(f"resolutions={resolutions!r} must be strictly increasing.")
+    resolutions = _check_resolutions(resolutions)
     if not (isinstance(min_order, (int, float)) and min_order > 0):
         raise ValueError(f"min_order={min_order!r}: a positive number, e.g. 0.5.")
     theta = problem.check(theta, resolutions[0])
@@ -191,28 +180,7 @@ def consistency(
         orders = tuple(_order(resolutions, e) for e in errors)
 
     consistent = difference_order >= min_order
-    if math.isinf(difference_order):
-        verdict = "consistent: the two gradients agree to rounding at every resolution."
-    elif consistent:
-        verdict = (
-            f"consistent: the gradients converge together (their difference shrinks at "
-            f"order {difference_order:.2f} >= {min_order})."
-        )
-    else:
-        verdict = (
-            f"inconsistent: the difference between the gradients does not shrink (observed "
-            f"order {difference_order:.2f} < {min_order})."
-        )
-        if ref is not None:
-            bad = [
-                w for w, p in zip(("discrete", "continuous"), orders, strict=True) if p < min_order
-            ]
-            good = [
-                w for w, p in zip(("discrete", "continuous"), orders, strict=True) if p >= min_order
-            ]
-            if bad:
-                verdict += f" Not converging to the reference: the {' and the '.join(bad)} gradient"
-                verdict += f"; the {good[0]} one does." if good else "."
+    verdict = _verdict(difference_order, min_order, orders if ref is not None else None)
     return ConsistencyReport(
         names=names,
         resolutions=resolutions,
@@ -229,3 +197,48 @@ def consistency(
         consistent=consistent,
         verdict=verdict,
     )
+
+
+def _check_resolutions(resolutions) -> tuple[int, ...]:
+    """At least 3 strictly increasing ints, as a tuple."""
+    if isinstance(resolutions, (str, bytes)) or not isinstance(resolutions, Sequence):
+        raise TypeError(f"resolutions must be a sequence of ints, got {resolutions!r}.")
+    resolutions = tuple(resolutions)
+    if len(resolutions) < 3 or any(
+        isinstance(n, bool) or not isinstance(n, (int, np.integer)) for n in resolutions
+    ):
+        raise ValueError(
+            f"resolutions={resolutions!r}: give at least 3 ints (grid cells), e.g. (16, 32, 64); "
+            "an order needs three points to be trusted."
+        )
+    if any(b <= a for a, b in itertools.pairwise(resolutions)):
+        raise ValueError(f"resolutions={resolutions!r} must be strictly increasing.")
+    return resolutions
+
+
+def _verdict(difference_order: float, min_order: float, orders) -> str:
+    """One sentence: consistent or not, and (with the orders against a reference) which
+    gradient is at fault."""
+    if math.isinf(difference_order):
+        verdict = "consistent: the two gradients agree to rounding at every resolution."
+    elif difference_order >= min_order:
+        verdict = (
+            f"consistent: the gradients converge together (their difference shrinks at "
+            f"order {difference_order:.2f} >= {min_order})."
+        )
+    else:
+        verdict = (
+            f"inconsistent: the difference between the gradients does not shrink (observed "
+            f"order {difference_order:.2f} < {min_order})."
+        )
+        if orders is not None:
+            bad = [
+                w for w, p in zip(("discrete", "continuous"), orders, strict=True) if p < min_order
+            ]
+            good = [
+                w for w, p in zip(("discrete", "continuous"), orders, strict=True) if p >= min_order
+            ]
+            if bad:
+                verdict += f" Not converging to the reference: the {' and the '.join(bad)} gradient"
+                verdict += f"; the {good[0]} one does." if good else "."
+    return verdict
