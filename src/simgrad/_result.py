@@ -6,6 +6,7 @@ error whose text starts with a mark (`fail_on_device`), turned back into
 `SimulationError` by `carried_message`.
 """
 
+import abc
 import contextlib
 from collections.abc import Callable
 from typing import NamedTuple
@@ -18,6 +19,26 @@ from jaxtyping import Array, Int
 from ._src.names import leaf_name
 from ._types import SIMULATION_ERROR_MARK as _MARK
 from ._types import Jacobian, Output
+
+
+class AbstractResult(eqx.Module):
+    """The base of every public result: an immutable pytree (an equinox module) whose
+    ``repr`` is a short summary for people, and, where a picture says more, a
+    ``plot(ax=None, **options)`` that draws into ``ax`` (a new figure when None) and
+    returns the matplotlib ``Axes``.
+
+    Subclasses write `summary`; inside a trace (``jit``, ``vmap``), where the numbers are
+    not known yet, the ``repr`` is equinox's field by field.
+    """
+
+    @abc.abstractmethod
+    def summary(self) -> str:
+        """A few lines: the numbers with their error bars, and the notes."""
+
+    def __repr__(self) -> str:
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(self)):
+            return eqx.tree_pformat(self)
+        return self.summary()
 
 
 class Status(NamedTuple):
@@ -100,7 +121,7 @@ def simulation_errors():
         raise SimulationError(message) from error
 
 
-class Estimate(eqx.Module):
+class Estimate(AbstractResult):
     r"""A Monte Carlo estimate of $\mathbb{E}[f]$ and $\nabla_\theta \mathbb{E}[f]$ with error bars.
 
     For a simulator with several outputs (an array or a pytree), ``grad`` is the Jacobian,
@@ -179,9 +200,7 @@ class Estimate(eqx.Module):
         `sg.gradient` checks on the device instead. Reading any number does this first."""
         _raise_if_failed(self)
 
-    def __repr__(self) -> str:
-        if isinstance(self.status, jax.core.Tracer):
-            return eqx.tree_pformat(self)
+    def summary(self) -> str:
         _raise_if_failed(self)
         keystr = jax.tree_util.keystr
         lines = [f"Estimate({self.method}, n_samples={self.n_samples}, n_evals={self.n_evals})"]

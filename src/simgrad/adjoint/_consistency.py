@@ -1,18 +1,18 @@
 """Adjoint consistency: do the discrete and continuous gradients converge, and together?"""
 
-import dataclasses
 import itertools
 import math
 from collections.abc import Sequence
 
+import equinox as eqx
 import jax
 import numpy as np
 
+from .._result import AbstractResult
 from ._pde import AbstractPDEProblem
 
 
-@dataclasses.dataclass(frozen=True)
-class ConsistencyReport:
+class ConsistencyReport(AbstractResult):
     r"""Both gradients of a PDE problem over a sequence of grid refinements.
 
     Attributes:
@@ -33,8 +33,8 @@ class ConsistencyReport:
         verdict: one sentence saying so, and which gradient is at fault when they do not.
     """
 
-    names: tuple[str, ...]
-    resolutions: tuple[int, ...]
+    names: tuple[str, ...] = eqx.field(static=True)
+    resolutions: tuple[int, ...] = eqx.field(static=True)
     discrete: np.ndarray
     continuous: np.ndarray
     reference: np.ndarray | None
@@ -44,9 +44,9 @@ class ConsistencyReport:
     difference_order: float
     discrete_order: float | None
     continuous_order: float | None
-    expected_orders: tuple[float | None, float | None]
-    consistent: bool
-    verdict: str
+    expected_orders: tuple[float | None, float | None] = eqx.field(static=True)
+    consistent: bool = eqx.field(static=True)
+    verdict: str = eqx.field(static=True)
 
     def table(self) -> str:
         """The report as a plain-text table, one row per resolution."""
@@ -69,7 +69,7 @@ class ConsistencyReport:
         )
         return "\n".join([*rows, orders, self.verdict])
 
-    def __str__(self) -> str:
+    def summary(self) -> str:
         return self.table()
 
     def plot(self, ax=None, title: str | None = None):

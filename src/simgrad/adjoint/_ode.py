@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
+from .._result import AbstractResult
 from .._src.names import leaf_name
 from .._src.validate import check_theta
 from .._types import Theta
@@ -104,7 +105,7 @@ class ODEProblem(eqx.Module):
         return self.objective(self.solve(theta), theta)
 
 
-class ODEGradient(eqx.Module):
+class ODEGradient(AbstractResult):
     """What `ode_gradient` returns: the value, the gradient, how they were computed and
     what they cost.
 
@@ -129,6 +130,17 @@ class ODEGradient(eqx.Module):
     seconds: float = eqx.field(static=True)
     compile_seconds: float = eqx.field(static=True)
     temp_bytes: int = eqx.field(static=True)
+
+    def summary(self) -> str:
+        grads = "\n".join(
+            f"  grad{jax.tree_util.keystr(path)} = {np.asarray(g)}"
+            for path, g in jax.tree_util.tree_flatten_with_path(self.grad)[0]
+        )
+        return (
+            f"ODEGradient(adjoint={self.adjoint!r}, {self.seconds * 1e3:.3g} ms, "
+            f"compiled in {self.compile_seconds:.3g} s)\n  value = {np.asarray(self.value)}\n"
+            f"{grads}\n  note: {self.reason}"
+        )
 
 
 FORWARD_MAX_PARAMETERS = 8

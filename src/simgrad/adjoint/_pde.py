@@ -11,7 +11,6 @@ Both converge to the gradient of the PDE's objective when the discretisation is 
 """
 
 import abc
-import dataclasses
 import math
 from typing import ClassVar, Literal
 
@@ -21,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jaxtyping import Array
+
+from .._result import AbstractResult
 
 
 class AbstractPDEProblem(eqx.Module):
@@ -351,8 +352,7 @@ def _advection_adjoint(problem: AdvectionProblem, theta, n):
     }
 
 
-@dataclasses.dataclass(frozen=True)
-class DiffusivityFit:
+class DiffusivityFit(AbstractResult):
     r"""What `fit_diffusivity` returns.
 
     Attributes:
@@ -367,6 +367,13 @@ class DiffusivityFit:
     kappa_stderr: float
     losses: tuple[float, ...]
     grad_norm: float
+
+    def summary(self) -> str:
+        return (
+            f"DiffusivityFit(kappa = {self.kappa:.6g} ± {self.kappa_stderr:.2g}, "
+            f"{len(self.losses)} iterations, final loss {self.losses[-1]:.3g}, "
+            f"|dL/dlog kappa| = {self.grad_norm:.2g})"
+        )
 
 
 def fit_diffusivity(
