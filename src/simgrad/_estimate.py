@@ -27,13 +27,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Int
 
 from . import _blackbox
+from ._check._scan import scan
 from ._src.program import draw_sites, trace
 from ._src.program.hidden import hidden_draws
 from ._src.program.sites import draws_checked_by_caller
 from ._src.program.valid import valid_draws
 from ._types import SIMULATION_ERROR_MARK as _MARK
 from ._types import Jacobian, Key, Output, Simulator, Theta
-from .check._scan import scan
 from .estimators.base import AbstractEstimator, Samples
 
 _AXIS = "samples"  # the one axis of the device mesh: samples are split along it

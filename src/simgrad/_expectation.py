@@ -16,6 +16,7 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 from jax.flatten_util import ravel_pytree
 
+from ._check._scan import scan
 from ._estimate import (
     _MARK,
     MAX_SAMPLES,
@@ -35,7 +36,6 @@ from ._estimate import (
 )
 from ._src.program import trace
 from ._types import Key, Output, Simulator, Theta
-from .check._scan import scan
 from .estimators import AbstractEstimator, Auto
 from .estimators.auto import JUMPS
 

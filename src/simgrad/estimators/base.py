@@ -87,7 +87,7 @@ class AbstractEstimator(eqx.Module):
     * ``couples_samples``: per-sample estimates depend on other samples of the chunk.
     * ``perturbs_theta``: the estimator differences runs at perturbed θ with shared keys
       (finite differences). `sg.gradient` then lists in `Estimate.notes` what makes such
-      differences untrustworthy for the simulator (`simgrad.check.fd_hazards`), found
+      differences untrustworthy for the simulator (`sg.fd_hazards`), found
       once per compilation.
     * ``gradient_nan_hint``: what NaN in the gradient only (a finite value) means for this
       estimator, appended to the `sg.SimulationError` message.

@@ -239,7 +239,7 @@ class AbstractScoreEstimator(AbstractEstimator):
 def _jumps(f, x, key, tau: float | None = None) -> list:
     """The checker's jumps after continuous randomness (`sg.check`'s static scan) in the
     flat program ``f``, or, given ``tau``, in its smoothed copy at that temperature."""
-    from ..check._scan import scan
+    from .._check._scan import scan
     from ..relax._smooth import relaxed
 
     fn = f if tau is None else (lambda x, key: relaxed(f, x, key, tau, random_only=True))
