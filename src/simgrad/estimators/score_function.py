@@ -47,9 +47,6 @@ class AbstractScoreEstimator(AbstractEstimator):
     rao_blackwell: eqx.AbstractVar[bool]
     mode: eqx.AbstractVar[Literal["auto", "reverse", "forward"]]
 
-    # Capability: True if the estimator is meaningless without `simgrad.random` draws (it
-    # then refuses such simulators at trace time); contract tests use it to pick simulators.
-    needs_draw_sites: eqx.AbstractClassVar[bool]
     # The baselines this estimator offers (the smoothed control variate needs every draw
     # scored: `ScoreFunction` only).
     baselines: eqx.AbstractClassVar[tuple]
