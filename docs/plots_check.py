@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import simgrad as sg  # noqa: E402
-from simgrad.check._report import fd_variance  # noqa: E402
+from simgrad._check._report import fd_variance  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 

@@ -12,8 +12,6 @@ the same import under ``TYPE_CHECKING`` (for type checkers and IDEs), and a
 """
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
@@ -47,12 +45,18 @@ _EXPORTS: dict[str, str] = {
     "optimize": "simgrad._optimize",
     "CheckpointError": "simgrad._src.runs",
     # checking
-    "OneSided": "simgrad.check",
-    "Report": "simgrad.check",
-    "check": "simgrad.check",
-    "dot_product_test": "simgrad.check",
-    "one_sided": "simgrad.check",
-    "taylor_test": "simgrad.check",
+    "Cluster": "simgrad._check",
+    "DotProductResult": "simgrad._check",
+    "Finding": "simgrad._check",
+    "KINDS": "simgrad._check",
+    "OneSided": "simgrad._check",
+    "Report": "simgrad._check",
+    "TaylorResult": "simgrad._check",
+    "check": "simgrad._check",
+    "dot_product_test": "simgrad._check",
+    "fd_hazards": "simgrad._check",
+    "one_sided": "simgrad._check",
+    "taylor_test": "simgrad._check",
     # smoothing
     "SweepResult": "simgrad.relax._sweep",
     "smooth": "simgrad.relax._smooth",
@@ -70,6 +74,18 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers, IDEs and the AP
     from . import relax as relax
     from . import surrogate as surrogate
     from ._blackbox import BlackBox as BlackBox
+    from ._check import KINDS as KINDS
+    from ._check import Cluster as Cluster
+    from ._check import DotProductResult as DotProductResult
+    from ._check import Finding as Finding
+    from ._check import OneSided as OneSided
+    from ._check import Report as Report
+    from ._check import TaylorResult as TaylorResult
+    from ._check import check as check
+    from ._check import dot_product_test as dot_product_test
+    from ._check import fd_hazards as fd_hazards
+    from ._check import one_sided as one_sided
+    from ._check import taylor_test as taylor_test
     from ._estimate import gradient as gradient
     from ._expectation import Expectation as Expectation
     from ._expectation import expectation as expectation
@@ -80,12 +96,6 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers, IDEs and the AP
     from ._result import SimulationError as SimulationError
     from ._result import simulation_errors as simulation_errors
     from ._src.runs import CheckpointError as CheckpointError
-    from .check import OneSided as OneSided
-    from .check import Report as Report
-    from .check import check as check
-    from .check import dot_product_test as dot_product_test
-    from .check import one_sided as one_sided
-    from .check import taylor_test as taylor_test
     from .estimators import SPSA as SPSA
     from .estimators import AbstractEstimator as AbstractEstimator
     from .estimators import Auto as Auto
@@ -113,19 +123,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
-
-
-class _Package(types.ModuleType):
-    """Keeps ``sg.check`` the function when the subpackage ``simgrad.check`` is imported.
-
-    Python sets an imported subpackage as an attribute of its parent; for a name that is
-    public as something else (``check``: the function), that attribute is not set.
-    """
-
-    def __setattr__(self, name: str, value) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -11,14 +11,7 @@ from ._estimate import gradient
 from ._result import Estimate
 from ._src.names import named_components
 from ._src.program import draw_sites, site_distribution, trace
-from .estimators import (
-    ESTIMATORS,
-    AbstractEstimator,
-    AbstractScoreEstimator,
-    Auto,
-    FiniteDifference,
-    StochasticTriples,
-)
+from .estimators import ESTIMATORS, AbstractEstimator, Auto
 from .models import GALLERY, AbstractModel
 
 # Estimators that choose another from the program: one more row per model, labelled with
@@ -85,10 +78,10 @@ def applicable_estimators(model: AbstractModel) -> dict[str, AbstractEstimator]:
     return {
         name: est
         for name, est in ESTIMATORS.items()
-        if (model.stochastic or not (isinstance(est, FiniteDifference) and not est.crn))
+        if (model.stochastic or est.common_random_numbers)
         and (model.stochastic or not est.random_directions)
-        and (has_sites or not (isinstance(est, AbstractScoreEstimator) and est.needs_draw_sites))
-        and (has_discrete or not isinstance(est, StochasticTriples))
+        and (has_sites or not est.needs_draw_sites)
+        and (has_discrete or not est.forward_ad_without_discrete_draws)
     }
 
 

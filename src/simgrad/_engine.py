@@ -20,6 +20,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh
 from jaxtyping import Array
 
+from ._check._scan import scan
 from ._result import Estimate, Status
 from ._src.devices import split_samples
 from ._src.program import draw_sites, trace
@@ -28,7 +29,6 @@ from ._src.program.sites import draws_checked_by_caller
 from ._src.program.valid import valid_draws
 from ._src.validate import check_simulator
 from ._types import Jacobian, Key, Output, Simulator, Theta
-from .check._scan import scan
 from .estimators.base import AbstractEstimator, Samples
 
 

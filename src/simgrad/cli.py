@@ -356,7 +356,7 @@ def check(
     jax = _setup_jax()
     import jax.numpy as jnp
 
-    from .check import check as run_check
+    from ._check import check as run_check
 
     point = jnp.asarray(values[0] if len(values) == 1 else values, jnp.float64)
     try:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import simgrad as sg
-from simgrad.check import KINDS
+from simgrad import KINDS
 
 from . import defects
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import simgrad as sg
-from simgrad.check import fd_hazards
+from simgrad import fd_hazards
 
 from . import corpus
 

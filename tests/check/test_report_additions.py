@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 import simgrad as sg
-from simgrad.check._report import mean_derivative
+from simgrad._check._report import mean_derivative
 
 
 def test_mean_derivative_is_the_mean_of_each_draws_slope():

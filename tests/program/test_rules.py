@@ -15,9 +15,9 @@ import pytest
 from jax import lax
 
 import simgrad as sg
+from simgrad._check._one_sided import Ties
 from simgrad._src.program import dataflow, evaluate, trace
 from simgrad._src.program.rules import FINDING_KINDS, KINDS, RULES, rule_for
-from simgrad.check._one_sided import Ties
 
 SRC = pathlib.Path(sg.__file__).parent
 V = jnp.array([0.5, 1.0, -0.5])

@@ -1,8 +1,8 @@
 """ODE and PDE gradients two ways — discretise-then-differentiate and the continuous adjoint —
 and whether they agree (adjoint consistency)."""
 
-from ..check._taylor import TaylorResult as TaylorResult
-from ..check._taylor import taylor_test as taylor_test
+from .._check._taylor import TaylorResult as TaylorResult
+from .._check._taylor import taylor_test as taylor_test
 from ._consistency import ConsistencyReport as ConsistencyReport
 from ._consistency import consistency as consistency
 from ._ode import FORWARD_MAX_PARAMETERS as FORWARD_MAX_PARAMETERS

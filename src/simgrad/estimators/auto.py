@@ -7,8 +7,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._check._scan import scan
 from .._src.program import draw_sites, find, site_distribution, trace
-from ..check._scan import scan
 from .base import AbstractEstimator
 from .hybrid import Hybrid
 from .pathwise import Pathwise

@@ -87,7 +87,7 @@ class AbstractEstimator(eqx.Module):
     * ``couples_samples``: per-sample estimates depend on other samples of the chunk.
     * ``perturbs_theta``: the estimator differences runs at perturbed θ with shared keys
       (finite differences). `sg.gradient` then lists in `Estimate.notes` what makes such
-      differences untrustworthy for the simulator (`simgrad.check.fd_hazards`), found
+      differences untrustworthy for the simulator (`sg.fd_hazards`), found
       once per compilation.
     * ``gradient_nan_hint``: what NaN in the gradient only (a finite value) means for this
       estimator, appended to the `sg.SimulationError` message.
@@ -98,6 +98,13 @@ class AbstractEstimator(eqx.Module):
     * ``differentiable``: AD of the estimator's own computation estimates the next
       derivative where the sample path is smooth (pathwise); `sg.expectation` refuses
       second derivatives of the others.
+    * ``needs_draw_sites``: meaningless without `simgrad.random` draws (`sg.ScoreFunction`),
+      so it refuses a simulator that makes none, at trace time.
+    * ``common_random_numbers``: every simulator run of one sample gets that sample's key,
+      so on a deterministic simulator the key changes nothing; False for
+      ``FiniteDifference(crn=False)``.
+    * ``forward_ad_without_discrete_draws``: with no discrete `simgrad.random` draw it is
+      forward-mode AD, ``sg.Pathwise(mode="forward")`` (stochastic triples).
 
     Hyperparameters are static fields, validated in ``__check_init__``.
     """
@@ -109,6 +116,9 @@ class AbstractEstimator(eqx.Module):
     evaluations_only: ClassVar[bool] = False
     random_directions: ClassVar[bool] = False
     differentiable: ClassVar[bool] = False
+    needs_draw_sites: ClassVar[bool] = False
+    common_random_numbers: ClassVar[bool] = True
+    forward_ad_without_discrete_draws: ClassVar[bool] = False
 
     @abc.abstractmethod
     def sample_batch(self, f: FlatSimulator, x: Array, keys: Key) -> Samples:

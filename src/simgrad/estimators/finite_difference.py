@@ -103,6 +103,10 @@ class FiniteDifference(AbstractEstimator):
         if not isinstance(self.crn, bool):
             raise TypeError(f"FiniteDifference(crn={self.crn!r}): crn must be True or False.")
 
+    @property
+    def common_random_numbers(self) -> bool:  # the hyperparameter ``crn`` decides
+        return self.crn
+
     def evals_per_sample(self, n_params: int, n_outputs: int) -> int:
         return 4 * n_params + 1 if self.scheme == "central" else 2 * n_params + 1
 

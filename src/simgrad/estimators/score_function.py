@@ -48,9 +48,6 @@ class AbstractScoreEstimator(AbstractEstimator):
     rao_blackwell: eqx.AbstractVar[bool]
     mode: eqx.AbstractVar[Literal["auto", "reverse", "forward"]]
 
-    # Capability: True if the estimator is meaningless without `simgrad.random` draws (it
-    # then refuses such simulators at trace time); contract tests use it to pick simulators.
-    needs_draw_sites: eqx.AbstractClassVar[bool]
     # The baselines this estimator offers (the smoothed control variate needs every draw
     # scored: `ScoreFunction` only).
     baselines: eqx.AbstractClassVar[tuple]
@@ -239,7 +236,7 @@ class AbstractScoreEstimator(AbstractEstimator):
 def _jumps(f, x, key, tau: float | None = None) -> list:
     """The checker's jumps after continuous randomness (`sg.check`'s static scan) in the
     flat program ``f``, or, given ``tau``, in its smoothed copy at that temperature."""
-    from ..check._scan import scan
+    from .._check._scan import scan
 
     fn = f if tau is None else (lambda x, key: relaxed(f, x, key, tau, random_only=True))
     return [fi for fi in scan(trace(fn, x, key), 1).findings

@@ -64,6 +64,7 @@ class StochasticTriples(AbstractEstimator):
 
     sees_draws: ClassVar[bool] = True
     couples_samples: ClassVar[bool] = False
+    forward_ad_without_discrete_draws: ClassVar[bool] = True
 
     def evals_per_sample(self, n_params: int, n_outputs: int) -> int:
         return 2 * n_params

@@ -10,8 +10,8 @@ interpretation of this core, not a new walker:
   score-function and hybrid estimators.
 * `triples.Triples`: run every value as (primal, tangent, alternative, tag) and perturb
   discrete draws — stochastic triples (`sg.StochasticTriples`).
-* `simgrad.check`: `dataflow` (which equations depend on θ and reach the output) and
-  interpretations for one-sided derivatives, ties, NaN sources and eigenvalue gaps.
+* `simgrad._check` (`sg.check`): `dataflow` (which equations depend on θ and reach the
+  output) and interpretations for one-sided derivatives, ties, NaN sources and eigenvalue gaps.
 * `simgrad.relax`: `sg.smooth` replaces θ-dependent hard comparisons by soft ones.
 * `valid.valid_draws`: NaN output when a draw's parameters were invalid — the engine's
   run-time check of traced parameters, without host callbacks.

@@ -125,6 +125,7 @@ _KINDS = (
 )  # fmt: skip
 FINDING_KINDS: dict[str, Kind] = {k.name: k for k in _KINDS}
 KINDS: dict[str, str] = {k.name: k.description for k in _KINDS}
+"""The kinds of `sg.check`'s findings (``Finding.kind``, `Report.of_kind`): name -> description."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -720,7 +721,7 @@ SMOOTH_JITS = frozenset(
 # Files whose frames are never the user's line (libraries installed next to simgrad, and
 # simgrad's own samplers): a finding is located at the user's call into them.
 _LIBRARY_PATHS = (
-    "site-packages", "dist-packages", "simgrad/random/", "simgrad/check/", "simgrad/_src/"
+    "site-packages", "dist-packages", "simgrad/random/", "simgrad/_check/", "simgrad/_src/"
 )  # fmt: skip
 
 

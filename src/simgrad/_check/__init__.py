@@ -1,4 +1,4 @@
-"""The differentiability checker: where and why AD is wrong, and what to use instead.
+"""The differentiability checker (private: every name below is public as ``sg.NAME``).
 
 * `check(sim, theta, key)` → `Report`: every non-differentiable dependence on θ, with its
   source line, what AD returns and the remedy; kinks at θ; degenerate eigenvalues.

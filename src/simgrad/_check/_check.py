@@ -53,7 +53,7 @@ class Report:
         return list(dict.fromkeys(f.kind for f in self.findings))
 
     def of_kind(self, kind: str) -> list[Finding]:
-        """The findings of one kind (a key of `simgrad.check.KINDS`)."""
+        """The findings of one kind (a key of `sg.KINDS`)."""
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; choose from {sorted(KINDS)}.")
         return [f for f in self.findings if f.kind == kind]

@@ -121,10 +121,29 @@ def write_html(report, path, *, direction=None, n_samples: int = 256) -> str:
         direction, _ = ravel_pytree(direction)
         if direction.shape != x.shape:
             raise ValueError(f"direction needs {x.size} entries (one per parameter).")
-    images = []
-    verdict = ""  # why the Taylor test did not pass, if it did not
-
     along = _direction_label(report, direction)
+    images = [_line_plot(report, direction, n_samples, along)]
+    # Stochastic: finite-difference variance against ε; deterministic: the Taylor test.
+    fig = figure(True, figsize=(8, 4))
+    ax = fig.subplots()
+    verdict = ""  # why the Taylor test did not pass, if it did not
+    if report.stochastic:
+        caption = _fd_variance_panel(ax, report, direction, n_samples, along)
+    else:
+        caption, verdict = _taylor_panel(ax, report)
+    ax.set_xlabel("ε")
+    ax.grid(alpha=0.3, which="both")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    images.append((caption, _png(fig)))
+
+    out = pathlib.Path(path)
+    out.write_text(_page(report, images, verdict), encoding="utf-8")
+    return str(out)
+
+
+def _line_plot(report, direction, n_samples: int, along: str) -> tuple[str, str]:
+    """The function and its derivatives along θ + t·h: ``(caption, png)``."""
     ts, values, slopes, per_draw = line_data(report, direction, n_samples)
     mid, mean_slope, mean_slope_se = mean_derivative(ts, per_draw)
     fig = figure(True, figsize=(8, 6))
@@ -144,62 +163,57 @@ def write_html(report, path, *, direction=None, n_samples: int = 256) -> str:
         ax.axvline(0.0, color="0.5", ls=":")
         ax.grid(alpha=0.3)
     top.set_title(f"the function and its derivatives along a line through θ ({along})")
-    images.append(
-        (
-            f"Along the line θ + t·h, {along}: kinks and jumps show here. Where AD's "
-            "derivative (red) leaves the band of the derivative of the mean (green: central "
-            "differences of each draw's values over 8 grid steps), AD is biased.",
-            _png(fig),
-        )
+    caption = (
+        f"Along the line θ + t·h, {along}: kinks and jumps show here. Where AD's "
+        "derivative (red) leaves the band of the derivative of the mean (green: central "
+        "differences of each draw's values over 8 grid steps), AD is biased."
     )
+    return caption, _png(fig)
 
+
+def _fd_variance_panel(ax, report, direction, n_samples: int, along: str) -> str:
+    """Draw the variance of central differences against ε, with and without common random
+    numbers, on ``ax``; returns the caption."""
+    x, _ = ravel_pytree(report.theta)
     scale = max(1.0, float(jnp.max(jnp.abs(x))))
     eps = scale * np.logspace(-5, -0.5, 10)
-    fig = figure(True, figsize=(8, 4))
-    ax = fig.subplots()
-    if report.stochastic:
-        crn, independent = fd_variance(report, direction, n_samples, eps)
-        # A variance of exactly 0 (no path crossed a jump) cannot be drawn on a log scale.
-        positive = lambda v: np.where(v > 0, v, np.nan)  # noqa: E731
-        ax.loglog(eps, positive(crn), "o-", color="C0", label="common random numbers")
-        ax.loglog(eps, positive(independent), "s-", color="C1", label="independent")
-        ax.set_ylabel("variance of central differences")
-        ax.set_title("finite-difference variance against ε")
-        caption = (
-            f"Finite-difference variance against ε along {along}, with and without common "
-            "random numbers. Where a curve jumps, the difference θ ± ε·h has begun to straddle "
-            "a kink or a jump of the simulator: below that ε the quotient sees one smooth piece, "
-            "above it mixes both sides. With common random numbers the variance stays bounded "
-            "on a smooth path; a path that jumps adds (jump/2ε)² with probability ∝ ε, so the "
-            "variance grows like 1/ε — without them, like 1/ε²."
-        )
-    elif report.grad is None:
+    crn, independent = fd_variance(report, direction, n_samples, eps)
+    # A variance of exactly 0 (no path crossed a jump) cannot be drawn on a log scale.
+    positive = lambda v: np.where(v > 0, v, np.nan)  # noqa: E731
+    ax.loglog(eps, positive(crn), "o-", color="C0", label="common random numbers")
+    ax.loglog(eps, positive(independent), "s-", color="C1", label="independent")
+    ax.set_ylabel("variance of central differences")
+    ax.set_title("finite-difference variance against ε")
+    return (
+        f"Finite-difference variance against ε along {along}, with and without common "
+        "random numbers. Where a curve jumps, the difference θ ± ε·h has begun to straddle "
+        "a kink or a jump of the simulator: below that ε the quotient sees one smooth piece, "
+        "above it mixes both sides. With common random numbers the variance stays bounded "
+        "on a smooth path; a path that jumps adds (jump/2ε)² with probability ∝ ε, so the "
+        "variance grows like 1/ε — without them, like 1/ε²."
+    )
+
+
+def _taylor_panel(ax, report) -> tuple[str, str]:
+    """Draw the Taylor test of AD's gradient on ``ax``; returns ``(caption, verdict)``, the
+    verdict saying why the test did not pass (empty when it did)."""
+    if report.grad is None:
         verdict = "Taylor test not run: AD cannot differentiate this program (see the notes)."
         ax.text(0.5, 0.5, verdict, ha="center", va="center", transform=ax.transAxes, wrap=True)
-        caption = "Taylor test: not run"
-    else:
-        result = taylor_test(lambda t: report.sim(t, report.key), report.theta, report.grad)
-        verdict = "" if result.passed else f"Taylor test failed: {result.reason}."
-        if all(np.isfinite(result.remainders)):
-            ax.loglog(result.eps, np.maximum(result.remainders, 1e-300), "o-", color="C0",
-                      label=f"|f(θ+εh) − f(θ) − ε∇f·h|, rate {result.rate:.2f}")  # fmt: skip
-            ref = np.asarray(result.eps) ** 2 * result.remainders[0] / result.eps[0] ** 2
-            ax.loglog(result.eps, ref, "--", color="0.5", label="ε² (a correct gradient)")
-        else:  # nothing to draw: say why in the panel itself
-            ax.text(0.5, 0.5, verdict, ha="center", va="center", transform=ax.transAxes,
-                    wrap=True, color="C3")  # fmt: skip
-        ax.set_ylabel("Taylor remainder")
-        ax.set_title("Taylor test of AD's gradient" + ("" if result.passed else ": FAILED"))
-        caption = "Taylor test: the remainder must fall like ε²"
-    ax.set_xlabel("ε")
-    ax.grid(alpha=0.3, which="both")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend()
-    images.append((caption, _png(fig)))
-
-    out = pathlib.Path(path)
-    out.write_text(_page(report, images, verdict), encoding="utf-8")
-    return str(out)
+        return "Taylor test: not run", verdict
+    result = taylor_test(lambda t: report.sim(t, report.key), report.theta, report.grad)
+    verdict = "" if result.passed else f"Taylor test failed: {result.reason}."
+    if all(np.isfinite(result.remainders)):
+        ax.loglog(result.eps, np.maximum(result.remainders, 1e-300), "o-", color="C0",
+                  label=f"|f(θ+εh) − f(θ) − ε∇f·h|, rate {result.rate:.2f}")  # fmt: skip
+        ref = np.asarray(result.eps) ** 2 * result.remainders[0] / result.eps[0] ** 2
+        ax.loglog(result.eps, ref, "--", color="0.5", label="ε² (a correct gradient)")
+    else:  # nothing to draw: say why in the panel itself
+        ax.text(0.5, 0.5, verdict, ha="center", va="center", transform=ax.transAxes,
+                wrap=True, color="C3")  # fmt: skip
+    ax.set_ylabel("Taylor remainder")
+    ax.set_title("Taylor test of AD's gradient" + ("" if result.passed else ": FAILED"))
+    return "Taylor test: the remainder must fall like ε²", verdict
 
 
 def _source(finding) -> str:

@@ -66,7 +66,7 @@ def taylor_test(f, theta, grad, direction=None, *, n: int = 6) -> TaylorResult:
     ``taylor_test``).
 
     Not for kinks or jumps: there the remainder is $O(\epsilon)$ whatever the gradient;
-    use `simgrad.check.one_sided`.
+    use `sg.one_sided`.
     """
     if not callable(f):
         raise TypeError(f"f must be a function f(theta) -> scalar, got {type(f).__name__}.")

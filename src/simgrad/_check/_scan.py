@@ -43,7 +43,7 @@ class Finding:
     """One place where the output's dependence on θ is not differentiable.
 
     Attributes:
-        kind: a key of ``simgrad.check.KINDS``, e.g. ``"threshold"``.
+        kind: a key of ``sg.KINDS``, e.g. ``"threshold"``.
         primitive: the JAX primitive (``"gt"``, ``"floor"``, ``"max"``, …).
         file: the source file of the user code that made it (None if unknown).
         line: its line number.
