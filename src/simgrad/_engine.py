@@ -20,6 +20,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh
 from jaxtyping import Array
 
+from . import random as _random  # noqa: F401  (registers jax.random samplers as sites)
 from ._check._scan import scan
 from ._result import Estimate, Status
 from ._src.devices import split_samples

@@ -11,6 +11,7 @@ line, what AD returns there, and the remedy.
 
 import dataclasses
 
+from .. import random as _random  # noqa: F401  (registers jax.random samplers as sites)
 from .._src.program import dataflow, equations_inside, site_distribution
 from .._src.program._jax_compat import (
     CUSTOM_VJP_PRIMITIVES,

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _jax  # noqa: F401  (jax.random samplers become draw sites)
 from ._continuous import (
     BETA,
     DIRICHLET,

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax.scipy.special import betaln, gammaln, log_ndtr, ndtr, ndtri
 
 from .._src.program.sites import Constraint, Distribution, Param
-from ._family import POSITIVE, family, greater_than, xlog1py, xlogy
+from ._family import HALF_LINE, POSITIVE, REAL, family, greater_than, xlog1py, xlogy
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -41,6 +41,8 @@ NORMAL = family(
             loc + scale * jax.random.normal(key, shape, dtype)
         ),
         log_prob=_normal_lp,
+        bounds=REAL,
+        cdf=lambda x, loc, scale: ndtr((x - loc) / scale),
     )
 )
 
@@ -55,6 +57,7 @@ LOGNORMAL = family(
             mu + sigma * jax.random.normal(key, shape, dtype)
         ),
         log_prob=lambda x, mu, sigma: _normal_lp(jnp.log(x), mu, sigma) - jnp.log(x),
+        bounds=HALF_LINE,
     )
 )
 
@@ -74,6 +77,8 @@ UNIFORM = family(
         log_prob=lambda x, lo, hi: jnp.broadcast_to(
             -jnp.log(hi - lo), jnp.broadcast_shapes(jnp.shape(x), jnp.shape(lo), jnp.shape(hi))
         ),
+        bounds=lambda lo, hi: (lo, hi),
+        cdf=lambda x, lo, hi: jnp.clip((x - lo) / (hi - lo), 0, 1),
     )
 )
 
@@ -86,6 +91,8 @@ EXPONENTIAL = family(
         reparameterisation="scale",
         sample=lambda key, rate, *, shape, dtype: jax.random.exponential(key, shape, dtype) / rate,
         log_prob=lambda x, rate: jnp.log(rate) - rate * x,
+        bounds=HALF_LINE,
+        cdf=lambda x, rate: -jnp.expm1(-rate * jnp.maximum(x, 0)),
     )
 )
 
@@ -100,6 +107,7 @@ GAMMA = family(
             jax.random.gamma(key, jnp.broadcast_to(a, shape), shape, dtype) / rate
         ),
         log_prob=lambda x, a, rate: xlogy(a, rate) + xlogy(a - 1, x) - rate * x - gammaln(a),
+        bounds=HALF_LINE,
     )
 )
 
@@ -112,6 +120,7 @@ BETA = family(
         reparameterisation="implicit (two gammas, jax.random.beta)",
         sample=lambda key, a, b, *, shape, dtype: jax.random.beta(key, a, b, shape, dtype),
         log_prob=lambda x, a, b: xlogy(a - 1, x) + xlog1py(b - 1, -x) - betaln(a, b),
+        bounds=lambda a, b: (0.0, 1.0),
     )
 )
 
@@ -159,8 +168,15 @@ T = family(
             loc + scale * jax.random.t(key, jnp.broadcast_to(df, shape), shape, dtype)
         ),
         log_prob=_t_lp,
+        bounds=REAL,
     )
 )
+
+
+def _laplace_cdf(x, loc, scale):
+    u = (x - loc) / scale
+    return jnp.where(u < 0, 0.5 * jnp.exp(jnp.minimum(u, 0)), 1 - 0.5 * jnp.exp(-jnp.maximum(u, 0)))
+
 
 LAPLACE = family(
     Distribution(
@@ -173,6 +189,8 @@ LAPLACE = family(
             loc + scale * jax.random.laplace(key, shape, dtype)
         ),
         log_prob=lambda x, loc, scale: -jnp.abs(x - loc) / scale - jnp.log(2 * scale),
+        bounds=REAL,
+        cdf=_laplace_cdf,
     )
 )
 
@@ -193,6 +211,7 @@ WEIBULL_MIN = family(
             key, scale, k, shape, dtype
         ),
         log_prob=_weibull_lp,
+        bounds=HALF_LINE,
     )
 )
 

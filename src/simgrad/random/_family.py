@@ -58,6 +58,19 @@ def greater_than(other: str) -> Constraint:
     return Constraint(f"greater than {other}", lambda xp, v, ps: v > ps[other])
 
 
+# --- supports, for the change of variables (`Distribution.bounds`) --------------------------
+
+
+def REAL(*params):
+    """The support of a draw on the whole line."""
+    return (-np.inf, np.inf)
+
+
+def HALF_LINE(*params):
+    """The support of a draw on ``[0, inf)``."""
+    return (0.0, np.inf)
+
+
 # --- gradient-safe pieces of log-probabilities -------------------------------------------
 
 

@@ -35,7 +35,8 @@ from ._jax_compat import (
     call_jaxpr,
     scan_counts,
 )
-from .sites import DrawSite, site_distribution
+from .rules import ends_chain, monotone_in
+from .sites import DrawSite, Pushforward, site_distribution
 
 State = Any
 
@@ -68,6 +69,8 @@ class Interpretation(abc.ABC):
     """
 
     inline_custom_vjp: ClassVar[bool] = False
+    # True: draws followed by strictly monotone maps reach `pushforward` (change of variables).
+    changes_variables: ClassVar[bool] = False
 
     @abc.abstractmethod
     def initial_state(self) -> State:
@@ -75,6 +78,12 @@ class Interpretation(abc.ABC):
 
     def draw(self, site: DrawSite, state: State) -> tuple[Any, State]:
         return site.sample(), state
+
+    def pushforward(self, pushed: Pushforward, state: State) -> tuple[Any, State]:
+        """Called (if ``changes_variables``) in place of the last map of a `Pushforward`
+        chain ``X = g(θ, Z)``: returns ``X`` and the new state. Default: ``X`` as the
+        program computes it. ``draw`` was called for ``Z`` as usual, before the maps."""
+        return pushed.value(), state
 
     def wants(self, eqn: JaxprEqn) -> bool:
         return False
@@ -164,7 +173,8 @@ def find(
     """Every equation, at any depth, for which ``predicate`` holds, with its context.
 
     The context is the tuple of enclosing control-flow primitive names, outermost first,
-    e.g. ``("scan", "cond")`` for a draw in a branch inside a loop body.
+    e.g. ``("scan", "cond")`` for a draw in a branch inside a loop body. A draw is one
+    step: the sampler's own code inside it is not searched.
     """
     found = []
 
@@ -172,6 +182,8 @@ def find(
         for eqn in jaxpr.eqns:
             if predicate(eqn):
                 found.append((eqn, context))
+            if site_distribution(eqn) is not None:
+                continue
             for inner in _sub_jaxprs(eqn):
                 walk(inner.jaxpr, (*context, eqn.primitive.name))
 
@@ -316,13 +328,90 @@ def _eval(jaxpr, consts, args, interpretation, state, live_out):
     for v, x in zip(jaxpr.invars, args, strict=True):
         env[v] = x
     flags, live_vars = _liveness(jaxpr, live_out)
-    for eqn, live in zip(jaxpr.eqns, flags, strict=True):
+    chains = pushforward_chains(jaxpr) if interpretation.changes_variables else _NO_CHAINS
+    pending: dict[int, tuple] = {}  # a chain's draw index -> (site, noise, steps so far)
+    for index, (eqn, live) in enumerate(zip(jaxpr.eqns, flags, strict=True)):
         invals = [read(v) for v in eqn.invars]
-        out_live = [v in live_vars for v in eqn.outvars] if live else None
-        outvals, state = _eval_eqn(eqn, invals, interpretation, state, live, out_live)
+        if index in chains.starts:
+            site = DrawSite(site_distribution(eqn), invals[0], tuple(invals[1:]), live, eqn)
+            x, state = interpretation.draw(site, state)
+            outvals, pending[index] = [x], (site, x, ())
+        elif index in chains.steps:
+            start, position, last = chains.steps[index]
+            site, noise, steps = pending[start]
+            steps = (*steps, (eqn, invals, position))
+            if last:
+                x, state = interpretation.pushforward(Pushforward(site, noise, steps), state)
+                outvals = [x]
+            else:
+                outvals, pending[start] = bind(eqn, invals), (site, noise, steps)
+        else:
+            out_live = [v in live_vars for v in eqn.outvars] if live else None
+            outvals, state = _eval_eqn(eqn, invals, interpretation, state, live, out_live)
         for v, x in zip(eqn.outvars, outvals, strict=True):
             env[v] = x
     return [read(v) for v in jaxpr.outvars], state
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chains:
+    """The `Pushforward` chains of one jaxpr: ``starts``, the indices of their draws;
+    ``steps``, each map's index -> (its draw's index, the draw's input position, last)."""
+
+    starts: frozenset
+    steps: dict
+
+
+_NO_CHAINS = _Chains(frozenset(), {})
+
+
+@functools.lru_cache(maxsize=512)
+def pushforward_chains(jaxpr: Jaxpr) -> _Chains:
+    """Follow each continuous draw of ``jaxpr`` (with known support bounds and scalar
+    events) through the maps that use its value once and are elementwise and strictly
+    monotone in it (`rules.MONOTONE`), up to the first use that is not; a comparison with
+    a value that is not a constant ends a chain too (`rules.ends_chain`), when the draw's
+    record has a CDF. A map belongs to the first draw that reaches it (``Z1 + Z2``: ``Z2``
+    is an operand of ``Z1``'s chain)."""
+    uses: dict = {}
+    for i, eqn in enumerate(jaxpr.eqns):
+        for position, v in enumerate(eqn.invars):
+            if isinstance(v, Var):
+                uses.setdefault(v, []).append((i, position))
+    for v in jaxpr.outvars:
+        if isinstance(v, Var):
+            uses.setdefault(v, []).append((None, None))
+    starts, steps = set(), {}
+    for i, eqn in enumerate(jaxpr.eqns):
+        distribution = site_distribution(eqn)
+        if distribution is None or distribution.discrete or distribution.event_ndim:
+            continue
+        if distribution.bounds is None:
+            continue
+        var, chain = eqn.outvars[0], []
+        while len(uses.get(var, ())) == 1:
+            j, position = uses[var][0]
+            if j is None or j in steps:
+                break
+            if monotone_in(jaxpr.eqns[j], position):
+                chain.append((j, position))
+                var = jaxpr.eqns[j].outvars[0]
+                continue
+            other = jaxpr.eqns[j].invars[1 - position] if len(jaxpr.eqns[j].invars) == 2 else None
+            if (
+                distribution.cdf is not None
+                and ends_chain(jaxpr.eqns[j], position)
+                and (
+                    isinstance(other, Var)  # compared with a constant: X itself is scored
+                )
+            ):
+                chain.append((j, position))
+            break
+        if chain:
+            starts.add(i)
+            for k, (j, position) in enumerate(chain):
+                steps[j] = (i, position, k == len(chain) - 1)
+    return _Chains(frozenset(starts), steps)
 
 
 def _eval_closed(closed, args, interpretation, state, live_out=None):

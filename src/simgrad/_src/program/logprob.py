@@ -2,18 +2,29 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from ._jax_compat import bind
 from .core import Interpretation
-from .sites import Distribution, DrawSite
+from .rules import COMPARISONS
+from .sites import Distribution, DrawSite, Pushforward
 
 
 class LogProb(Interpretation):
-    """Run the program and accumulate the log-probability of its draws.
+    r"""Run the program and accumulate the log-probability of its draws.
 
     State: ``(log_prob, support)``, two scalars of ``dtype``; the second adds up the
     parameters that move their draw's support (uniform's bounds), for which the score
     function alone is biased — only its dependence on θ matters: callers refuse such
     programs when it depends on θ.
+
+    A scored draw ``Z`` followed by strictly monotone maps ``X = g(θ, Z)`` (a
+    `Pushforward`: ``θ + Z``, ``S0·exp(σZ)``, ``-log(U)/λ``) is scored as ``X``: ``X`` is
+    held fixed and contributes ``log q_θ(X)``, ``q_θ(x) = p(z) / |∂g/∂z|`` at
+    ``z = g⁻¹(θ, x)``, whose θ-derivative is the generalized likelihood ratio weight
+    $-(\partial_\theta g/\partial_z g)\,\partial_z \log p - \partial_z(\partial_\theta g
+    /\partial_z g)$ (Peng, Fu, Hu & Heidergott 2018). The support of ``X`` adds to the
+    second scalar where the maps move an end of ``Z``'s (``θ + Exponential``).
 
     Arguments:
         scored: which draws to score. A scored draw is held fixed (`stop_gradient`) and
@@ -24,6 +35,8 @@ class LogProb(Interpretation):
         rao_blackwell: skip draws that cannot reach the outputs (their score has mean zero
             given the rest and only adds variance).
     """
+
+    changes_variables = True
 
     def __init__(self, scored, dtype, rao_blackwell: bool = True):
         self.scored = scored
@@ -47,3 +60,66 @@ class LogProb(Interpretation):
         for i in distribution.support_params:
             support = support + jnp.sum(site.params[i]).astype(self.dtype)
         return x, (total + log_prob, support)
+
+    def pushforward(self, pushed: Pushforward, state):
+        x = pushed.value()
+        site = pushed.site
+        if not self.scored(site.distribution) or (self.rao_blackwell and not site.live):
+            return x, state
+        total, support = state
+        z = jax.lax.stop_gradient(pushed.noise)
+        params = [jax.lax.stop_gradient(p) for p in site.params]
+        log_p = site.distribution.log_prob
+        last, invals, position = pushed.steps[-1]
+        if last.primitive.name in COMPARISONS:
+            # B = 1{X < c}: a Bernoulli draw of P(X < c) = F(g⁻¹(c)) (1 - F where g
+            # decreases), scored in place of the draw it reads.
+            maps = Pushforward(site, pushed.noise, pushed.steps[:-1])
+            cdf = site.distribution.cdf(maps.invert(invals[1 - position]), *site.params)
+            rising = maps.slope(z) > 0 if maps.steps else True
+            below = jnp.where(rising, cdf, 1 - cdf)
+            p = below if COMPARISONS[last.primitive.name] == (position == 0) else 1 - below
+            change = jnp.log(jnp.where(x, p, 1 - p)) - log_p(z, *site.params)
+            return x, (total + jnp.sum(change).astype(self.dtype), support)
+        # z(θ) = g⁻¹(θ, x) at fixed x, to first order: its value is the draw, its derivative
+        # -∂θg/∂zg (all the score needs); then log q = log p(z(θ)) - log |∂z g(θ, z(θ))|.
+        z_at_x = z - (x - jax.lax.stop_gradient(x)) / jax.lax.stop_gradient(pushed.slope(z))
+        change = log_p(z_at_x, *params) - log_p(z, *params)
+        change = change - jnp.log(jnp.abs(pushed.slope(z_at_x)))
+        total = total + jnp.sum(change).astype(self.dtype)
+        for end in _moving_ends(pushed, z):
+            support = support + jnp.sum(jnp.where(jnp.isfinite(end), end, 0)).astype(self.dtype)
+        return jax.lax.stop_gradient(x), (total, support)
+
+
+def _moving_ends(pushed: Pushforward, z) -> list:
+    """The images ``g(θ, end)`` of the ends of the draw's support that the maps may move
+    (an infinite end that stays infinite, or an end that every operand leaves in place,
+    does not move: ``exp(-inf)·S0 = 0``); the caller refuses a program where one depends
+    on θ. Decided at trace time, by evaluating the maps at the end with two sets of
+    values for their traced operands."""
+    bounds = pushed.site.distribution.bounds(*pushed.site.params)
+    moving = []
+    for end in bounds:
+        if isinstance(end, jax.core.Tracer):  # a traced bound: the draw's record refuses it
+            continue
+        at_end = np.full(z.shape, end, z.dtype)
+        with jax.ensure_compile_time_eval():
+            images = [_image(pushed, at_end, substitute) for substitute in (1.37, 2.9)]
+        if not (np.array_equal(*images) and not np.isnan(images[0]).any()):
+            moving.append(pushed.apply(at_end))
+    return moving
+
+
+def _image(pushed: Pushforward, end, substitute: float):
+    """``g(end)`` with every traced operand of the maps replaced by ``substitute``."""
+    for eqn, invals, position in pushed.steps:
+        values = [
+            np.full(v.shape, substitute, v.dtype)
+            if isinstance(v, jax.core.Tracer) else v
+            for v in invals
+        ]  # fmt: skip
+        values[position] = end
+        (end,) = bind(eqn, values)
+        end = np.asarray(end)
+    return end

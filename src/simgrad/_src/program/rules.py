@@ -787,3 +787,97 @@ DRAW_HAZARD = (
     "return exactly 0 ± 0 (or a rare jump with a huge variance); use sg.ScoreFunction, "
     "sg.Hybrid or sg.StochasticTriples (draw it with simgrad.random)"
 )
+
+
+# --- strictly monotone elementwise maps ---------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Monotone:
+    """An elementwise primitive that is strictly monotone in some of its inputs (the others
+    held fixed): what the change of variables (`core.pushforward_chains`) may follow from a
+    draw ``Z`` to a value ``X = g(θ, Z)`` whose density it then knows.
+
+    Attributes:
+        primitive: the JAX primitive's name.
+        positions: the inputs in which it is strictly monotone wherever it is finite (``div``
+            in its numerator only: ``a / z`` has a pole where ``z`` crosses 0).
+        inverse: ``inverse(y, invals, position) -> x``: the input at ``position`` that gives
+            the output ``y``, the other inputs as in ``invals``.
+        applies: for primitives monotone only for some parameters (``integer_pow``: the
+            cube; a conversion between floating types).
+    """
+
+    primitive: str
+    inverse: Callable
+    positions: tuple[int, ...] = (0,)
+    applies: Callable[[JaxprEqn], bool] | None = None
+
+
+def _float_to_float(eqn: JaxprEqn) -> bool:
+    return all(jnp.issubdtype(v.aval.dtype, jnp.floating) for v in (*eqn.invars, *eqn.outvars))
+
+
+def _unary(inverse: Callable) -> Callable:
+    return lambda y, invals, position: inverse(y)
+
+
+def _other(invals, position):
+    return invals[1 - position]
+
+
+MONOTONE: dict[str, Monotone] = {
+    m.primitive: m
+    for m in (
+        Monotone("neg", _unary(jnp.negative)),
+        Monotone("exp", _unary(jnp.log)),
+        Monotone("exp2", _unary(jnp.log2)),
+        Monotone("log", _unary(jnp.exp)),
+        Monotone("log1p", _unary(jnp.expm1)),
+        Monotone("expm1", _unary(jnp.log1p)),
+        Monotone("sqrt", _unary(jnp.square)),
+        Monotone("rsqrt", _unary(lambda y: 1 / jnp.square(y))),
+        Monotone("cbrt", _unary(lambda y: y**3)),
+        Monotone("tanh", _unary(jnp.arctanh)),
+        Monotone("logistic", _unary(jax.scipy.special.logit)),
+        Monotone("sinh", _unary(jnp.arcsinh)),
+        Monotone("asinh", _unary(jnp.sinh)),
+        Monotone("atan", _unary(jnp.tan)),
+        Monotone("erf", _unary(jax.scipy.special.erfinv)),
+        Monotone("erf_inv", _unary(jax.scipy.special.erf)),
+        Monotone("copy", _unary(lambda y: y)),
+        Monotone("add", lambda y, v, i: y - _other(v, i), (0, 1)),
+        Monotone("sub", lambda y, v, i: y + v[1] if i == 0 else v[0] - y, (0, 1)),
+        # strictly monotone where the other factor is not 0
+        Monotone("mul", lambda y, v, i: y / _other(v, i), (0, 1)),
+        Monotone("div", lambda y, v, i: y * v[1]),
+        Monotone("integer_pow", _unary(jnp.cbrt), applies=lambda eqn: eqn.params["y"] == 3),
+        Monotone("convert_element_type", lambda y, v, i: y.astype(v[0].dtype),
+                 applies=_float_to_float),
+    )
+}  # fmt: skip
+"""The elementwise maps a change of variables can follow, by primitive name."""
+
+# Comparisons that can end a chain: ``X < c`` is a Bernoulli draw of probability
+# ``P(X < c)`` (``below``: True when the chain's value on the left means "below").
+COMPARISONS = {"lt": True, "le": True, "gt": False, "ge": False}
+
+
+def monotone_in(eqn: JaxprEqn, position: int) -> bool:
+    """Is ``eqn`` elementwise and strictly monotone in its input ``position`` (the others
+    fixed), with an output of that input's shape (one value in, one value out)?"""
+    rule = MONOTONE.get(eqn.primitive.name)
+    if rule is None or position not in rule.positions:
+        return False
+    if rule.applies is not None and not rule.applies(eqn):
+        return False
+    return eqn.outvars[0].aval.shape == eqn.invars[position].aval.shape
+
+
+def ends_chain(eqn: JaxprEqn, position: int) -> bool:
+    """Is ``eqn`` a comparison of its input ``position`` (a chain's value) with another
+    value of that shape or a scalar (`COMPARISONS`)?"""
+    if eqn.primitive.name not in COMPARISONS or len(eqn.invars) != 2:
+        return False
+    shape = eqn.invars[position].aval.shape
+    return eqn.outvars[0].aval.shape == shape and eqn.invars[1 - position].aval.shape in ((), shape)

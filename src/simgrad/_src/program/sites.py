@@ -18,9 +18,11 @@ import contextvars
 import dataclasses
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 
 from ._jax_compat import JaxprEqn, bind, jit_name
+from .rules import MONOTONE
 
 SITE_PREFIX = "simgrad_draw__"
 
@@ -93,6 +95,13 @@ class Distribution:
             normal).
         event_shape: ``event_shape(params) -> tuple``, from the parameters (by name) as
             given; raises ``ValueError`` (without the function's name) when they disagree.
+        bounds: ``bounds(*params) -> (lo, hi)``, the ends of the support (``±inf`` where it
+            is unbounded), for the change of variables to tell whether ``g(θ, Z)``'s
+            support moves with θ; None where unknown (a continuous draw is then not
+            followed through maps).
+        cdf: ``cdf(x, *params)``, ``P(draw ≤ x)`` elementwise, differentiable in the
+            parameters: a draw compared with a value that is not a constant
+            (``U < p(θ)``) is then read as a Bernoulli draw of that probability.
     """
 
     name: str
@@ -106,6 +115,8 @@ class Distribution:
     proposal_params: tuple[str, ...] | None = None
     event_ndim: int = 0
     event_shape: Callable = lambda params: ()
+    bounds: Callable | None = None
+    cdf: Callable | None = None
 
     def __post_init__(self):
         if self.discrete == (self.reparameterisation is not None):
@@ -138,6 +149,9 @@ class Distribution:
 
 
 DISTRIBUTIONS: dict[str, Distribution] = {}
+# Samplers of other libraries (`jax.random`'s), by the name of the `jit` they trace as; their
+# inputs are the key, then the record's parameters.
+SAMPLERS: dict[str, Distribution] = {}
 
 # Whether the draws being traced are checked by their caller (`valid_draws`, read off the
 # sites) rather than by a run-time error next to each draw (a host callback, which keeps
@@ -167,12 +181,26 @@ def register(distribution: Distribution) -> None:
     DISTRIBUTIONS[distribution.name] = distribution
 
 
+def register_sampler(jit_name: str, distribution: Distribution) -> None:
+    """Make another library's sampler a site: a `jit` named ``jit_name`` whose inputs are a
+    key and ``distribution``'s parameters (done by `simgrad.random` for `jax.random`)."""
+    SAMPLERS[jit_name] = distribution
+
+
 def site_distribution(eqn: JaxprEqn) -> Distribution | None:
-    """The distribution of a draw-site equation, or None when ``eqn`` is not a draw."""
+    """The distribution of a draw-site equation, or None when ``eqn`` is not a draw.
+
+    A `jax.random` sampler counts only with the inputs its record expects (a key and the
+    parameters): another JAX version that traces it differently is not misread."""
     name = jit_name(eqn)
-    if name is None or not name.startswith(SITE_PREFIX):
+    if name is None:
         return None
-    return DISTRIBUTIONS.get(name[len(SITE_PREFIX) :])
+    if name.startswith(SITE_PREFIX):
+        return DISTRIBUTIONS.get(name[len(SITE_PREFIX) :])
+    distribution = SAMPLERS.get(name)
+    if distribution is None or len(eqn.invars) != 1 + len(distribution.params):
+        return None
+    return distribution if len(eqn.outvars) == 1 else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,4 +225,52 @@ class DrawSite:
     def sample(self):
         """Draw, exactly as the original program would."""
         (x,) = bind(self.eqn, [self.key, *self.params])
+        return x
+
+
+@dataclasses.dataclass(frozen=True)
+class Pushforward:
+    """A draw followed by elementwise strictly monotone maps: ``X = g(θ, Z)``.
+
+    Where a draw's value goes, use by use, only through such maps (``θ + Z``,
+    ``S0·exp(σZ − σ²/2)``, ``-log(U)/λ``: `rules.MONOTONE`), the core hands the chain to
+    the interpretation at its last map (`Interpretation.pushforward`), so that it can treat
+    ``X`` as the draw: its density is ``q_θ(x) = p(z) / |∂g/∂z|`` at ``z = g⁻¹(θ, x)``.
+
+    A chain may end in a comparison with a value that is not a constant (``U·a0 < a1``):
+    its outcome is then a Bernoulli draw of probability ``P(X < c)``.
+
+    Attributes:
+        site: the draw ``Z``.
+        noise: ``Z``'s value, as the interpretation's ``draw`` returned it.
+        steps: per map, in order: its equation, its input values and the position of the
+            input that carries the draw (the others are the map's operands: θ, constants,
+            earlier values such as a path's previous state).
+    """
+
+    site: DrawSite
+    noise: object
+    steps: tuple
+
+    def apply(self, z):
+        """``g(z)``: the maps applied to ``z`` (a value of the draw's shape), with the
+        program's operands."""
+        for eqn, invals, position in self.steps:
+            (z,) = bind(eqn, [*invals[:position], z, *invals[position + 1 :]])
+        return z
+
+    def slope(self, z):
+        """``∂g/∂z`` at ``z``, elementwise."""
+        return jax.jvp(self.apply, (z,), (jnp.ones_like(z),))[1]
+
+    def invert(self, x):
+        """``g⁻¹(x)``: the draw's value that the maps take to ``x``."""
+        for eqn, invals, position in reversed(self.steps):
+            x = MONOTONE[eqn.primitive.name].inverse(x, invals, position)
+        return x
+
+    def value(self):
+        """``X``, exactly as the program computes it."""
+        eqn, invals, _ = self.steps[-1]
+        (x,) = bind(eqn, invals)
         return x
