@@ -317,7 +317,7 @@ def _liveness(
     return flags, live
 
 
-def _eval(jaxpr, consts, args, interpretation, state, live_out):
+def _eval(jaxpr, consts, args, interpretation, state, live_out, noise=None):
     env = {}
 
     def read(v):
@@ -328,8 +328,14 @@ def _eval(jaxpr, consts, args, interpretation, state, live_out):
     for v, x in zip(jaxpr.invars, args, strict=True):
         env[v] = x
     flags, live_vars = _liveness(jaxpr, live_out)
-    chains = pushforward_chains(jaxpr) if interpretation.changes_variables else _NO_CHAINS
-    pending: dict[int, tuple] = {}  # a chain's draw index -> (site, noise, steps so far)
+    noise = noise or {}  # inputs that are slices of a draw (a scan over a draw's values)
+    chains = _NO_CHAINS
+    if interpretation.changes_variables:
+        chains = pushforward_chains(
+            jaxpr, tuple((k, site.distribution) for k, site in sorted(noise.items()))
+        )
+    # a chain's start -> (its draw, the value it starts from, the maps met so far)
+    pending = {("in", k): (site, args[k], ()) for k, site in noise.items()}
     for index, (eqn, live) in enumerate(zip(jaxpr.eqns, flags, strict=True)):
         invals = [read(v) for v in eqn.invars]
         if index in chains.starts:
@@ -338,16 +344,17 @@ def _eval(jaxpr, consts, args, interpretation, state, live_out):
             outvals, pending[index] = [x], (site, x, ())
         elif index in chains.steps:
             start, position, last = chains.steps[index]
-            site, noise, steps = pending[start]
+            site, value, steps = pending[start]
             steps = (*steps, (eqn, invals, position))
             if last:
-                x, state = interpretation.pushforward(Pushforward(site, noise, steps), state)
+                x, state = interpretation.pushforward(Pushforward(site, value, steps), state)
                 outvals = [x]
             else:
-                outvals, pending[start] = bind(eqn, invals), (site, noise, steps)
+                outvals, pending[start] = bind(eqn, invals), (site, value, steps)
         else:
             out_live = [v in live_vars for v in eqn.outvars] if live else None
-            outvals, state = _eval_eqn(eqn, invals, interpretation, state, live, out_live)
+            sliced = {k: pending[i][0] for k, i in chains.sliced.get(index, {}).items()}
+            outvals, state = _eval_eqn(eqn, invals, interpretation, state, live, out_live, sliced)
         for v, x in zip(eqn.outvars, outvals, strict=True):
             env[v] = x
     return [read(v) for v in jaxpr.outvars], state
@@ -356,23 +363,30 @@ def _eval(jaxpr, consts, args, interpretation, state, live_out):
 @dataclasses.dataclass(frozen=True)
 class _Chains:
     """The `Pushforward` chains of one jaxpr: ``starts``, the indices of their draws;
-    ``steps``, each map's index -> (its draw's index, the draw's input position, last)."""
+    ``steps``, each map's index -> (its chain's start: a draw's index, or ``("in", k)``
+    for input ``k``; the position of the chain's value among the map's inputs; last);
+    ``sliced``, a scan's index -> {its ``xs`` input: the draw whose values it scans}."""
 
     starts: frozenset
     steps: dict
+    sliced: dict
 
 
-_NO_CHAINS = _Chains(frozenset(), {})
+_NO_CHAINS = _Chains(frozenset(), {}, {})
 
 
 @functools.lru_cache(maxsize=512)
-def pushforward_chains(jaxpr: Jaxpr) -> _Chains:
+def pushforward_chains(jaxpr: Jaxpr, noise: tuple = ()) -> _Chains:
     """Follow each continuous draw of ``jaxpr`` (with known support bounds and scalar
     events) through the maps that use its value once and are elementwise and strictly
     monotone in it (`rules.MONOTONE`), up to the first use that is not; a comparison with
     a value that is not a constant ends a chain too (`rules.ends_chain`), when the draw's
     record has a CDF. A map belongs to the first draw that reaches it (``Z1 + Z2``: ``Z2``
-    is an operand of ``Z1``'s chain)."""
+    is an operand of ``Z1``'s chain).
+
+    A draw whose one use is the ``xs`` of a `scan` (its parameters scalars) is followed
+    inside the loop body, from the body's input for it (``noise``: ``(input index,
+    distribution)`` of such inputs): paths drawn up front, then scanned."""
     uses: dict = {}
     for i, eqn in enumerate(jaxpr.eqns):
         for position, v in enumerate(eqn.invars):
@@ -381,44 +395,60 @@ def pushforward_chains(jaxpr: Jaxpr) -> _Chains:
     for v in jaxpr.outvars:
         if isinstance(v, Var):
             uses.setdefault(v, []).append((None, None))
-    starts, steps = set(), {}
+    starts, steps, sliced = set(), {}, {}
+    origins = [(("in", k), jaxpr.invars[k], d) for k, d in noise]
     for i, eqn in enumerate(jaxpr.eqns):
-        distribution = site_distribution(eqn)
-        if distribution is None or distribution.discrete or distribution.event_ndim:
-            continue
-        if distribution.bounds is None:
-            continue
-        var, chain = eqn.outvars[0], []
-        while len(uses.get(var, ())) == 1:
-            j, position = uses[var][0]
-            if j is None or j in steps:
-                break
-            if monotone_in(jaxpr.eqns[j], position):
-                chain.append((j, position))
-                var = jaxpr.eqns[j].outvars[0]
-                continue
-            other = jaxpr.eqns[j].invars[1 - position] if len(jaxpr.eqns[j].invars) == 2 else None
-            if (
-                distribution.cdf is not None
-                and ends_chain(jaxpr.eqns[j], position)
-                and (
-                    isinstance(other, Var)  # compared with a constant: X itself is scored
-                )
-            ):
-                chain.append((j, position))
-            break
+        d = site_distribution(eqn)
+        if d is not None and not d.discrete and not d.event_ndim and d.bounds is not None:
+            origins.append((i, eqn.outvars[0], d))
+    for start, var, distribution in origins:
+        chain = _follow(jaxpr.eqns, uses, steps, var, distribution)
+        scan = None if chain or isinstance(start, tuple) else _scanned(jaxpr.eqns, uses, var)
+        if scan is not None and all(v.aval.shape == () for v in jaxpr.eqns[start].invars[1:]):
+            sliced.setdefault(scan[0], {})[scan[1]] = start
+            starts.add(start)
         if chain:
-            starts.add(i)
+            if not isinstance(start, tuple):
+                starts.add(start)
             for k, (j, position) in enumerate(chain):
-                steps[j] = (i, position, k == len(chain) - 1)
-    return _Chains(frozenset(starts), steps)
+                steps[j] = (start, position, k == len(chain) - 1)
+    return _Chains(frozenset(starts), steps, sliced)
+
+
+def _follow(eqns, uses, taken, var, distribution) -> list:
+    """The chain from ``var``: ``[(equation index, position of the chain's value)]``."""
+    chain = []
+    while len(uses.get(var, ())) == 1:
+        j, position = uses[var][0]
+        if j is None or j in taken:
+            break
+        if monotone_in(eqns[j], position):
+            chain.append((j, position))
+            var = eqns[j].outvars[0]
+            continue
+        if distribution.cdf is not None and ends_chain(eqns[j], position):
+            if isinstance(eqns[j].invars[1 - position], Var):  # not a constant: else X is scored
+                chain.append((j, position))
+        break
+    return chain
+
+
+def _scanned(eqns, uses, var) -> tuple[int, int] | None:
+    """``(scan index, xs index)`` when ``var``'s one use is as the ``xs`` of a scan."""
+    if len(uses.get(var, ())) != 1:
+        return None
+    j, position = uses[var][0]
+    if j is None or eqns[j].primitive.name != "scan":
+        return None
+    n_consts, n_carry = scan_counts(eqns[j].params)
+    return (j, position - n_consts - n_carry) if position >= n_consts + n_carry else None
 
 
 def _eval_closed(closed, args, interpretation, state, live_out=None):
     return _eval(closed.jaxpr, closed.consts, list(args), interpretation, state, live_out)
 
 
-def _eval_eqn(eqn, invals, interpretation, state, live, out_live):
+def _eval_eqn(eqn, invals, interpretation, state, live, out_live, sliced=None):
     distribution = site_distribution(eqn)
     if distribution is not None:
         site = DrawSite(distribution, invals[0], tuple(invals[1:]), live, eqn)
@@ -426,7 +456,7 @@ def _eval_eqn(eqn, invals, interpretation, state, live, out_live):
         return [x], state
     if interpretation.wants(eqn):
         return interpretation.apply(eqn, invals, state)
-    return _descend(eqn, invals, interpretation, state, live, out_live)
+    return _descend(eqn, invals, interpretation, state, live, out_live, sliced)
 
 
 def descend(
@@ -442,9 +472,9 @@ def descend(
     return _descend(eqn, invals, interpretation, state, True, None)
 
 
-def _descend(eqn, invals, interpretation, state, live, out_live):
+def _descend(eqn, invals, interpretation, state, live, out_live, sliced=None):
     subs = _sub_jaxprs(eqn)
-    visit = _inlines(eqn, interpretation) or any(
+    visit = bool(sliced) or _inlines(eqn, interpretation) or any(
         _needs_visit(s.jaxpr, interpretation) for s in subs
     )
     if not visit:
@@ -457,7 +487,7 @@ def _descend(eqn, invals, interpretation, state, live, out_live):
             live_out = out_live if live else [False] * len(eqn.outvars)
             return _eval_closed(subs[0], invals, interpretation, state, live_out)
         if name == "scan":
-            return _scan(eqn, invals, interpretation, state)
+            return _scan(eqn, invals, interpretation, state, sliced)
         if name == "while":
             return _while(eqn, invals, interpretation, state)
         if name == "cond":
@@ -465,14 +495,18 @@ def _descend(eqn, invals, interpretation, state, live, out_live):
     raise NotImplementedError(f"the program core cannot interpret inside {name!r} yet.")
 
 
-def _scan(eqn, invals, interpretation, state):
+def _scan(eqn, invals, interpretation, state, sliced=None):
     p = eqn.params
     consts, carry, xs = _split_scan(eqn, invals)
     n_carry, path = len(carry), _PATH.get()
+    # xs that are a draw's values: their slices are draws of the same law in the body
+    noise = {len(consts) + n_carry + k: site for k, site in (sliced or {}).items()}
 
     def body(consts, carry, x, s):
         with _within(path):
-            outs, s = _eval_closed(p["jaxpr"], [*consts, *carry, *x], interpretation, s)
+            closed = p["jaxpr"]
+            outs, s = _eval(closed.jaxpr, closed.consts, [*consts, *carry, *x], interpretation,
+                            s, None, noise)  # fmt: skip
         return list(outs[:n_carry]), list(outs[n_carry:]), s
 
     def loop(f, init, xs):
