@@ -3,7 +3,6 @@
 import functools
 import math
 import os
-import time
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
@@ -269,15 +268,7 @@ def optimize(
             "pass a finite learning rate and finite hyperparameters."
         )
     lower, upper = _check_bounds(bounds, theta0)
-    if resume and checkpoint is None:
-        raise ValueError("resume=True needs checkpoint=PATH: the file to resume from.")
-    if checkpoint is not None:
-        checkpoint = runs.check_output_path(checkpoint, "checkpoint")
-        if checkpoint.exists() and not resume:
-            raise FileExistsError(
-                f"checkpoint {checkpoint} exists: pass resume=True to continue that run, "
-                "or delete the file to start afresh."
-            )
+    checkpoint = runs.check_checkpoint(checkpoint, resume)
 
     typed_key = _is_typed_key(key)
     zero = jnp.zeros((), jnp.int32)
@@ -309,69 +300,41 @@ def optimize(
             "batch_size": batch_size,
             "maximize": bool(maximize),
         }
-        if resume and checkpoint.exists():
+        checkpoint = runs.Checkpoint(
+            checkpoint,
+            "optimize checkpoint",
+            fingerprint,
+            checkpoint_every,
+            "Resume with the same simulator, key, optimiser, theta0, bounds, method, "
+            "n_samples, batch_size and maximize, or delete the file to start afresh.",
+        )
+        if resume and checkpoint.path.exists():
             row = _row_like(theta0, key, sim, method, n_samples, batch_size, mesh)[0]
-            (carry, saved), done = runs.load_checkpoint(
-                checkpoint,
-                "optimize checkpoint",
-                fingerprint,
-                lambda step: (carry, _stack(row, step)),
-                "Resume with the same simulator, key, optimiser, theta0, bounds, method, "
-                "n_samples, batch_size and maximize, or delete the file to start afresh.",
-            )
-            if done > steps:
-                raise ValueError(
-                    f"checkpoint {checkpoint} is at step {done}, beyond steps={steps}: "
-                    f"pass steps ≥ {done} to continue it."
-                )
+            (carry, saved), _ = checkpoint.load(lambda step: (carry, _stack(row, step)), steps)
             rows.append(jax.device_get(saved))
-
-    def save():
-        if rows:  # else interrupted before the first step: nothing to save
-            rows[:] = [_concatenate(rows)]
-            runs.save_checkpoint(
-                checkpoint, "optimize checkpoint", (carry, rows[0]), fingerprint, done
-            )
-
     carry, lower, upper = replicate((carry, lower, upper), mesh)
-    done = int(carry.step)
-    bar = runs.progress_bar("optimising", "objective", progress, steps, done)
-    per_step = None  # seconds per step once compiled: sizes the calls when progress shows
-    calls = 0
-    try:
-        with bar:
-            while done < steps:
-                n = min(steps - done, statics["chunk"])
-                if checkpoint is not None:
-                    n = min(n, checkpoint_every - done % checkpoint_every)
-                if callback is not None:
-                    n = 1
-                elif progress:  # redraw about ten times a second
-                    n = 1 if per_step is None else max(1, min(n, int(0.1 / per_step)))
-                start = time.perf_counter()
-                out, buffer, last, status = _run_chunk(
-                    carry, jnp.asarray(n, jnp.int32), lower, upper, **statics
-                )
-                _raise_on_failure(jax.device_get(status), out, statics)
-                buffer = jax.device_get(buffer)
-                rows.append(jax.tree.map(lambda x, n=n: x[:n].copy(), buffer))
-                if calls:  # not the first call, which may have compiled
-                    per_step = (time.perf_counter() - start) / n
-                carry, done, calls = out, done + n, calls + 1
-                if bar.tasks:
-                    value, stderr = buffer.value[n - 1], buffer.value_stderr[n - 1]
-                    objective = f"{value:.5g} ± {stderr:.2g}"
-                    bar.update(bar.tasks[0].id, completed=done, objective=objective)
-                if callback is not None:
-                    callback(done - 1, last)
-                if checkpoint is not None and done % checkpoint_every == 0:
-                    save()
-    except KeyboardInterrupt:
-        if checkpoint is not None:
-            save()
-        raise
-    if checkpoint is not None:
-        save()
+
+    def advance(state, done, n):
+        carry, rows = state
+        out, buffer, last, status = _run_chunk(
+            carry, jnp.asarray(n, jnp.int32), lower, upper, **statics
+        )
+        _raise_on_failure(jax.device_get(status), out, statics)
+        buffer = jax.device_get(buffer)
+        rows.append(jax.tree.map(lambda x: x[:n].copy(), buffer))
+        return (out, rows), last
+
+    (carry, rows), _ = runs.run(
+        advance,
+        (carry, rows),
+        steps=steps,
+        progress=runs.Progress("optimising", "objective", _objective, progress),
+        done=int(carry.step),
+        chunk=statics["chunk"],
+        callback=callback,
+        checkpoint=checkpoint,
+        saved=_saved,
+    )
     h = jax.device_put(_concatenate(rows))
     return OptimizeResult(
         theta=carry.theta,
@@ -383,6 +346,19 @@ def optimize(
         n_evals=int(carry.n_estimates) * n_samples * method.evals_per_sample(n_params, 1),
         method=repr(method),
     )
+
+
+def _objective(est: Estimate) -> str:
+    """The progress bar's field: the step's objective ± its standard error."""
+    return f"{est.value:.5g} ± {est.value_stderr:.2g}"
+
+
+def _saved(state):
+    """What a checkpoint holds: the carry and the history, or None before the first step."""
+    carry, rows = state
+    if rows:
+        rows[:] = [_concatenate(rows)]
+        return carry, rows[0]
 
 
 @eqx.filter_jit

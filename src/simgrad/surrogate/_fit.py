@@ -2,7 +2,6 @@
 
 import math
 import os
-import time
 
 import equinox as eqx
 import jax
@@ -129,15 +128,7 @@ def fit(
     ):
         raise ValueError(f"learning_rate={learning_rate!r}: must be a positive finite number.")
     _check_key(key)
-    if resume and checkpoint is None:
-        raise ValueError("resume=True needs checkpoint=PATH: the file to resume from.")
-    if checkpoint is not None:
-        checkpoint = runs.check_output_path(checkpoint, "checkpoint", "fit.eqx")
-        if checkpoint.exists() and not resume:
-            raise FileExistsError(
-                f"checkpoint {checkpoint} exists: pass resume=True to continue that run, "
-                "or delete the file to start afresh."
-            )
+    checkpoint = runs.check_checkpoint(checkpoint, resume, "fit.eqx")
     dtype = jnp.result_type(xs.dtype, ys.dtype)
     xs, ys = xs.astype(dtype), ys.astype(dtype)
     config = {
@@ -158,7 +149,7 @@ def fit(
     optimizer = optax.adam(schedule)
     with jax.numpy_dtype_promotion("standard"):  # optax mixes int step counts and floats
         opt_state = optimizer.init(eqx.filter(model.mlp, eqx.is_inexact_array))
-    step = 0
+    state, done = (model, opt_state), 0
     if checkpoint is not None:
         fingerprint = {
             "config": config,
@@ -168,18 +159,20 @@ def fit(
             "key": runs.key_fingerprint(key),
             "data": runs.array_hash(xs, ys),
         }
-        if resume and checkpoint.exists():
-            (model, opt_state), step = runs.load_checkpoint(
-                checkpoint,
-                "surrogate checkpoint",
-                fingerprint,
-                lambda _: (model, opt_state),
-                "Resume with the same data, key, network, steps, learning_rate and "
-                "batch_size, or delete the file to start afresh.",
-            )
+        checkpoint = runs.Checkpoint(
+            checkpoint,
+            "surrogate checkpoint",
+            fingerprint,
+            checkpoint_every,
+            "Resume with the same data, key, network, steps, learning_rate and "
+            "batch_size, or delete the file to start afresh.",
+        )
+        if resume and checkpoint.path.exists():
+            state, done = checkpoint.load(lambda _: state, steps)
 
     @eqx.filter_jit
-    def train_step(model, opt_state, i):
+    def train_step(state, i):
+        model, opt_state = state
         idx = jax.random.randint(jax.random.fold_in(k_batch, i), (min(batch_size, n),), 0, n)
         x, y = xs[idx], ys[idx]
 
@@ -191,39 +184,25 @@ def fit(
         with jax.numpy_dtype_promotion("standard"):
             updates, opt_state = optimizer.update(grads, opt_state)
         mlp = eqx.apply_updates(model.mlp, updates)
-        return eqx.tree_at(lambda m: m.mlp, model, mlp), opt_state, value
+        return (eqx.tree_at(lambda m: m.mlp, model, mlp), opt_state), value
 
-    def save(done):
-        runs.save_checkpoint(
-            checkpoint, "surrogate checkpoint", (model, opt_state), fingerprint, done
-        )
+    def check(loss):
+        if not bool(jnp.isfinite(loss)):
+            raise FloatingPointError(
+                f"the fit diverged: the training loss is {float(loss)} after {steps} steps. "
+                "Lower learning_rate."
+            )
 
-    bar = runs.progress_bar("fitting surrogate", "loss", progress, steps, step)
-    done, loss = step, None
-    try:
-        with bar:
-            shown = time.monotonic()
-            for i in range(step, steps):
-                model, opt_state, loss = train_step(model, opt_state, jnp.asarray(i))
-                done = i + 1
-                if callback is not None:
-                    callback(i, loss)
-                if bar.tasks and (time.monotonic() - shown > 0.1 or i == steps - 1):
-                    bar.update(bar.tasks[0].id, completed=i + 1, loss=f"{float(loss):.3g}")
-                    shown = time.monotonic()
-                if checkpoint is not None and (i + 1) % checkpoint_every == 0:
-                    save(i + 1)
-    except KeyboardInterrupt:
-        if checkpoint is not None:
-            save(done)
-        raise
-    if loss is not None and not bool(jnp.isfinite(loss)):
-        raise FloatingPointError(
-            f"the fit diverged: the training loss is {float(loss)} after {done} steps. "
-            "Lower learning_rate."
-        )
-    if checkpoint is not None:
-        save(steps)
+    (model, _), _ = runs.run(
+        lambda state, done, n: train_step(state, jnp.asarray(done)),  # n = chunk = 1
+        state,
+        steps=steps,
+        progress=runs.Progress("fitting surrogate", "loss", lambda x: f"{float(x):.3g}", progress),
+        done=done,
+        callback=callback,
+        checkpoint=checkpoint,
+        check=check,
+    )
     return model
 
 
