@@ -99,52 +99,16 @@ def fit(
 
     Returns a `Surrogate`; measure its error with `assess`, save it with `save`.
     """
-    xs, ys = jnp.asarray(xs), jnp.asarray(ys)
-    if not jnp.issubdtype(xs.dtype, jnp.floating) or not jnp.issubdtype(ys.dtype, jnp.floating):
-        raise TypeError("xs and ys must be floating arrays (cast integer counts with .astype).")
-    if xs.ndim not in (1, 2) or ys.ndim not in (1, 2) or xs.shape[0] != ys.shape[0]:
-        raise ValueError(f"xs {xs.shape} and ys {ys.shape} must be (n,) or (n, d) with the same n.")
-    n = xs.shape[0]
-    for name, value, minimum in (
+    counts = (
         ("width", width, 1), ("depth", depth, 0), ("steps", steps, 1),
         ("batch_size", batch_size, 1), ("checkpoint_every", checkpoint_every, 1),
-    ):  # fmt: skip
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ValueError(f"{name}={value!r}: must be an int ≥ {minimum}.")
-    if n < 2:
-        raise ValueError(f"need at least 2 samples to fit, got {n}.")
-    for name, data in (("xs", xs), ("ys", ys)):
-        bad = np.flatnonzero(~np.isfinite(np.asarray(data)).reshape(n, -1).all(axis=1))
-        if bad.size:
-            rows = ", ".join(map(str, bad[:5])) + (", …" if bad.size > 5 else "")
-            raise ValueError(
-                f"{name} holds NaN or inf in {bad.size} of {n} samples (rows {rows}): drop or "
-                "fix those samples; a surrogate fitted to them would output NaN."
-            )
-    if (
-        isinstance(learning_rate, bool)
-        or not isinstance(learning_rate, (int, float, np.floating, np.integer))
-        or not (math.isfinite(learning_rate) and learning_rate > 0)
-    ):
-        raise ValueError(f"learning_rate={learning_rate!r}: must be a positive finite number.")
+    )  # fmt: skip
+    xs, ys = _check_arguments(xs, ys, counts, learning_rate)
+    n = xs.shape[0]
     _check_key(key)
     checkpoint = runs.check_checkpoint(checkpoint, resume, "fit.eqx")
-    dtype = jnp.result_type(xs.dtype, ys.dtype)
-    xs, ys = xs.astype(dtype), ys.astype(dtype)
-    config = {
-        "in_size": "scalar" if xs.ndim == 1 else int(xs.shape[1]),
-        "out_size": "scalar" if ys.ndim == 1 else int(ys.shape[1]),
-        "width": int(width),
-        "depth": int(depth),
-        "dtype": str(jnp.dtype(dtype)),
-    }
     k_init, k_batch = jax.random.split(key)
-    model = _build(config, k_init)
-    model = eqx.tree_at(
-        lambda m: (m.x_mean, m.x_std, m.y_mean, m.y_std),
-        model,
-        (xs.mean(0), xs.std(0) + 1e-12, ys.mean(0), ys.std(0) + 1e-12),
-    )
+    model = _initial(xs, ys, width, depth, k_init)
     schedule = optax.cosine_decay_schedule(learning_rate, steps)
     optimizer = optax.adam(schedule)
     with jax.numpy_dtype_promotion("standard"):  # optax mixes int step counts and floats
@@ -152,7 +116,7 @@ def fit(
     state, done = (model, opt_state), 0
     if checkpoint is not None:
         fingerprint = {
-            "config": config,
+            "config": model.config,
             "steps": steps,
             "batch_size": batch_size,
             "learning_rate": float(learning_rate),
@@ -204,6 +168,54 @@ def fit(
         check=check,
     )
     return model
+
+
+def _check_arguments(xs, ys, counts, learning_rate):
+    """``xs`` and ``ys`` as floating arrays of one dtype, refused unless they pair up and
+    are finite; ``counts`` are ``(name, value, minimum)`` for the int arguments."""
+    xs, ys = jnp.asarray(xs), jnp.asarray(ys)
+    if not jnp.issubdtype(xs.dtype, jnp.floating) or not jnp.issubdtype(ys.dtype, jnp.floating):
+        raise TypeError("xs and ys must be floating arrays (cast integer counts with .astype).")
+    if xs.ndim not in (1, 2) or ys.ndim not in (1, 2) or xs.shape[0] != ys.shape[0]:
+        raise ValueError(f"xs {xs.shape} and ys {ys.shape} must be (n,) or (n, d) with the same n.")
+    n = xs.shape[0]
+    for name, value, minimum in counts:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"{name}={value!r}: must be an int ≥ {minimum}.")
+    if n < 2:
+        raise ValueError(f"need at least 2 samples to fit, got {n}.")
+    for name, data in (("xs", xs), ("ys", ys)):
+        bad = np.flatnonzero(~np.isfinite(np.asarray(data)).reshape(n, -1).all(axis=1))
+        if bad.size:
+            rows = ", ".join(map(str, bad[:5])) + (", …" if bad.size > 5 else "")
+            raise ValueError(
+                f"{name} holds NaN or inf in {bad.size} of {n} samples (rows {rows}): drop or "
+                "fix those samples; a surrogate fitted to them would output NaN."
+            )
+    if (
+        isinstance(learning_rate, bool)
+        or not isinstance(learning_rate, (int, float, np.floating, np.integer))
+        or not (math.isfinite(learning_rate) and learning_rate > 0)
+    ):
+        raise ValueError(f"learning_rate={learning_rate!r}: must be a positive finite number.")
+    dtype = jnp.result_type(xs.dtype, ys.dtype)
+    return xs.astype(dtype), ys.astype(dtype)
+
+
+def _initial(xs, ys, width: int, depth: int, key: Key) -> Surrogate:
+    """The untrained network ``x -> y``, standardised by the data's mean and spread."""
+    config = {
+        "in_size": "scalar" if xs.ndim == 1 else int(xs.shape[1]),
+        "out_size": "scalar" if ys.ndim == 1 else int(ys.shape[1]),
+        "width": int(width),
+        "depth": int(depth),
+        "dtype": str(xs.dtype),
+    }
+    return eqx.tree_at(
+        lambda m: (m.x_mean, m.x_std, m.y_mean, m.y_std),
+        _build(config, key),
+        (xs.mean(0), xs.std(0) + 1e-12, ys.mean(0), ys.std(0) + 1e-12),
+    )
 
 
 def save(path: str | os.PathLike, surrogate: Surrogate) -> None:
