@@ -236,28 +236,8 @@ def optimize(
         sim, mesh = _blackbox.bind(sim, method, executor), None
     else:
         sim, mesh = _blackbox.bind(sim, method, executor), sample_mesh(devices)
-    if not callable(sim):
-        raise TypeError(f"sim must be a function sim(theta, key) -> scalar, got {type(sim)}.")
-    if not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError(
-            f"optimizer must be an optax optimiser such as optax.adam(1e-2), got {optimizer!r}."
-        )
-    for name, value, minimum in (
-        ("steps", steps, 1),
-        ("n_samples", n_samples, 2),
-        ("checkpoint_every", checkpoint_every, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ValueError(f"{name}={value!r}: must be an int ≥ {minimum}.")
+    _check_arguments(sim, optimizer, steps, n_samples, checkpoint_every, batch_size, callback)
     steps, n_samples, checkpoint_every = int(steps), int(n_samples), int(checkpoint_every)
-    if batch_size is not None and (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, (int, np.integer))
-        or batch_size < 1
-    ):
-        raise ValueError(f"batch_size={batch_size!r}: must be a positive int or None.")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be a function callback(step, estimate), got {callback!r}.")
     _check_key(key)
     theta0 = _check_theta(theta0)
     method = _choose(method, sim, theta0, key)[0]  # sg.Auto chooses once, from the program
@@ -289,43 +269,16 @@ def optimize(
     )
     rows = []  # the history so far, on the host: one `_Row` stack per compiled call
     if checkpoint is not None:
-        fingerprint = {
-            "simulator": runs.program_hash(sim, theta0, key),
-            "key": runs.key_fingerprint(key),
-            "optimizer": runs.fingerprint(optimizer, stable=True),
-            "theta0": runs.array_hash(theta0),
-            "bounds": runs.array_hash(lower, upper),
-            "method": repr(method),
-            "n_samples": n_samples,
-            "batch_size": batch_size,
-            "maximize": bool(maximize),
-        }
-        checkpoint = runs.Checkpoint(
-            checkpoint,
-            "optimize checkpoint",
-            fingerprint,
-            checkpoint_every,
-            "Resume with the same simulator, key, optimiser, theta0, bounds, method, "
-            "n_samples, batch_size and maximize, or delete the file to start afresh.",
+        checkpoint = _checkpoint(
+            checkpoint, checkpoint_every, statics, optimizer, theta0, key, lower, upper
         )
         if resume and checkpoint.path.exists():
             row = _row_like(theta0, key, sim, method, n_samples, batch_size, mesh)[0]
             (carry, saved), _ = checkpoint.load(lambda step: (carry, _stack(row, step)), steps)
             rows.append(jax.device_get(saved))
     carry, lower, upper = replicate((carry, lower, upper), mesh)
-
-    def advance(state, done, n):
-        carry, rows = state
-        out, buffer, last, status = _run_chunk(
-            carry, jnp.asarray(n, jnp.int32), lower, upper, **statics
-        )
-        _raise_on_failure(jax.device_get(status), out, statics)
-        buffer = jax.device_get(buffer)
-        rows.append(jax.tree.map(lambda x: x[:n].copy(), buffer))
-        return (out, rows), last
-
     (carry, rows), _ = runs.run(
-        advance,
+        functools.partial(_advance, lower=lower, upper=upper, statics=statics),
         (carry, rows),
         steps=steps,
         progress=runs.Progress("optimising", "objective", _objective, progress),
@@ -348,9 +301,66 @@ def optimize(
     )
 
 
+def _check_arguments(sim, optimizer, steps, n_samples, checkpoint_every, batch_size, callback):
+    """Refuse what can be seen before the run: the types and counts of the arguments."""
+    if not callable(sim):
+        raise TypeError(f"sim must be a function sim(theta, key) -> scalar, got {type(sim)}.")
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            f"optimizer must be an optax optimiser such as optax.adam(1e-2), got {optimizer!r}."
+        )
+    for name, value, minimum in (
+        ("steps", steps, 1),
+        ("n_samples", n_samples, 2),
+        ("checkpoint_every", checkpoint_every, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"{name}={value!r}: must be an int ≥ {minimum}.")
+    if batch_size is not None and (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
+        raise ValueError(f"batch_size={batch_size!r}: must be a positive int or None.")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be a function callback(step, estimate), got {callback!r}.")
+
+
+def _checkpoint(path, every, statics, optimizer, theta0, key, lower, upper) -> runs.Checkpoint:
+    """The run's checkpoint, fingerprinted by everything its steps depend on."""
+    run = {
+        "simulator": runs.program_hash(statics["sim"], theta0, key),
+        "key": runs.key_fingerprint(key),
+        "optimizer": runs.fingerprint(optimizer, stable=True),
+        "theta0": runs.array_hash(theta0),
+        "bounds": runs.array_hash(lower, upper),
+        "method": repr(statics["method"]),
+        "n_samples": statics["n_samples"],
+        "batch_size": statics["batch_size"],
+        "maximize": statics["maximize"],
+    }
+    fix = (
+        "Resume with the same simulator, key, optimiser, theta0, bounds, method, "
+        "n_samples, batch_size and maximize, or delete the file to start afresh."
+    )
+    return runs.Checkpoint(path, "optimize checkpoint", run, every, fix)
+
+
 def _objective(est: Estimate) -> str:
     """The progress bar's field: the step's objective ± its standard error."""
     return f"{est.value:.5g} ± {est.value_stderr:.2g}"
+
+
+def _advance(state, done, n, *, lower, upper, statics):
+    """Run ``n`` steps compiled (`_run_chunk`), keep their records, raise on a failure."""
+    carry, rows = state
+    out, buffer, last, status = _run_chunk(
+        carry, jnp.asarray(n, jnp.int32), lower, upper, **statics
+    )
+    _raise_on_failure(jax.device_get(status), out, statics)
+    buffer = jax.device_get(buffer)
+    rows.append(jax.tree.map(lambda x: x[:n].copy(), buffer))
+    return (out, rows), last
 
 
 def _saved(state):
