@@ -21,6 +21,7 @@ from ._src import runs
 from ._src.devices import replicate, sample_mesh
 from ._src.names import named_components, path_name
 from ._src.plots import figure
+from ._src.validate import check_callable, check_size
 from ._src.validate import check_key as _check_key
 from ._src.validate import check_method as _check_method
 from ._src.validate import check_theta as _check_theta
@@ -298,27 +299,17 @@ def optimize(
 
 def _check_arguments(sim, optimizer, steps, n_samples, checkpoint_every, batch_size, callback):
     """Refuse what can be seen before the run: the types and counts of the arguments."""
-    if not callable(sim):
-        raise TypeError(f"sim must be a function sim(theta, key) -> scalar, got {type(sim)}.")
+    check_callable(sim)
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(
             f"optimizer must be an optax optimiser such as optax.adam(1e-2), got {optimizer!r}."
         )
-    for name, value, minimum in (
-        ("steps", steps, 1),
-        ("n_samples", n_samples, 2),
-        ("checkpoint_every", checkpoint_every, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ValueError(f"{name}={value!r}: must be an int ≥ {minimum}.")
-    if batch_size is not None and (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, (int, np.integer))
-        or batch_size < 1
-    ):
-        raise ValueError(f"batch_size={batch_size!r}: must be a positive int or None.")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be a function callback(step, estimate), got {callback!r}.")
+    check_size("steps", steps, 1)
+    check_size("n_samples", n_samples, 2)
+    check_size("checkpoint_every", checkpoint_every, 1)
+    check_size("batch_size", batch_size, 1, optional=True)
+    if callback is not None:
+        check_callable(callback, "callback", "callback(step, estimate)")
 
 
 def _checkpoint(path, every, statics, optimizer, theta0, key, lower, upper) -> runs.Checkpoint:

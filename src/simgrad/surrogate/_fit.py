@@ -11,6 +11,7 @@ import optax
 
 from .._src import runs
 from .._src.validate import check_key as _check_key
+from .._src.validate import check_size
 from .._types import Array, Key
 
 
@@ -180,8 +181,7 @@ def _check_arguments(xs, ys, counts, learning_rate):
         raise ValueError(f"xs {xs.shape} and ys {ys.shape} must be (n,) or (n, d) with the same n.")
     n = xs.shape[0]
     for name, value, minimum in counts:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ValueError(f"{name}={value!r}: must be an int ≥ {minimum}.")
+        check_size(name, value, minimum)
     if n < 2:
         raise ValueError(f"need at least 2 samples to fit, got {n}.")
     for name, data in (("xs", xs), ("ys", ys)):
