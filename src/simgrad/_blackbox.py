@@ -32,8 +32,8 @@ import numpy as np
 from ._result import SimulationError
 from ._src.devices import sample_mesh
 from ._src.runs import progress_bar
-from ._src.validate import check_method
 from ._types import Key
+from .estimators.base import check_method
 
 WORKING = "sg.FiniteDifference(), sg.SPSA() or sg.GaussianSmoothing(sigma)"
 

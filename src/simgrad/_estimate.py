@@ -22,7 +22,7 @@ from ._result import Estimate, check_on_device, refuse_derivatives, runtime_erro
 from ._src.devices import replicate, sample_mesh
 from ._src.validate import check_arguments, check_key, check_theta, is_plain, is_traced
 from ._types import Key, Simulator, Theta
-from .estimators.base import AbstractEstimator
+from .estimators.base import AbstractEstimator, check_method
 
 _SIZE_TYPES = (int, type(None))  # sizes that `gradient`'s fast path takes as they are
 
@@ -115,7 +115,8 @@ def gradient(
         object.__setattr__(est, "_recount", None)  # the adapter names a failure; no recount
         return est
     else:
-        n_samples, batch_size = check_arguments(sim, key, method, n_samples, batch_size)
+        check_method(method)
+        n_samples, batch_size = check_arguments(sim, key, n_samples, batch_size)
         runner = _runner(sim, method, n_samples, batch_size, sample_mesh(devices))
         _remember_recent(sim, method, n_samples, batch_size, devices, runner)
     sim_arrays = runner.sim_arrays

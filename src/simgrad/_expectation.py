@@ -31,6 +31,7 @@ from ._src.validate import MAX_SAMPLES, check_arguments, check_key, check_theta,
 from ._types import Key, Output, Simulator, Theta
 from .estimators import AbstractEstimator, Auto
 from .estimators.auto import JUMPS
+from .estimators.base import check_method
 
 # The value's samples use fold_in(fold_in(key, VALUE_INDEX), i): an index no gradient sample
 # uses (sample i of the gradient has fold_in(key, i), i < MAX_SAMPLES), so the value and
@@ -128,7 +129,8 @@ def expectation(
         True
     """
     method = Auto() if method is None else method
-    n_samples, batch_size = check_arguments(sim, jax.random.key(0), method, n_samples, batch_size)
+    check_method(method)
+    n_samples, batch_size = check_arguments(sim, jax.random.key(0), n_samples, batch_size)
     fn = _function(sim, method, n_samples, batch_size)
     return Expectation(sim, method, n_samples, batch_size, fn)
 

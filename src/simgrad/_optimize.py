@@ -16,20 +16,20 @@ from . import _blackbox
 from ._engine import choose as _choose
 from ._engine import estimate as _engine
 from ._estimate import count_failures
-from ._result import Estimate, SimulationError, failure_message
+from ._result import AbstractResult, Estimate, SimulationError, failure_message, plus_minus
 from ._src import runs
 from ._src.devices import replicate, sample_mesh
 from ._src.names import named_components, path_name
-from ._src.plots import figure
+from ._src.plots import finish, panels
 from ._src.validate import check_callable, check_size
 from ._src.validate import check_key as _check_key
-from ._src.validate import check_method as _check_method
 from ._src.validate import check_theta as _check_theta
 from ._types import Key, Simulator, Theta
 from .estimators import AbstractEstimator, Auto
+from .estimators.base import check_method
 
 
-class OptimizeHistory(eqx.Module):
+class OptimizeHistory(AbstractResult):
     """Per step: where the estimate was taken, and the estimate with its standard errors.
 
     Every field has a leading axis of length ``steps``; ``theta``, ``grad`` and
@@ -44,8 +44,15 @@ class OptimizeHistory(eqx.Module):
     grad_stderr: Theta
     projected: Array
 
+    def summary(self) -> str:
+        n = len(self.value)
+        return (
+            f"OptimizeHistory({n} steps: value {float(self.value[0]):.6g} → "
+            f"{float(self.value[-1]):.6g}, {int(np.sum(self.projected))} projected)"
+        )
 
-class OptimizeResult(eqx.Module):
+
+class OptimizeResult(AbstractResult):
     """What `optimize` returns: the final parameters and the whole history.
 
     ``value``/``value_stderr`` are the last step's estimate of ``E[sim]`` (taken at the
@@ -70,18 +77,17 @@ class OptimizeResult(eqx.Module):
     def value_stderr(self) -> Array:
         return self.history.value_stderr[-1]
 
-    def plot(self, path=None, *, exact: Theta | None = None, title: str = ""):
+    def plot(self, ax=None, *, path=None, exact: Theta | None = None, title: str = ""):
         """The objective ± one standard error, and each parameter, against the step.
 
-        ``exact`` (optional, ``theta``'s structure) draws the known optimum as dashed lines.
-        Saves to ``path`` if given; returns the matplotlib figure (`figure`: pyplot's only
-        without a path, so that saving leaves the backend and pyplot's figures alone).
+        ``ax``: two matplotlib Axes to draw into (objective, parameters), or None for a new
+        figure. ``exact`` (optional, ``theta``'s structure) draws the known optimum as
+        dashed lines. Saves to ``path`` if given; returns the two Axes.
         """
         steps = np.arange(self.n_steps)
         value = np.asarray(self.history.value)
         stderr = np.asarray(self.history.value_stderr)
-        fig = figure(path is not None, figsize=(10, 3.8))
-        left, right = fig.subplots(1, 2)
+        left, right = axes = panels(ax, path, 2, figsize=(10, 3.8))
         left.plot(steps, value, lw=1)
         left.fill_between(steps, value - stderr, value + stderr, alpha=0.3, lw=0)
         left.set(xlabel="step", ylabel="E[sim] ± stderr", title=title or "objective")
@@ -97,10 +103,16 @@ class OptimizeResult(eqx.Module):
             right.axhline(target, color=f"C{j % 10}", ls="--", lw=1, label=f"optimum {name}")
         right.set(xlabel="step", ylabel="parameters", title="parameters")
         right.legend(fontsize=8)
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=90)
-        return fig
+        return finish(axes, path)
+
+    def summary(self) -> str:
+        lines = [
+            f"OptimizeResult({self.method}, {self.n_steps} steps, n_evals={self.n_evals})",
+            f"  value = {plus_minus(self.value, self.value_stderr)} (the last step's estimate)",
+        ]
+        for key_path, leaf in jax.tree_util.tree_flatten_with_path(self.theta)[0]:
+            lines.append(f"  theta{jax.tree_util.keystr(key_path)} = {np.asarray(leaf)}")
+        return "\n".join(lines)
 
 
 class _Carry(eqx.Module):
@@ -226,7 +238,7 @@ def optimize(
     """
     method = Auto() if method is None else method
     optimizer = optax.adam(1e-2) if optimizer is None else optimizer
-    _check_method(method)
+    check_method(method)
     if isinstance(sim, _blackbox.BlackBox):  # its evaluations run through executor
         _blackbox.check_devices(devices)
         sim, mesh = _blackbox.bind(sim, method, executor), None

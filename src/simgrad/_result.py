@@ -208,7 +208,7 @@ class Estimate(AbstractResult):
         outs = jax.tree_util.tree_flatten_with_path(self._value)[0]
         scalar = len(outs) == 1 and not outs[0][0] and np.ndim(outs[0][1]) == 0
         for (path, v), s in zip(outs, jax.tree.leaves(self._value_stderr), strict=True):
-            lines.append(f"  value{keystr(path)} = {_pm(v, s)}")
+            lines.append(f"  value{keystr(path)} = {plus_minus(v, s)}")
         if not scalar:
             lines.append("  grad, the Jacobian, one row per output entry:")
 
@@ -223,14 +223,14 @@ class Estimate(AbstractResult):
             b_leaves = [None] * len(theta_leaves) if b is None else jax.tree.leaves(b)
             if scalar:
                 for (tpath, gl), sl, bl in zip(theta_leaves, s_leaves, b_leaves, strict=True):
-                    lines.append(f"  grad{keystr(tpath)} = {_pm(gl, sl, bl)}")
+                    lines.append(f"  grad{keystr(tpath)} = {plus_minus(gl, sl, bl)}")
                 continue
             rows = list(np.ndindex(np.shape(v)))
             for row in rows[:6]:
                 at = keystr(opath) + "".join(f"[{i}]" for i in row)
                 for (tpath, gl), sl, bl in zip(theta_leaves, s_leaves, b_leaves, strict=True):
                     pick = lambda a, row=row: None if a is None else np.asarray(a)[row]  # noqa: E731
-                    entry = _pm(pick(gl), pick(sl), pick(bl))
+                    entry = plus_minus(pick(gl), pick(sl), pick(bl))
                     lines.append(f"  ∂value{at}/∂theta{keystr(tpath)} = {entry}")
             if len(rows) > 6:
                 lines.append(f"  … {len(rows) - 6} more rows for value{keystr(opath)}")
@@ -268,7 +268,7 @@ def _raise_if_failed(est: Estimate) -> None:
         )
 
 
-def _pm(x, stderr, bias=None) -> str:
+def plus_minus(x, stderr, bias=None) -> str:
     """``1.2345 ± 0.0012`` elementwise, the standard error to 2 significant figures, and the
     truncation estimate of a biased estimator beside it (never a bare "± 0")."""
     x, stderr = np.asarray(x), np.asarray(stderr)

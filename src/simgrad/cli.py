@@ -258,7 +258,7 @@ def optimize(
         raise typer.BadParameter(str(error), param_hint="--checkpoint") from None
     verdict = application.judge(result.theta)
     plot_path = plot or f"{name}.png"
-    result.plot(plot_path, exact=application.optimum(), title=name)
+    result.plot(path=plot_path, exact=application.optimum(), title=name)
     if as_json:
         typer.echo(json.dumps(verdict | {"plot": plot_path}, indent=2))
         return

@@ -72,12 +72,12 @@ class ConsistencyReport(AbstractResult):
     def summary(self) -> str:
         return self.table()
 
-    def plot(self, ax=None, title: str | None = None):
-        """Plot both gradients' errors (and their difference) against resolution, log-log."""
-        from .._src.plots import figure
+    def plot(self, ax=None, *, path=None, title: str | None = None):
+        """Plot both gradients' errors (and their difference) against resolution, log-log:
+        into ``ax`` (a matplotlib Axes) or a new figure; saved to ``path`` if given."""
+        from .._src.plots import finish, panels
 
-        if ax is None:
-            ax = figure(False, figsize=(4.2, 3.2)).subplots()
+        (ax,) = axes = panels(ax, path, 1, figsize=(4.2, 3.2))
         n = np.asarray(self.resolutions, dtype=float)
         if self.discrete_error is not None:
             ax.loglog(n, self.discrete_error, "o-", label="discrete (AD) − exact")
@@ -100,7 +100,7 @@ class ConsistencyReport(AbstractResult):
         ax.set_ylabel("relative gradient error")
         ax.set_title(title or ("consistent" if self.consistent else "inconsistent"), fontsize=9)
         ax.legend(fontsize=7)
-        return ax
+        return finish(axes, path)
 
 
 def _order(resolutions, errors) -> float:

@@ -148,3 +148,15 @@ class AbstractPerSampleEstimator(AbstractEstimator):
     def sample_batch(self, f, x, keys):
         value, grad = jax.vmap(lambda key: self.sample(f, x, key))(keys)
         return Samples(value, grad, all_finite(value), all_finite(grad))
+
+
+def check_method(method) -> None:
+    """Refuse anything but an estimator instance (a class gets a hint to call it)."""
+    if not isinstance(method, AbstractEstimator):
+        hint = ""
+        if isinstance(method, type) and issubclass(method, AbstractEstimator):
+            hint = f" Did you mean method={method.__name__}()?"
+        raise TypeError(
+            f"method must be an estimator such as sg.Pathwise() or sg.FiniteDifference(), "
+            f"got {method!r}.{hint}"
+        )

@@ -9,13 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .._result import AbstractResult
 from .._src import runs
 from .._src.validate import check_key as _check_key
 from .._src.validate import check_size
 from .._types import Array, Key
 
 
-class Surrogate(eqx.Module):
+class Surrogate(AbstractResult):
     """A fitted MLP standing in for a component ``x -> y``; differentiable in ``x``.
 
     Inputs are standardised and outputs de-standardised with the training data's mean and
@@ -30,6 +31,13 @@ class Surrogate(eqx.Module):
     y_mean: Array
     y_std: Array
     config: dict = eqx.field(static=True)
+
+    def summary(self) -> str:
+        c = self.config
+        return (
+            f"Surrogate(MLP {c['in_size']} → {c['out_size']}, width {c['width']}, "
+            f"depth {c['depth']}, {c['dtype']})"
+        )
 
     def __call__(self, x):
         x = jnp.asarray(x, self.x_mean.dtype)
