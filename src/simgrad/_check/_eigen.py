@@ -104,9 +104,9 @@ class Cluster(AbstractResult):
         values = ", ".join(f"{float(v):.6g}" for v in self.eigenvalues)
         parts = named_components(self.grad_sum).items()
         grads = ", ".join(f"{name} = {g:.6g}" for name, g in parts)
+        of = self.primitive or "a decomposition"
         return (
-            f"Cluster of eigenvalues {first}..{last} of {self.primitive or 'eigh'} "
-            f"#{self.site} at {where}: {values}\n"
+            f"Cluster of eigenvalues {first}..{last} of {of} #{self.site} at {where}: {values}\n"
             f"  gradient of their sum: {grads}"
         )
 
