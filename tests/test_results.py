@@ -28,6 +28,9 @@ RESULTS = [
     "TaylorResult",
     "DotProductResult",
     "SweepResult",
+    "OptimizeResult",
+    "OptimizeHistory",
+    "surrogate.Surrogate",
 ]
 
 

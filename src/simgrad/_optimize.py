@@ -103,7 +103,7 @@ class OptimizeResult(AbstractResult):
             right.axhline(target, color=f"C{j % 10}", ls="--", lw=1, label=f"optimum {name}")
         right.set(xlabel="step", ylabel="parameters", title="parameters")
         right.legend(fontsize=8)
-        return finish(axes, path)
+        return finish(axes, path, laid_out=ax is None)
 
     def summary(self) -> str:
         lines = [

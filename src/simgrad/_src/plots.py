@@ -31,9 +31,11 @@ def panels(ax, path, n: int, figsize: tuple) -> list:
     return axes
 
 
-def finish(axes: list, path):
-    """Save the figure of ``axes`` to ``path`` (if given); return the Axes (one, or all)."""
-    if path is not None:
+def finish(axes: list, path, laid_out: bool = True):
+    """Lay out the figure of ``axes`` (``laid_out``: it is the plot's own, not a caller's),
+    save it to ``path`` (if given); return the Axes (one, or all)."""
+    if laid_out:
         axes[0].figure.tight_layout()
+    if path is not None:
         axes[0].figure.savefig(path, dpi=90)
     return axes[0] if len(axes) == 1 else axes

@@ -100,7 +100,7 @@ class ConsistencyReport(AbstractResult):
         ax.set_ylabel("relative gradient error")
         ax.set_title(title or ("consistent" if self.consistent else "inconsistent"), fontsize=9)
         ax.legend(fontsize=7)
-        return finish(axes, path)
+        return finish(axes, path, laid_out=ax is None)
 
 
 def _order(resolutions, errors) -> float:

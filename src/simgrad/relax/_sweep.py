@@ -1,7 +1,6 @@
 """`smooth_sweep`: the bias–variance trade of `smooth`, measured against an unbiased
 estimator (kept apart from `smooth`, which the estimators build on)."""
 
-import os
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -10,6 +9,7 @@ import numpy as np
 
 from .._estimate import gradient
 from .._result import AbstractResult, Estimate
+from .._src.plots import finish, panels
 from .._types import Key, Simulator, Theta
 from ..estimators import AbstractEstimator, Pathwise, ScoreFunction
 from ._smooth import smooth
@@ -69,29 +69,14 @@ class SweepResult(AbstractResult):
             ax: the matplotlib ``Axes`` to draw into, one per leaf of θ (an Axes, or a
                 sequence of them); None draws on a new figure.
             path: save the figure there (a new figure is then matplotlib's bare ``Figure``,
-                outside pyplot). A path in ``ax``'s place is read as ``path`` (the earlier
-                signature, ``plot(path)``).
+                outside pyplot).
             title: the figure's title.
 
         Returns:
             The ``Axes`` (θ with one leaf), else the list of them.
         """
-        from .._src.plots import figure
-
-        if isinstance(ax, str | os.PathLike):
-            ax, path = None, ax
         names = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(self.grad)]
-        if ax is None:
-            fig = figure(path is not None, figsize=(4.2 * len(names), 3.4))
-            axes = list(fig.subplots(1, len(names), squeeze=False)[0])
-        else:
-            axes = [ax] if hasattr(ax, "plot") else list(np.ravel(np.asarray(ax, dtype=object)))
-            if len(axes) != len(names) or not all(hasattr(a, "plot") for a in axes):
-                raise TypeError(
-                    f"ax must be None or {len(names)} matplotlib Axes (one per leaf of θ), "
-                    f"got {ax!r}."
-                )
-            fig = axes[0].figure
+        axes = panels(ax, path, len(names), figsize=(4.2 * len(names), 3.4))
         leaves = zip(
             jax.tree.leaves(self.bias),
             jax.tree.leaves(self.bias_stderr),
@@ -109,12 +94,8 @@ class SweepResult(AbstractResult):
             panel.set(xscale="log", yscale="log", xlabel="tau", title=f"grad{name}")
         axes[0].legend(fontsize=8)
         if title:
-            fig.suptitle(title)
-        if ax is None:  # a figure of its own: lay it out (a caller's figure is theirs)
-            fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=90)
-        return axes[0] if len(axes) == 1 else axes
+            axes[0].figure.suptitle(title)
+        return finish(axes, path, laid_out=ax is None)
 
 
 def _components(tree) -> list[tuple[str, np.ndarray]]:
