@@ -26,6 +26,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -353,6 +354,7 @@ class _Run:
     def _advance(self, k: int) -> None:
         self.done += k
         if self.bar is not None and self.bar.tasks:
+            assert self.start is not None  # set by `evaluate` before any result comes in
             rate = self.done / max(time.monotonic() - self.start, 1e-9)
             self.bar.update(self.bar.tasks[0].id, completed=self.done, rate=f"{rate:.3g} evals/s")
 

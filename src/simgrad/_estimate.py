@@ -10,10 +10,11 @@ import copy
 import functools
 import types
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
+import jax.core
 import numpy as np
 
 from . import _blackbox
@@ -36,7 +37,7 @@ def gradient(
     n_samples: int,
     batch_size: int | None = None,
     executor=None,
-    devices: int | Sequence[jax.Device] | None = None,
+    devices: int | Sequence[jax.Device] | None = None,  # pyright: ignore[reportInvalidTypeForm]
 ) -> Estimate:
     r"""Estimate $\nabla_\theta \mathbb{E}_{key}[\mathrm{sim}(\theta, key)]$ and its standard error.
 
@@ -163,7 +164,7 @@ class _Runner:
         self.count = jax.jit(functools.partial(go, True))
         self.n_samples, self.mesh = n_samples, mesh
         self.use(sim_arrays)
-        self.sim_ref = lambda: None
+        self.sim_ref: Callable[[], object] = lambda: None  # a weak reference, once known
 
     def use(self, sim_arrays) -> None:
         """Run with these arrays of the simulator; ``plain``: without a mesh, and with

@@ -8,6 +8,7 @@ for reverse mode: `jax.grad`, `jacrev`, `jvp`, `jacfwd` and `vmap` all see $\hat
 """
 
 import weakref
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -47,7 +48,7 @@ class Expectation(eqx.Module):
     method: AbstractEstimator = eqx.field(static=True)
     n_samples: int = eqx.field(static=True)
     batch_size: int | None = eqx.field(static=True)
-    _fn: object = eqx.field(static=True, repr=False)
+    _fn: Callable[[Theta, Key], Output] = eqx.field(static=True, repr=False)
 
     def __call__(self, theta: Theta, key: Key) -> Output:
         """The Monte Carlo mean of ``n_samples`` replicates, differentiable by JAX."""
@@ -193,7 +194,9 @@ def _differentiable(sim_with, method, n_samples, batch_size):
                 "{'theta': theta, 'a': a}."
             )
         dtheta = jax.tree.map(
-            lambda t: jnp.zeros(t.shape, t.dtype) if isinstance(t, SymbolicZero) else t,
+            # SymbolicZero forwards .shape and .dtype to its aval (a __getattr__ pyright reads
+            # as possibly a method)
+            lambda t: jnp.zeros(t.shape, t.dtype) if isinstance(t, SymbolicZero) else t,  # pyright: ignore[reportArgumentType]
             dtheta,
             is_leaf=lambda t: isinstance(t, SymbolicZero),
         )

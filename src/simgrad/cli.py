@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 from typer.core import TyperCommand
 
@@ -415,7 +415,7 @@ def _demo_table(rows) -> Table:
         "(deterministic); 'biased': off with zero spread (AD through a jump); ms after compiling",
         caption_justify="left",
     )
-    for col, justify in [
+    columns: list[tuple[str, JustifyMethod]] = [
         ("model", "left"),
         ("estimator", "left"),
         ("value", "right"),
@@ -425,7 +425,8 @@ def _demo_table(rows) -> Table:
         ("error", "right"),
         ("evals", "right"),
         ("ms", "right"),
-    ]:
+    ]
+    for col, justify in columns:
         table.add_column(col, justify=justify, no_wrap=True)
     previous = None
     for row in rows:

@@ -11,6 +11,7 @@ import math
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -179,9 +180,9 @@ def check_simulator(sim, theta, key, program: bool = False):
         pass
     try:
         if program:
-            program, out = trace(sim, theta, key, return_shape=True)
+            traced, out = trace(sim, theta, key, return_shape=True)
         else:
-            program, out = None, jax.eval_shape(sim, theta, key)
+            traced, out = None, jax.eval_shape(sim, theta, key)
     except jax.errors.TracerArrayConversionError as error:
         raise TypeError(
             f"{_CONTRACT}It turned a traced value into a NumPy array (np.exp, np.asarray, "
@@ -215,7 +216,7 @@ def check_simulator(sim, theta, key, program: bool = False):
         raise ValueError(
             f"{_CONTRACT}It returned an empty output (shapes {[leaf.shape for leaf in leaves]})."
         )
-    return out, program
+    return out, traced
 
 
 def describe(x) -> str:
