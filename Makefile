@@ -34,6 +34,7 @@ docs: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/pyright
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache site

@@ -29,7 +29,7 @@ def bias_variance():
     r = sg.smooth_sweep(
         model, theta, jax.random.key(0), taus, n_samples=2**15, exact=model.exact_grad(theta)
     )
-    r.plot(IMG / "relax-bias-variance.png", title="digital call: sg.smooth + Pathwise")
+    r.plot(path=IMG / "relax-bias-variance.png", title="digital call: sg.smooth + Pathwise")
     return r
 
 

@@ -160,7 +160,7 @@ def test_resume_from_a_periodic_checkpoint_after_a_crash(key, tmp_path):
 
 def test_plot_writes_a_file(key, tmp_path):
     res = sg.optimize(gaussian_mean_loss, 0.0, key, steps=20, n_samples=16, progress=False)
-    res.plot(tmp_path / "run.png", exact=2.0)
+    res.plot(path=tmp_path / "run.png", exact=2.0)
     assert (tmp_path / "run.png").stat().st_size > 1000
 
 

@@ -17,10 +17,10 @@ def test_saving_plots_leaves_the_backend_and_pyplot_alone(tmp_path):
         key = jax.random.key(0)
         sim = lambda t, k: (t + jax.random.normal(k) - 2.0) ** 2
         run = sg.optimize(sim, 0.0, key, steps=3, n_samples=4, progress=False)
-        run.plot("run.png", exact=2.0)
+        run.plot(path="run.png", exact=2.0)
         digital = lambda t, k: jnp.where(sg.random.normal(k, t, 1.0) > 0.0, 1.0, 0.0)
         sweep = sg.smooth_sweep(digital, 0.1, key, taus=[0.3, 0.1], n_samples=8)
-        sweep.plot("sweep.png")
+        sweep.plot(path="sweep.png")
         sg.check(digital, 0.1, key).to_html("report.html", n_samples=4)
         print(matplotlib.get_backend(), plt.get_fignums())
     """)

@@ -26,14 +26,15 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
 from ._result import SimulationError
 from ._src.devices import sample_mesh
 from ._src.runs import progress_bar
-from ._src.validate import check_method
 from ._types import Key
+from .estimators.base import check_method
 
 WORKING = "sg.FiniteDifference(), sg.SPSA() or sg.GaussianSmoothing(sigma)"
 
@@ -353,6 +354,7 @@ class _Run:
     def _advance(self, k: int) -> None:
         self.done += k
         if self.bar is not None and self.bar.tasks:
+            assert self.start is not None  # set by `evaluate` before any result comes in
             rate = self.done / max(time.monotonic() - self.start, 1e-9)
             self.bar.update(self.bar.tasks[0].id, completed=self.done, rate=f"{rate:.3g} evals/s")
 

@@ -203,7 +203,7 @@ def flat_problem(sim: Simulator, theta: Theta, key: Key, program: bool = False):
     program from the same trace (else None; see `_check_simulator`)."""
     with jax.numpy_dtype_promotion("standard"):
         x, unravel_theta = ravel_pytree(theta)
-    out, program = check_simulator(sim, theta, key, program)
+    out, traced = check_simulator(sim, theta, key, program)
 
     def f(x, key, checked_by_caller=False):
         with draws_checked_by_caller(checked_by_caller):
@@ -211,7 +211,7 @@ def flat_problem(sim: Simulator, theta: Theta, key: Key, program: bool = False):
         with jax.numpy_dtype_promotion("standard"):
             return ravel_pytree(y)[0]
 
-    return x, f, out, program
+    return x, f, out, traced
 
 
 def choose(method: AbstractEstimator, sim: Simulator, theta: Theta, key: Key):

@@ -10,10 +10,11 @@ import copy
 import functools
 import types
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
+import jax.core
 import numpy as np
 
 from . import _blackbox
@@ -22,7 +23,7 @@ from ._result import Estimate, check_on_device, refuse_derivatives, runtime_erro
 from ._src.devices import replicate, sample_mesh
 from ._src.validate import check_arguments, check_key, check_theta, is_plain, is_traced
 from ._types import Key, Simulator, Theta
-from .estimators.base import AbstractEstimator
+from .estimators.base import AbstractEstimator, check_method
 
 _SIZE_TYPES = (int, type(None))  # sizes that `gradient`'s fast path takes as they are
 
@@ -36,7 +37,7 @@ def gradient(
     n_samples: int,
     batch_size: int | None = None,
     executor=None,
-    devices: int | Sequence[jax.Device] | None = None,
+    devices: int | Sequence[jax.Device] | None = None,  # pyright: ignore[reportInvalidTypeForm]
 ) -> Estimate:
     r"""Estimate $\nabla_\theta \mathbb{E}_{key}[\mathrm{sim}(\theta, key)]$ and its standard error.
 
@@ -115,7 +116,8 @@ def gradient(
         object.__setattr__(est, "_recount", None)  # the adapter names a failure; no recount
         return est
     else:
-        n_samples, batch_size = check_arguments(sim, key, method, n_samples, batch_size)
+        check_method(method)
+        n_samples, batch_size = check_arguments(sim, key, n_samples, batch_size)
         runner = _runner(sim, method, n_samples, batch_size, sample_mesh(devices))
         _remember_recent(sim, method, n_samples, batch_size, devices, runner)
     sim_arrays = runner.sim_arrays
@@ -162,7 +164,7 @@ class _Runner:
         self.count = jax.jit(functools.partial(go, True))
         self.n_samples, self.mesh = n_samples, mesh
         self.use(sim_arrays)
-        self.sim_ref = lambda: None
+        self.sim_ref: Callable[[], object] = lambda: None  # a weak reference, once known
 
     def use(self, sim_arrays) -> None:
         """Run with these arrays of the simulator; ``plain``: without a mesh, and with

@@ -8,6 +8,7 @@ for reverse mode: `jax.grad`, `jacrev`, `jvp`, `jacfwd` and `vmap` all see $\hat
 """
 
 import weakref
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -31,6 +32,7 @@ from ._src.validate import MAX_SAMPLES, check_arguments, check_key, check_theta,
 from ._types import Key, Output, Simulator, Theta
 from .estimators import AbstractEstimator, Auto
 from .estimators.auto import JUMPS
+from .estimators.base import check_method
 
 # The value's samples use fold_in(fold_in(key, VALUE_INDEX), i): an index no gradient sample
 # uses (sample i of the gradient has fold_in(key, i), i < MAX_SAMPLES), so the value and
@@ -46,7 +48,7 @@ class Expectation(eqx.Module):
     method: AbstractEstimator = eqx.field(static=True)
     n_samples: int = eqx.field(static=True)
     batch_size: int | None = eqx.field(static=True)
-    _fn: object = eqx.field(static=True, repr=False)
+    _fn: Callable[[Theta, Key], Output] = eqx.field(static=True, repr=False)
 
     def __call__(self, theta: Theta, key: Key) -> Output:
         """The Monte Carlo mean of ``n_samples`` replicates, differentiable by JAX."""
@@ -128,7 +130,8 @@ def expectation(
         True
     """
     method = Auto() if method is None else method
-    n_samples, batch_size = check_arguments(sim, jax.random.key(0), method, n_samples, batch_size)
+    check_method(method)
+    n_samples, batch_size = check_arguments(sim, jax.random.key(0), n_samples, batch_size)
     fn = _function(sim, method, n_samples, batch_size)
     return Expectation(sim, method, n_samples, batch_size, fn)
 
@@ -191,7 +194,9 @@ def _differentiable(sim_with, method, n_samples, batch_size):
                 "{'theta': theta, 'a': a}."
             )
         dtheta = jax.tree.map(
-            lambda t: jnp.zeros(t.shape, t.dtype) if isinstance(t, SymbolicZero) else t,
+            # SymbolicZero forwards .shape and .dtype to its aval (a __getattr__ pyright reads
+            # as possibly a method)
+            lambda t: jnp.zeros(t.shape, t.dtype) if isinstance(t, SymbolicZero) else t,  # pyright: ignore[reportArgumentType]
             dtheta,
             is_leaf=lambda t: isinstance(t, SymbolicZero),
         )

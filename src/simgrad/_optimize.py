@@ -3,7 +3,6 @@
 import functools
 import math
 import os
-import time
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
@@ -17,19 +16,20 @@ from . import _blackbox
 from ._engine import choose as _choose
 from ._engine import estimate as _engine
 from ._estimate import count_failures
-from ._result import Estimate, SimulationError, failure_message
+from ._result import AbstractResult, Estimate, SimulationError, failure_message, plus_minus
 from ._src import runs
 from ._src.devices import replicate, sample_mesh
 from ._src.names import named_components, path_name
-from ._src.plots import figure
+from ._src.plots import finish, panels
+from ._src.validate import check_callable, check_size
 from ._src.validate import check_key as _check_key
-from ._src.validate import check_method as _check_method
 from ._src.validate import check_theta as _check_theta
 from ._types import Key, Simulator, Theta
 from .estimators import AbstractEstimator, Auto
+from .estimators.base import check_method
 
 
-class OptimizeHistory(eqx.Module):
+class OptimizeHistory(AbstractResult):
     """Per step: where the estimate was taken, and the estimate with its standard errors.
 
     Every field has a leading axis of length ``steps``; ``theta``, ``grad`` and
@@ -44,8 +44,15 @@ class OptimizeHistory(eqx.Module):
     grad_stderr: Theta
     projected: Array
 
+    def summary(self) -> str:
+        n = len(self.value)
+        return (
+            f"OptimizeHistory({n} steps: value {float(self.value[0]):.6g} → "
+            f"{float(self.value[-1]):.6g}, {int(np.sum(self.projected))} projected)"
+        )
 
-class OptimizeResult(eqx.Module):
+
+class OptimizeResult(AbstractResult):
     """What `optimize` returns: the final parameters and the whole history.
 
     ``value``/``value_stderr`` are the last step's estimate of ``E[sim]`` (taken at the
@@ -70,18 +77,17 @@ class OptimizeResult(eqx.Module):
     def value_stderr(self) -> Array:
         return self.history.value_stderr[-1]
 
-    def plot(self, path=None, *, exact: Theta | None = None, title: str = ""):
+    def plot(self, ax=None, *, path=None, exact: Theta | None = None, title: str = ""):
         """The objective ± one standard error, and each parameter, against the step.
 
-        ``exact`` (optional, ``theta``'s structure) draws the known optimum as dashed lines.
-        Saves to ``path`` if given; returns the matplotlib figure (`figure`: pyplot's only
-        without a path, so that saving leaves the backend and pyplot's figures alone).
+        ``ax``: two matplotlib Axes to draw into (objective, parameters), or None for a new
+        figure. ``exact`` (optional, ``theta``'s structure) draws the known optimum as
+        dashed lines. Saves to ``path`` if given; returns the two Axes.
         """
         steps = np.arange(self.n_steps)
         value = np.asarray(self.history.value)
         stderr = np.asarray(self.history.value_stderr)
-        fig = figure(path is not None, figsize=(10, 3.8))
-        left, right = fig.subplots(1, 2)
+        left, right = axes = panels(ax, path, 2, figsize=(10, 3.8))
         left.plot(steps, value, lw=1)
         left.fill_between(steps, value - stderr, value + stderr, alpha=0.3, lw=0)
         left.set(xlabel="step", ylabel="E[sim] ± stderr", title=title or "objective")
@@ -97,10 +103,16 @@ class OptimizeResult(eqx.Module):
             right.axhline(target, color=f"C{j % 10}", ls="--", lw=1, label=f"optimum {name}")
         right.set(xlabel="step", ylabel="parameters", title="parameters")
         right.legend(fontsize=8)
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=90)
-        return fig
+        return finish(axes, path, laid_out=ax is None)
+
+    def summary(self) -> str:
+        lines = [
+            f"OptimizeResult({self.method}, {self.n_steps} steps, n_evals={self.n_evals})",
+            f"  value = {plus_minus(self.value, self.value_stderr)} (the last step's estimate)",
+        ]
+        for key_path, leaf in jax.tree_util.tree_flatten_with_path(self.theta)[0]:
+            lines.append(f"  theta{jax.tree_util.keystr(key_path)} = {np.asarray(leaf)}")
+        return "\n".join(lines)
 
 
 class _Carry(eqx.Module):
@@ -226,34 +238,14 @@ def optimize(
     """
     method = Auto() if method is None else method
     optimizer = optax.adam(1e-2) if optimizer is None else optimizer
-    _check_method(method)
+    check_method(method)
     if isinstance(sim, _blackbox.BlackBox):  # its evaluations run through executor
         _blackbox.check_devices(devices)
         sim, mesh = _blackbox.bind(sim, method, executor), None
     else:
         sim, mesh = _blackbox.bind(sim, method, executor), sample_mesh(devices)
-    if not callable(sim):
-        raise TypeError(f"sim must be a function sim(theta, key) -> scalar, got {type(sim)}.")
-    if not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError(
-            f"optimizer must be an optax optimiser such as optax.adam(1e-2), got {optimizer!r}."
-        )
-    for name, value, minimum in (
-        ("steps", steps, 1),
-        ("n_samples", n_samples, 2),
-        ("checkpoint_every", checkpoint_every, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ValueError(f"{name}={value!r}: must be an int ≥ {minimum}.")
+    _check_arguments(sim, optimizer, steps, n_samples, checkpoint_every, batch_size, callback)
     steps, n_samples, checkpoint_every = int(steps), int(n_samples), int(checkpoint_every)
-    if batch_size is not None and (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, (int, np.integer))
-        or batch_size < 1
-    ):
-        raise ValueError(f"batch_size={batch_size!r}: must be a positive int or None.")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be a function callback(step, estimate), got {callback!r}.")
     _check_key(key)
     theta0 = _check_theta(theta0)
     method = _choose(method, sim, theta0, key)[0]  # sg.Auto chooses once, from the program
@@ -264,15 +256,7 @@ def optimize(
             "pass a finite learning rate and finite hyperparameters."
         )
     lower, upper = _check_bounds(bounds, theta0)
-    if resume and checkpoint is None:
-        raise ValueError("resume=True needs checkpoint=PATH: the file to resume from.")
-    if checkpoint is not None:
-        checkpoint = runs.check_output_path(checkpoint, "checkpoint")
-        if checkpoint.exists() and not resume:
-            raise FileExistsError(
-                f"checkpoint {checkpoint} exists: pass resume=True to continue that run, "
-                "or delete the file to start afresh."
-            )
+    checkpoint = runs.check_checkpoint(checkpoint, resume)
 
     typed_key = _is_typed_key(key)
     zero = jnp.zeros((), jnp.int32)
@@ -293,80 +277,25 @@ def optimize(
     )
     rows = []  # the history so far, on the host: one `_Row` stack per compiled call
     if checkpoint is not None:
-        fingerprint = {
-            "simulator": runs.program_hash(sim, theta0, key),
-            "key": runs.key_fingerprint(key),
-            "optimizer": runs.fingerprint(optimizer, stable=True),
-            "theta0": runs.array_hash(theta0),
-            "bounds": runs.array_hash(lower, upper),
-            "method": repr(method),
-            "n_samples": n_samples,
-            "batch_size": batch_size,
-            "maximize": bool(maximize),
-        }
-        if resume and checkpoint.exists():
+        checkpoint = _checkpoint(
+            checkpoint, checkpoint_every, statics, optimizer, theta0, key, lower, upper
+        )
+        if resume and checkpoint.path.exists():
             row = _row_like(theta0, key, sim, method, n_samples, batch_size, mesh)[0]
-            (carry, saved), done = runs.load_checkpoint(
-                checkpoint,
-                "optimize checkpoint",
-                fingerprint,
-                lambda step: (carry, _stack(row, step)),
-                "Resume with the same simulator, key, optimiser, theta0, bounds, method, "
-                "n_samples, batch_size and maximize, or delete the file to start afresh.",
-            )
-            if done > steps:
-                raise ValueError(
-                    f"checkpoint {checkpoint} is at step {done}, beyond steps={steps}: "
-                    f"pass steps ≥ {done} to continue it."
-                )
+            (carry, saved), _ = checkpoint.load(lambda step: (carry, _stack(row, step)), steps)
             rows.append(jax.device_get(saved))
-
-    def save():
-        if rows:  # else interrupted before the first step: nothing to save
-            rows[:] = [_concatenate(rows)]
-            runs.save_checkpoint(
-                checkpoint, "optimize checkpoint", (carry, rows[0]), fingerprint, done
-            )
-
     carry, lower, upper = replicate((carry, lower, upper), mesh)
-    done = int(carry.step)
-    bar = runs.progress_bar("optimising", "objective", progress, steps, done)
-    per_step = None  # seconds per step once compiled: sizes the calls when progress shows
-    calls = 0
-    try:
-        with bar:
-            while done < steps:
-                n = min(steps - done, statics["chunk"])
-                if checkpoint is not None:
-                    n = min(n, checkpoint_every - done % checkpoint_every)
-                if callback is not None:
-                    n = 1
-                elif progress:  # redraw about ten times a second
-                    n = 1 if per_step is None else max(1, min(n, int(0.1 / per_step)))
-                start = time.perf_counter()
-                out, buffer, last, status = _run_chunk(
-                    carry, jnp.asarray(n, jnp.int32), lower, upper, **statics
-                )
-                _raise_on_failure(jax.device_get(status), out, statics)
-                buffer = jax.device_get(buffer)
-                rows.append(jax.tree.map(lambda x, n=n: x[:n].copy(), buffer))
-                if calls:  # not the first call, which may have compiled
-                    per_step = (time.perf_counter() - start) / n
-                carry, done, calls = out, done + n, calls + 1
-                if bar.tasks:
-                    value, stderr = buffer.value[n - 1], buffer.value_stderr[n - 1]
-                    objective = f"{value:.5g} ± {stderr:.2g}"
-                    bar.update(bar.tasks[0].id, completed=done, objective=objective)
-                if callback is not None:
-                    callback(done - 1, last)
-                if checkpoint is not None and done % checkpoint_every == 0:
-                    save()
-    except KeyboardInterrupt:
-        if checkpoint is not None:
-            save()
-        raise
-    if checkpoint is not None:
-        save()
+    (carry, rows), _ = runs.run(
+        functools.partial(_advance, lower=lower, upper=upper, statics=statics),
+        (carry, rows),
+        steps=steps,
+        progress=runs.Progress("optimising", "objective", _objective, progress),
+        done=int(carry.step),
+        chunk=statics["chunk"],
+        callback=callback,
+        checkpoint=checkpoint,
+        saved=_saved,
+    )
     h = jax.device_put(_concatenate(rows))
     return OptimizeResult(
         theta=carry.theta,
@@ -378,6 +307,66 @@ def optimize(
         n_evals=int(carry.n_estimates) * n_samples * method.evals_per_sample(n_params, 1),
         method=repr(method),
     )
+
+
+def _check_arguments(sim, optimizer, steps, n_samples, checkpoint_every, batch_size, callback):
+    """Refuse what can be seen before the run: the types and counts of the arguments."""
+    check_callable(sim)
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            f"optimizer must be an optax optimiser such as optax.adam(1e-2), got {optimizer!r}."
+        )
+    check_size("steps", steps, 1)
+    check_size("n_samples", n_samples, 2)
+    check_size("checkpoint_every", checkpoint_every, 1)
+    check_size("batch_size", batch_size, 1, optional=True)
+    if callback is not None:
+        check_callable(callback, "callback", "callback(step, estimate)")
+
+
+def _checkpoint(path, every, statics, optimizer, theta0, key, lower, upper) -> runs.Checkpoint:
+    """The run's checkpoint, fingerprinted by everything its steps depend on."""
+    run = {
+        "simulator": runs.program_hash(statics["sim"], theta0, key),
+        "key": runs.key_fingerprint(key),
+        "optimizer": runs.fingerprint(optimizer, stable=True),
+        "theta0": runs.array_hash(theta0),
+        "bounds": runs.array_hash(lower, upper),
+        "method": repr(statics["method"]),
+        "n_samples": statics["n_samples"],
+        "batch_size": statics["batch_size"],
+        "maximize": statics["maximize"],
+    }
+    fix = (
+        "Resume with the same simulator, key, optimiser, theta0, bounds, method, "
+        "n_samples, batch_size and maximize, or delete the file to start afresh."
+    )
+    return runs.Checkpoint(path, "optimize checkpoint", run, every, fix)
+
+
+def _objective(est: Estimate) -> str:
+    """The progress bar's field: the step's objective ± its standard error."""
+    return f"{est.value:.5g} ± {est.value_stderr:.2g}"
+
+
+def _advance(state, done, n, *, lower, upper, statics):
+    """Run ``n`` steps compiled (`_run_chunk`), keep their records, raise on a failure."""
+    carry, rows = state
+    out, buffer, last, status = _run_chunk(
+        carry, jnp.asarray(n, jnp.int32), lower, upper, **statics
+    )
+    _raise_on_failure(jax.device_get(status), out, statics)
+    buffer = jax.device_get(buffer)
+    rows.append(jax.tree.map(lambda x: x[:n].copy(), buffer))
+    return (out, rows), last
+
+
+def _saved(state):
+    """What a checkpoint holds: the carry and the history, or None before the first step."""
+    carry, rows = state
+    if rows:
+        rows[:] = [_concatenate(rows)]
+        return carry, rows[0]
 
 
 @eqx.filter_jit

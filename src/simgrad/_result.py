@@ -9,16 +9,20 @@ error whose text starts with a mark (`fail_on_device`), turned back into
 import abc
 import contextlib
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import equinox as eqx
 import jax
+import jax.core
 import numpy as np
 from jaxtyping import Array, Int
 
 from ._src.names import leaf_name
 from ._types import SIMULATION_ERROR_MARK as _MARK
 from ._types import Jacobian, Output
+
+# A field of `Status`: a Python int (`Status.read`), or an int32 scalar in compiled code.
+_Count = TypeVar("_Count", int, Int[Array, ""])
 
 
 class AbstractResult(eqx.Module):
@@ -41,7 +45,7 @@ class AbstractResult(eqx.Module):
         return self.summary()
 
 
-class Status(NamedTuple):
+class Status(NamedTuple, Generic[_Count]):
     """What failed in a run, the fields of ``Estimate.status`` (an ``int32[3]``).
 
     ``n_bad_value``: samples whose value is not finite (-1: some, not yet counted);
@@ -49,19 +53,19 @@ class Status(NamedTuple):
     ``bad_theta_leaf``: the index of the first non-finite θ leaf (-1: none).
     """
 
-    n_bad_value: int
-    n_bad_grad: int
-    bad_theta_leaf: int
+    n_bad_value: _Count
+    n_bad_grad: _Count
+    bad_theta_leaf: _Count
 
     @classmethod
-    def of(cls, status) -> "Status":
+    def of(cls, status) -> "Status[Int[Array, '']]":
         """The fields as arrays (works on tracers, inside a compiled program)."""
-        return cls(status[0], status[1], status[2])
+        return Status(status[0], status[1], status[2])
 
     @classmethod
-    def read(cls, status) -> "Status":
+    def read(cls, status) -> "Status[int]":
         """The fields as Python ints (waits for the device)."""
-        return cls(*np.asarray(status).tolist())
+        return Status(*np.asarray(status).tolist())
 
 
 def fail_on_device(tree, failed, message: str):
@@ -86,7 +90,13 @@ class SimulationError(RuntimeError):
     of bad samples. Inside a compiled program (an outer `jax.jit`, `sg.optimize`) a run-time
     error can only surface as JAX's own ``JaxRuntimeError`` (or equinox's
     ``EquinoxRuntimeError``); `simulation_errors` turns those back into this class.
+
+    Raised for an `sg.BlackBox` run, it also holds the failing run's ``theta`` and ``seed``:
+    ``fn(error.theta, error.seed)`` reproduces it.
     """
+
+    theta: Any  # set for a failed `sg.BlackBox` run (annotations only: no class attribute)
+    seed: int
 
 
 @contextlib.contextmanager
@@ -161,7 +171,8 @@ class Estimate(AbstractResult):
     n_evals: int = eqx.field(static=True)
     method: str = eqx.field(static=True)
     notes: tuple[str, ...] = eqx.field(static=True, default=())
-    _theta_structure: jax.tree_util.PyTreeDef | None = eqx.field(static=True, default=None)
+    # jaxlib ships no stubs, so pyright sees PyTreeDef as an unknown variable, not a class.
+    _theta_structure: jax.tree_util.PyTreeDef | None = eqx.field(static=True, default=None)  # pyright: ignore[reportInvalidTypeForm]
     _hint: str = eqx.field(static=True, default="")
     _recount: Callable[[], "Estimate"] | None = eqx.field(static=True, default=None)
 
@@ -208,7 +219,7 @@ class Estimate(AbstractResult):
         outs = jax.tree_util.tree_flatten_with_path(self._value)[0]
         scalar = len(outs) == 1 and not outs[0][0] and np.ndim(outs[0][1]) == 0
         for (path, v), s in zip(outs, jax.tree.leaves(self._value_stderr), strict=True):
-            lines.append(f"  value{keystr(path)} = {_pm(v, s)}")
+            lines.append(f"  value{keystr(path)} = {plus_minus(v, s)}")
         if not scalar:
             lines.append("  grad, the Jacobian, one row per output entry:")
 
@@ -223,14 +234,14 @@ class Estimate(AbstractResult):
             b_leaves = [None] * len(theta_leaves) if b is None else jax.tree.leaves(b)
             if scalar:
                 for (tpath, gl), sl, bl in zip(theta_leaves, s_leaves, b_leaves, strict=True):
-                    lines.append(f"  grad{keystr(tpath)} = {_pm(gl, sl, bl)}")
+                    lines.append(f"  grad{keystr(tpath)} = {plus_minus(gl, sl, bl)}")
                 continue
             rows = list(np.ndindex(np.shape(v)))
             for row in rows[:6]:
                 at = keystr(opath) + "".join(f"[{i}]" for i in row)
                 for (tpath, gl), sl, bl in zip(theta_leaves, s_leaves, b_leaves, strict=True):
                     pick = lambda a, row=row: None if a is None else np.asarray(a)[row]  # noqa: E731
-                    entry = _pm(pick(gl), pick(sl), pick(bl))
+                    entry = plus_minus(pick(gl), pick(sl), pick(bl))
                     lines.append(f"  ∂value{at}/∂theta{keystr(tpath)} = {entry}")
             if len(rows) > 6:
                 lines.append(f"  … {len(rows) - 6} more rows for value{keystr(opath)}")
@@ -268,7 +279,7 @@ def _raise_if_failed(est: Estimate) -> None:
         )
 
 
-def _pm(x, stderr, bias=None) -> str:
+def plus_minus(x, stderr, bias=None) -> str:
     """``1.2345 ± 0.0012`` elementwise, the standard error to 2 significant figures, and the
     truncation estimate of a biased estimator beside it (never a bare "± 0")."""
     x, stderr = np.asarray(x), np.asarray(stderr)

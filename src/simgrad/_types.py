@@ -1,6 +1,6 @@
 """Type aliases used across simgrad (documentation only; nothing is enforced here)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
@@ -19,6 +19,9 @@ output's structure, in it ``Theta``'s structure, each leaf of shape
 ``output_leaf.shape + theta_leaf.shape``; ``Theta`` itself for a scalar output."""
 
 Key: TypeAlias = PRNGKeyArray
+
+Shape: TypeAlias = Sequence[int]
+"""A batch shape, as `jax.random` takes it: a tuple of ints."""
 
 Simulator: TypeAlias = Callable[[Any, Key], Output]
 """``sim(theta, key) -> output``: one Monte Carlo replicate; randomness only from ``key``."""

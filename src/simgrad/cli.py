@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 from typer.core import TyperCommand
 
@@ -258,7 +258,7 @@ def optimize(
         raise typer.BadParameter(str(error), param_hint="--checkpoint") from None
     verdict = application.judge(result.theta)
     plot_path = plot or f"{name}.png"
-    result.plot(plot_path, exact=application.optimum(), title=name)
+    result.plot(path=plot_path, exact=application.optimum(), title=name)
     if as_json:
         typer.echo(json.dumps(verdict | {"plot": plot_path}, indent=2))
         return
@@ -415,7 +415,7 @@ def _demo_table(rows) -> Table:
         "(deterministic); 'biased': off with zero spread (AD through a jump); ms after compiling",
         caption_justify="left",
     )
-    for col, justify in [
+    columns: list[tuple[str, JustifyMethod]] = [
         ("model", "left"),
         ("estimator", "left"),
         ("value", "right"),
@@ -425,7 +425,8 @@ def _demo_table(rows) -> Table:
         ("error", "right"),
         ("evals", "right"),
         ("ms", "right"),
-    ]:
+    ]
+    for col, justify in columns:
         table.add_column(col, justify=justify, no_wrap=True)
     previous = None
     for row in rows:

@@ -105,7 +105,7 @@ def test_at_the_best_tau_the_error_is_within_the_bias_variance_budget(sweep):
 
 def test_sweep_plot_writes_a_figure(sweep, tmp_path):
     _, _, r = sweep
-    r.plot(tmp_path / "bv.png", title="digital call")
+    r.plot(path=tmp_path / "bv.png", title="digital call")
     assert (tmp_path / "bv.png").stat().st_size > 1000
     assert math.isfinite(float(r.rmse["S0"][r.best]))
 

@@ -1,25 +1,25 @@
 """`sg.check`: the static scan, AD's derivative at θ, one-sided derivatives and eigenvalue
 gaps, in one `Report`; `fd_hazards` for the finite-difference estimator."""
 
-import dataclasses
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import jaxpr_as_fun
 from jax.flatten_util import ravel_pytree
 
+from .._result import AbstractResult
 from .._src.program import Interpretation, evaluate
 from .._src.program.rules import FINDING_KINDS, KINDS, rule_for
 from ._eigen import Cluster, degenerate_clusters
 from ._nan import forward_origins, reverse_origins
 from ._one_sided import Ties, sides_along
-from ._scan import RANDOM, Finding, location, scan
+from ._scan import RANDOM, Finding, finding_lines, location, scan
 
 
-@dataclasses.dataclass(frozen=True)
-class Report:
+class Report(AbstractResult):
     """What `check` found: where AD cannot be trusted, and why.
 
     Attributes:
@@ -36,12 +36,12 @@ class Report:
 
     findings: tuple[Finding, ...]
     clusters: tuple[Cluster, ...]
-    stochastic: bool
+    stochastic: bool = eqx.field(static=True)
     sim: Callable
     theta: object
     key: object
     grad: object = None
-    notes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = eqx.field(static=True, default=())
 
     @property
     def clean(self) -> bool:
@@ -58,21 +58,15 @@ class Report:
             raise ValueError(f"unknown kind {kind!r}; choose from {sorted(KINDS)}.")
         return [f for f in self.findings if f.kind == kind]
 
-    def __str__(self) -> str:
+    def summary(self) -> str:
         if self.clean:
             lines = ["simgrad check: clean — no non-differentiable dependence on θ found."]
         else:
             lines = [f"simgrad check: {len(self.findings)} finding(s)"]
         for i, f in enumerate(self.findings, 1):
-            lines.append(f"{i}. [{f.kind}] {f.primitive} at {f.where}")
-            if f.context:
-                lines.append(f"   inside: {' > '.join(f.context)}")
-            if f.random:
-                lines.append("   downstream of a random draw")
-            if f.detail:
-                lines.append(f"   at θ: {f.detail}")
-            lines.append(f"   AD returns: {f.ad_returns}")
-            lines.append(f"   remedy: {f.remedy}")
+            first, *rest = finding_lines(f)
+            lines.append(f"{i}. {first}")
+            lines.extend(f"   {line}" for line in rest)
         lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
 

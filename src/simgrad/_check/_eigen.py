@@ -12,12 +12,13 @@ primitives qualify, and which outputs hold the eigenvalues, is the rule table's
 ``spectrum``.
 """
 
-import dataclasses
-
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from .._result import AbstractResult
+from .._src.names import named_components
 from .._src.program import AtSites, dataflow, evaluate
 from .._src.program._jax_compat import bind
 from .._src.program.rules import rule_for
@@ -76,8 +77,7 @@ class ClusterSums(AtSites):
         return outs, tuple(state)
 
 
-@dataclasses.dataclass(frozen=True)
-class Cluster:
+class Cluster(AbstractResult):
     """A cluster of (nearly) equal eigenvalues of one `eigh` at θ.
 
     Attributes:
@@ -90,12 +90,25 @@ class Cluster:
         primitive: the decomposition's JAX primitive.
     """
 
-    site: int
-    location: tuple
-    indices: tuple[int, int]
+    site: int = eqx.field(static=True)
+    location: tuple = eqx.field(static=True)
+    indices: tuple[int, int] = eqx.field(static=True)
     eigenvalues: tuple[float, ...]
     grad_sum: object
-    primitive: str = ""
+    primitive: str = eqx.field(static=True, default="")
+
+    def summary(self) -> str:
+        file, line, function = self.location
+        where = "?" if file is None else f"{file}:{line} ({function})"
+        first, last = self.indices
+        values = ", ".join(f"{float(v):.6g}" for v in self.eigenvalues)
+        parts = named_components(self.grad_sum).items()
+        grads = ", ".join(f"{name} = {g:.6g}" for name, g in parts)
+        of = self.primitive or "a decomposition"
+        return (
+            f"Cluster of eigenvalues {first}..{last} of {of} #{self.site} at {where}: {values}\n"
+            f"  gradient of their sum: {grads}"
+        )
 
 
 def degenerate_clusters(program, theta, rest: list, tol: float) -> list[Cluster]:

@@ -13,10 +13,12 @@ import dataclasses
 import math
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._result import AbstractResult
 from .._src.program import AtSites, Interpretation, current_site, evaluate, trace
 from .._src.program._jax_compat import JaxprEqn, bind, jit_name
 from .._src.program.rules import SMOOTH_JITS, rule_for
@@ -83,8 +85,7 @@ class Ties(AtSites):
         return bind(eqn, invals), (*state[:i], state[i] | tie, *state[i + 1 :])
 
 
-@dataclasses.dataclass(frozen=True)
-class OneSided:
+class OneSided(AbstractResult):
     r"""One-sided directional derivatives of ``f`` at ``theta`` along ``h``.
 
     Attributes:
@@ -100,8 +101,8 @@ class OneSided:
     value: jax.Array
     right: jax.Array
     left: jax.Array
-    exact: bool = True
-    note: str = ""
+    exact: bool = eqx.field(static=True, default=True)
+    note: str = eqx.field(static=True, default="")
 
     @property
     def kink(self) -> bool:
@@ -112,6 +113,27 @@ class OneSided:
             return True
         scale = 1e-9 * (1 + float(np.max(np.abs(right))))
         return bool(np.any(np.abs(right - left) > scale))
+
+    def summary(self) -> str:
+        verdict = "a kink: no derivative along h" if self.kink else "the sides agree"
+        how = "exact" if self.exact else "limits of difference quotients, not exact"
+        lines = [
+            f"OneSided(value = {_numbers(self.value)}; slope {_numbers(self.left)} from the "
+            f"left, {_numbers(self.right)} from the right: {verdict}; {how})"
+        ]
+        if self.note:
+            lines.append(f"  note: {self.note}")
+        return "\n".join(lines)
+
+
+def _numbers(x) -> str:
+    """A number as ``%.6g``; an array as its first six entries, with its shape."""
+    x = np.asarray(x, dtype=float)
+    if x.ndim == 0:
+        return f"{float(x) + 0.0:.6g}"  # + 0.0 turns -0.0 into 0.0
+    more = ", …" if x.size > 6 else ""
+    entries = ", ".join(f"{v + 0.0:.6g}" for v in x.ravel()[:6].tolist())
+    return f"[{entries}{more}] (shape {x.shape})"
 
 
 def one_sided(f: Callable, theta, direction) -> OneSided:

@@ -11,7 +11,10 @@ line, what AD returns there, and the remedy.
 
 import dataclasses
 
+import equinox as eqx
+
 from .. import random as _random  # noqa: F401  (registers jax.random samplers as sites)
+from .._result import AbstractResult
 from .._src.program import dataflow, equations_inside, site_distribution
 from .._src.program._jax_compat import (
     CUSTOM_VJP_PRIMITIVES,
@@ -39,8 +42,7 @@ THETA, RANDOM, SINGULAR, GUARDED = 1, 2, 4, 8
 CONTINUOUS = 16
 
 
-@dataclasses.dataclass(frozen=True)
-class Finding:
+class Finding(AbstractResult):
     """One place where the output's dependence on θ is not differentiable.
 
     Attributes:
@@ -59,17 +61,17 @@ class Finding:
         detail: anything measured at θ (slopes, eigenvalue gaps).
     """
 
-    kind: str
-    primitive: str
-    file: str | None
-    line: int | None
-    function: str | None
-    context: tuple
-    random: bool
-    ad_returns: str
-    remedy: str
-    detail: str = ""
-    continuous: bool = False
+    kind: str = eqx.field(static=True)
+    primitive: str = eqx.field(static=True)
+    file: str | None = eqx.field(static=True)
+    line: int | None = eqx.field(static=True)
+    function: str | None = eqx.field(static=True)
+    context: tuple = eqx.field(static=True)
+    random: bool = eqx.field(static=True)
+    ad_returns: str = eqx.field(static=True)
+    remedy: str = eqx.field(static=True)
+    detail: str = eqx.field(static=True, default="")
+    continuous: bool = eqx.field(static=True, default=False)
 
     @property
     def where(self) -> str:
@@ -78,6 +80,26 @@ class Finding:
         if self.file is None:
             return "θ" if self.kind in ("kink_at_theta", "nan_at_theta") else "?"
         return f"{self.file}:{self.line} ({self.function})"
+
+    def summary(self) -> str:
+        first, *rest = finding_lines(self)
+        return "\n".join([first, *(f"  {line}" for line in rest)])
+
+
+def finding_lines(finding: Finding) -> list[str]:
+    """A finding as `Report` lists it: the kind, primitive and place, then one line each
+    for the enclosing control flow, randomness, what was measured at θ, what AD returns and
+    the remedy."""
+    lines = [f"[{finding.kind}] {finding.primitive} at {finding.where}"]
+    if finding.context:
+        lines.append(f"inside: {' > '.join(finding.context)}")
+    if finding.random:
+        lines.append("downstream of a random draw")
+    if finding.detail:
+        lines.append(f"at θ: {finding.detail}")
+    lines.append(f"AD returns: {finding.ad_returns}")
+    lines.append(f"remedy: {finding.remedy}")
+    return lines
 
 
 @dataclasses.dataclass

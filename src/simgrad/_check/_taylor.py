@@ -3,7 +3,6 @@
 The one implementation of ``sg.taylor_test`` (also re-exported by `simgrad.adjoint`).
 """
 
-import dataclasses
 import itertools
 import math
 
@@ -13,9 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from .._result import AbstractResult
 
-@dataclasses.dataclass(frozen=True)
-class TaylorResult:
+
+class TaylorResult(AbstractResult):
     """The outcome of `taylor_test`.
 
     Attributes:
@@ -32,8 +32,27 @@ class TaylorResult:
     remainders: tuple[float, ...]
     rates: tuple[float, ...]
     rate: float
-    passed: bool
-    reason: str = ""
+    passed: bool = eqx.field(static=True)
+    reason: str = eqx.field(static=True, default="")
+
+    def summary(self) -> str:
+        if math.isnan(self.rate):
+            how = "no rate: a number is not finite"
+        elif math.isinf(self.rate):
+            how = "every remainder is at rounding level (f is affine along h)"
+        else:
+            how = f"the remainder falls at rate {self.rate:.2f}"
+        verdict = "passed" if self.passed else "FAILED"
+        lines = [
+            f"TaylorResult({verdict}: {how}; a correct gradient gives 2, passing needs 1.8)",
+            f"  {'ε':>10}  {'remainder':>10}  {'rate':>5}",
+        ]
+        rates = ("", *(f"{r:5.2f}" for r in self.rates))
+        for e, r, q in itertools.zip_longest(self.eps, self.remainders, rates, fillvalue=""):
+            lines.append(f"  {e:10.3g}  {r:10.3g}  {q:>5}")
+        if self.reason:
+            lines.append(f"  reason: {self.reason}")
+        return "\n".join(lines)
 
 
 def taylor_test(f, theta, grad, direction=None, *, n: int = 6) -> TaylorResult:
@@ -131,8 +150,7 @@ def _not_finite(g, f0: float, eps, rem) -> str:
     return ""
 
 
-@dataclasses.dataclass(frozen=True)
-class DotProductResult:
+class DotProductResult(AbstractResult):
     r"""The outcome of `dot_product_test`.
 
     Attributes:
@@ -146,7 +164,14 @@ class DotProductResult:
     forward: float
     reverse: float
     relative_error: float
-    passed: bool
+    passed: bool = eqx.field(static=True)
+
+    def summary(self) -> str:
+        verdict = "passed" if self.passed else "FAILED"
+        return (
+            f"DotProductResult({verdict}: w·(Jv) = {self.forward:.10g} forward, "
+            f"(Jᵀw)·v = {self.reverse:.10g} reverse, relative error {self.relative_error:.2g})"
+        )
 
 
 def dot_product_test(f, theta, *, key=None, rtol: float | None = None) -> DotProductResult:

@@ -15,3 +15,27 @@ def figure(to_file: bool, **kwargs):
     import matplotlib.pyplot as plt
 
     return plt.figure(**kwargs)
+
+
+def panels(ax, path, n: int, figsize: tuple) -> list:
+    """The axes a result's ``plot(ax=None, *, path=None)`` draws into: ``ax`` itself (one
+    Axes, or a sequence of ``n``), or ``n`` new ones side by side on a new figure (a bare
+    one when it goes to ``path``)."""
+    if ax is None:
+        return list(figure(path is not None, figsize=figsize).subplots(1, n, squeeze=False)[0])
+    import numpy as np
+
+    axes = [ax] if hasattr(ax, "plot") else list(np.ravel(np.asarray(ax, dtype=object)))
+    if len(axes) != n or not all(hasattr(a, "plot") for a in axes):
+        raise TypeError(f"ax must be None or {n} matplotlib Axes (one per panel), got {ax!r}.")
+    return axes
+
+
+def finish(axes: list, path, laid_out: bool = True):
+    """Lay out the figure of ``axes`` (``laid_out``: it is the plot's own, not a caller's),
+    save it to ``path`` (if given); return the Axes (one, or all)."""
+    if laid_out:
+        axes[0].figure.tight_layout()
+    if path is not None:
+        axes[0].figure.savefig(path, dpi=90)
+    return axes[0] if len(axes) == 1 else axes

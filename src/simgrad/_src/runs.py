@@ -1,5 +1,6 @@
-"""What long runs share (`sg.optimize`, surrogate fitting): a progress bar, output paths
-checked before the run, fingerprints of a run, and files written atomically with a checksum.
+"""What long runs share (`sg.optimize`, surrogate fitting): one resumable run loop, a
+progress bar, output paths checked before the run, fingerprints of a run, and files written
+atomically with a checksum.
 
 A simgrad file is one JSON header line, then equinox-serialised leaves (no pickle). The
 header names the kind of file, the run that wrote it (a fingerprint) and the length and
@@ -11,10 +12,14 @@ import functools
 import hashlib
 import io
 import json
+import math
 import os
 import pathlib
 import re
+import time
 import types
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -37,9 +42,6 @@ def progress_bar(label: str, field: str, show: bool, total: int, done: int):
     stderr is not a terminal (piped to a log, redirected to a file) the live bar cannot
     show, so a plain line reports the progress every few seconds instead.
     """
-    import math
-    import time
-
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -327,29 +329,65 @@ def _read_leaf(f, like):
     return type(like)(out.item())
 
 
-def save_checkpoint(path: pathlib.Path, kind: str, tree, run: dict, step: int) -> None:
-    """Write a checkpoint of ``run`` (a JSON fingerprint) at ``step``; see `write_file`."""
-    write_file(path, kind, {"step": int(step), "run": run}, tree)
-
-
-def load_checkpoint(path: pathlib.Path, kind: str, run: dict, like_at, fix: str):
-    """Read a checkpoint written by `save_checkpoint`, refusing one from a different run.
-
-    ``run`` is this run's fingerprint: every entry must equal the saved one, else a
-    `CheckpointError` names each difference; ``fix`` says what to do then. ``like_at(step)``
-    gives the structure of the saved tree at the saved step. Returns ``(tree, step)``.
-    """
-    header, payload = read_header(path, kind)
-    saved, step = header.get("run"), header.get("step")
-    if not isinstance(saved, dict) or not isinstance(step, int) or step < 0:
-        raise CheckpointError(f"{path}: its header lacks the run and step: the file is corrupted.")
-    differences = [_difference(name, saved.get(name), now) for name, now in run.items()]
-    differences = [d for d in differences if d]
-    if differences:
-        raise CheckpointError(
-            f"checkpoint {path} was written by a different run: {'; '.join(differences)}. {fix}"
+def check_checkpoint(path, resume: bool, example: str = "run.eqx") -> pathlib.Path | None:
+    """A run's ``checkpoint`` argument, refused before the run if it cannot be used: a path
+    that cannot be written (`check_output_path`), ``resume`` without a path, or an existing
+    file without ``resume`` (a new run never overwrites one)."""
+    if resume and path is None:
+        raise ValueError("resume=True needs checkpoint=PATH: the file to resume from.")
+    if path is None:
+        return None
+    path = check_output_path(path, "checkpoint", example)
+    if path.exists() and not resume:
+        raise FileExistsError(
+            f"checkpoint {path} exists: pass resume=True to continue that run, "
+            "or delete the file to start afresh."
         )
-    return read_tree(path, payload, like_at(step)), step
+    return path
+
+
+class Checkpoint(NamedTuple):
+    """A run's checkpoint file: where, of which ``kind`` (the header names it), the run's
+    ``fingerprint`` (JSON: a resumed run must match every entry), how often it is written
+    (``every`` steps) and what to do when it is from another run (``fix``)."""
+
+    path: pathlib.Path
+    kind: str
+    fingerprint: dict
+    every: int
+    fix: str
+
+    def save(self, tree, step: int) -> None:
+        """Write ``tree`` at ``step``; see `write_file`."""
+        write_file(self.path, self.kind, {"step": int(step), "run": self.fingerprint}, tree)
+
+    def load(self, like_at, steps: int):
+        """Read the file, refusing one from a different run or beyond ``steps``.
+
+        Every entry of this run's fingerprint must equal the saved one, else a
+        `CheckpointError` names each difference and says ``fix``. ``like_at(step)`` gives
+        the structure of the saved tree at the saved step. Returns ``(tree, step)``.
+        """
+        header, payload = read_header(self.path, self.kind)
+        saved, step = header.get("run"), header.get("step")
+        if not isinstance(saved, dict) or not isinstance(step, int) or step < 0:
+            raise CheckpointError(
+                f"{self.path}: its header lacks the run and step: the file is corrupted."
+            )
+        differences = [_difference(k, saved.get(k), v) for k, v in self.fingerprint.items()]
+        differences = [d for d in differences if d]
+        if differences:
+            raise CheckpointError(
+                f"checkpoint {self.path} was written by a different run: "
+                f"{'; '.join(differences)}. {self.fix}"
+            )
+        tree = read_tree(self.path, payload, like_at(step))
+        if step > steps:
+            raise ValueError(
+                f"checkpoint {self.path} is at step {step}, beyond steps={steps}: "
+                f"pass steps ≥ {step} to continue it."
+            )
+        return tree, step
 
 
 def _difference(name: str, saved, now) -> str:
@@ -358,3 +396,88 @@ def _difference(name: str, saved, now) -> str:
     if name in ("simulator", "optimizer", "data", "theta0", "bounds"):
         return f"the {name} differs"
     return f"{name} differs (saved {saved!r}, now {now!r})"
+
+
+# -- the run loop ------------------------------------------------------------------------
+
+
+class Progress(NamedTuple):
+    """What a run's progress bar shows: ``label``, then ``field`` followed by ``text(out)``
+    of the last output; ``show=False`` hides the bar."""
+
+    label: str
+    field: str
+    text: Callable[[Any], str]
+    show: bool = True
+
+
+def run(
+    advance: Callable[[Any, int, int], tuple[Any, Any]],
+    state,
+    *,
+    steps: int,
+    progress: Progress,
+    done: int = 0,
+    chunk: int = 1,
+    callback: Callable[[int, Any], None] | None = None,
+    checkpoint: Checkpoint | None = None,
+    saved: Callable[[Any], Any] | None = None,
+    check: Callable[[Any], None] | None = None,
+):
+    """The resumable run loop of `sg.optimize` and every fit: steps ``done`` to ``steps``.
+
+    ``advance(state, done, n) -> (state, out)`` takes ``n ≤ chunk`` steps from step
+    ``done``. After each call the loop updates the progress bar, calls
+    ``callback(step, out)`` (with a callback, steps run one at a time) and writes
+    ``checkpoint`` every ``checkpoint.every`` steps. On Ctrl-C (``KeyboardInterrupt``) it
+    writes the checkpoint, then re-raises. At the end ``check(out)`` may refuse the last
+    output by raising, before the final write. A checkpoint holds ``saved(state)``
+    (default: the state itself; None: nothing to save yet). With ``chunk > 1`` and the bar
+    shown, calls are sized to redraw it about ten times a second.
+
+    Returns the final state and the last output (None if no step ran).
+
+    >>> count = lambda total, done, n: (total + n, total + n)
+    >>> run(count, 0, steps=5, chunk=2, progress=Progress("counting", "total", str, False))
+    (5, 5)
+    """
+
+    def save():
+        if checkpoint is not None:
+            tree = state if saved is None else saved(state)
+            if tree is not None:
+                checkpoint.save(tree, done)
+
+    bar = progress_bar(progress.label, progress.field, progress.show, steps, done)
+    out, per_step, calls = None, None, 0  # per_step: seconds a step takes once compiled
+    shown = -math.inf  # when the bar was last updated: at most ten times a second
+    try:
+        with bar:
+            while done < steps:
+                n = min(steps - done, chunk)
+                if checkpoint is not None:
+                    n = min(n, checkpoint.every - done % checkpoint.every)
+                if callback is not None:
+                    n = 1
+                elif progress.show:  # redraw about ten times a second
+                    n = 1 if per_step is None else max(1, min(n, int(0.1 / per_step)))
+                start = time.perf_counter()
+                (state, out), done = advance(state, done, n), done + n
+                if calls:  # not the first call, which may have compiled
+                    per_step = (time.perf_counter() - start) / n
+                calls += 1
+                if bar.tasks and (time.monotonic() - shown > 0.1 or done == steps):
+                    text = {progress.field: progress.text(out)}
+                    bar.update(bar.tasks[0].id, completed=done, **text)
+                    shown = time.monotonic()
+                if callback is not None:
+                    callback(done - 1, out)
+                if checkpoint is not None and done % checkpoint.every == 0:
+                    save()
+    except KeyboardInterrupt:
+        save()
+        raise
+    if check is not None and out is not None:
+        check(out)
+    save()
+    return state, out

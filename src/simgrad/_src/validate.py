@@ -11,11 +11,11 @@ import math
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
 from .._types import Theta
-from ..estimators.base import AbstractEstimator
 from .names import leaf_name
 from .program import trace
 
@@ -50,10 +50,9 @@ def check_size(name: str, value, minimum: int, *, optional: bool = False) -> int
     return int(value)
 
 
-def check_arguments(sim, key, method, n_samples, batch_size) -> tuple[int, int | None]:
-    """Validate what `sg.gradient` takes besides θ; returns ``(n_samples, batch_size)`` as
-    Python ints (NumPy integers accepted)."""
-    check_method(method)
+def check_arguments(sim, key, n_samples, batch_size) -> tuple[int, int | None]:
+    """Validate what `sg.gradient` takes besides θ and the estimator (`check_method`);
+    returns ``(n_samples, batch_size)`` as Python ints (NumPy integers accepted)."""
     check_callable(sim)
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)):
         raise TypeError(f"n_samples must be an int, got {type(n_samples).__name__}.")
@@ -71,18 +70,6 @@ def check_arguments(sim, key, method, n_samples, batch_size) -> tuple[int, int |
         )
     check_key(key)
     return n_samples, check_size("batch_size", batch_size, 1, optional=True)
-
-
-def check_method(method) -> None:
-    """Refuse anything but an estimator instance (a class gets a hint to call it)."""
-    if not isinstance(method, AbstractEstimator):
-        hint = ""
-        if isinstance(method, type) and issubclass(method, AbstractEstimator):
-            hint = f" Did you mean method={method.__name__}()?"
-        raise TypeError(
-            f"method must be an estimator such as sg.Pathwise() or sg.FiniteDifference(), "
-            f"got {method!r}.{hint}"
-        )
 
 
 def check_key(key) -> None:
@@ -193,9 +180,9 @@ def check_simulator(sim, theta, key, program: bool = False):
         pass
     try:
         if program:
-            program, out = trace(sim, theta, key, return_shape=True)
+            traced, out = trace(sim, theta, key, return_shape=True)
         else:
-            program, out = None, jax.eval_shape(sim, theta, key)
+            traced, out = None, jax.eval_shape(sim, theta, key)
     except jax.errors.TracerArrayConversionError as error:
         raise TypeError(
             f"{_CONTRACT}It turned a traced value into a NumPy array (np.exp, np.asarray, "
@@ -229,7 +216,7 @@ def check_simulator(sim, theta, key, program: bool = False):
         raise ValueError(
             f"{_CONTRACT}It returned an empty output (shapes {[leaf.shape for leaf in leaves]})."
         )
-    return out, program
+    return out, traced
 
 
 def describe(x) -> str:

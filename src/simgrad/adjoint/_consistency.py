@@ -50,14 +50,15 @@ class ConsistencyReport(AbstractResult):
 
     def table(self) -> str:
         """The report as a plain-text table, one row per resolution."""
+        disc_error, cont_error = self.discrete_error, self.continuous_error
         head = f"{'n':>6} {'|disc - cont|':>14}"
-        if self.discrete_error is not None:
+        if disc_error is not None:
             head += f" {'disc error':>12} {'cont error':>12}"
         rows = [head]
         for i, n in enumerate(self.resolutions):
             row = f"{n:>6} {self.difference[i]:>14.3e}"
-            if self.discrete_error is not None:
-                row += f" {self.discrete_error[i]:>12.3e} {self.continuous_error[i]:>12.3e}"
+            if disc_error is not None and cont_error is not None:  # both, with a reference
+                row += f" {disc_error[i]:>12.3e} {cont_error[i]:>12.3e}"
             rows.append(row)
         orders = f"observed orders: difference {self.difference_order:.2f}"
         if self.discrete_order is not None:
@@ -72,12 +73,12 @@ class ConsistencyReport(AbstractResult):
     def summary(self) -> str:
         return self.table()
 
-    def plot(self, ax=None, title: str | None = None):
-        """Plot both gradients' errors (and their difference) against resolution, log-log."""
-        from .._src.plots import figure
+    def plot(self, ax=None, *, path=None, title: str | None = None):
+        """Plot both gradients' errors (and their difference) against resolution, log-log:
+        into ``ax`` (a matplotlib Axes) or a new figure; saved to ``path`` if given."""
+        from .._src.plots import finish, panels
 
-        if ax is None:
-            ax = figure(False, figsize=(4.2, 3.2)).subplots()
+        (ax,) = axes = panels(ax, path, 1, figsize=(4.2, 3.2))
         n = np.asarray(self.resolutions, dtype=float)
         if self.discrete_error is not None:
             ax.loglog(n, self.discrete_error, "o-", label="discrete (AD) − exact")
@@ -100,7 +101,7 @@ class ConsistencyReport(AbstractResult):
         ax.set_ylabel("relative gradient error")
         ax.set_title(title or ("consistent" if self.consistent else "inconsistent"), fontsize=9)
         ax.legend(fontsize=7)
-        return ax
+        return finish(axes, path, laid_out=ax is None)
 
 
 def _order(resolutions, errors) -> float:
@@ -170,14 +171,15 @@ def consistency(
     scale = np.linalg.norm(ref if ref is not None else continuous[-1]) or 1.0
     difference = tuple(float(x) for x in np.linalg.norm(discrete - continuous, axis=1) / scale)
     difference_order = _order(resolutions, difference)
-    errors = (None, None)
-    orders = (None, None)
+    errors: tuple[tuple[float, ...], tuple[float, ...]] | tuple[None, None] = (None, None)
+    orders: tuple[float, float] | tuple[None, None] = (None, None)
     if ref is not None:
-        errors = tuple(
+        disc_error, cont_error = (
             tuple(float(x) for x in np.linalg.norm(g - ref, axis=1) / scale)
             for g in (discrete, continuous)
         )
-        orders = tuple(_order(resolutions, e) for e in errors)
+        errors = (disc_error, cont_error)
+        orders = (_order(resolutions, disc_error), _order(resolutions, cont_error))
 
     consistent = difference_order >= min_order
     verdict = _verdict(difference_order, min_order, orders if ref is not None else None)
@@ -193,7 +195,7 @@ def consistency(
         difference_order=difference_order,
         discrete_order=orders[0],
         continuous_order=orders[1],
-        expected_orders=tuple(problem.expected_orders),
+        expected_orders=problem.expected_orders,
         consistent=consistent,
         verdict=verdict,
     )

@@ -12,16 +12,22 @@ Both converge to the gradient of the PDE's objective when the discretisation is 
 
 import abc
 import math
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 import optax
 from jaxtyping import Array
 
 from .._result import AbstractResult
+
+if TYPE_CHECKING:  # pyright takes only a local alias of ClassVar for one (pyright#4965)
+    from typing import ClassVar as AbstractClassVar
+else:
+    from equinox import AbstractClassVar
 
 
 class AbstractPDEProblem(eqx.Module):
@@ -33,7 +39,7 @@ class AbstractPDEProblem(eqx.Module):
     of convergence of both gradients in the grid spacing.
     """
 
-    expected_orders: eqx.AbstractClassVar[tuple[float | None, float | None]]
+    expected_orders: AbstractClassVar[tuple[float | None, float | None]]
     min_resolution: ClassVar[int] = 4
 
     @abc.abstractmethod
@@ -246,8 +252,6 @@ class AdvectionProblem(AbstractPDEProblem):
     c_max: float = eqx.field(default=2.0, static=True)
     courant: float = eqx.field(default=0.5, static=True)
 
-    expected_orders: ClassVar[tuple[float | None, float | None]]
-
     def __check_init__(self):
         if self.scheme not in ("upwind", "superbee"):
             raise ValueError(f"AdvectionProblem(scheme={self.scheme!r}): 'upwind' or 'superbee'.")
@@ -453,7 +457,8 @@ _LBFGS = optax.lbfgs()  # one object, so that every default fit shares one compi
 
 
 @eqx.filter_jit
-def _fit(problem, theta, observed, start, steps, optimizer):
+def _fit(problem, theta, observed, start, steps, optimizer) -> tuple[Array, Array, Array]:
+    """``(log κ, the losses of the steps, the gradient at log κ)``."""
     n = observed.shape[0] + 1
 
     def loss(log_kappa):
@@ -472,4 +477,4 @@ def _fit(problem, theta, observed, start, steps, optimizer):
         return (optax.apply_updates(params, updates), state), value
 
     (params, _), losses = jax.lax.scan(step, (start, optimizer.init(start)), None, length=steps)
-    return params, losses, jax.grad(loss)(params)
+    return jnp.asarray(params), jnp.asarray(losses), jax.grad(loss)(params)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from .._check._scan import scan
-from .._src.program import draw_sites, find, site_distribution, trace
+from .._src.program import draw_distribution, draw_sites, find, trace
 from .base import AbstractEstimator
 from .hybrid import Hybrid
 from .pathwise import Pathwise
@@ -90,7 +90,7 @@ class Auto(AbstractEstimator):
                 return ScoreFunction(baseline="loo"), (why, *notes)
             notes = (*notes, _unscorable(jumps[0], refusal, bool(draw_sites(program))))
             warnings.warn(f"sg.Auto: {notes[-1]}", stacklevel=2)
-        draws = [site_distribution(eqn) for eqn, _ in draw_sites(program)]
+        draws = [draw_distribution(eqn) for eqn, _ in draw_sites(program)]
         discrete = [fi for fi in findings if fi.kind == "discrete_draw"]
         if discrete:
             discrete_draws = [d for d in draws if d.discrete]

@@ -16,7 +16,7 @@ never sees or guesses it.
 
 import abc
 from collections.abc import Callable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import equinox as eqx
 import jax
@@ -24,6 +24,11 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
 from .._types import Key
+
+if TYPE_CHECKING:  # pyright takes only a local alias of ClassVar for one (pyright#4965)
+    from typing import ClassVar as AbstractClassVar
+else:
+    from equinox import AbstractClassVar
 
 FlatSimulator = Callable[[Array, Key], Array]
 """``f(x, key) -> y``: parameters raveled to a vector ``x`` (N,), outputs to ``y`` (m,)."""
@@ -109,8 +114,8 @@ class AbstractEstimator(eqx.Module):
     Hyperparameters are static fields, validated in ``__check_init__``.
     """
 
-    sees_draws: eqx.AbstractClassVar[bool]
-    couples_samples: eqx.AbstractClassVar[bool]
+    sees_draws: AbstractClassVar[bool]
+    couples_samples: AbstractClassVar[bool]
     perturbs_theta: ClassVar[bool] = False
     gradient_nan_hint: ClassVar[str] = ""
     evaluations_only: ClassVar[bool] = False
@@ -148,3 +153,15 @@ class AbstractPerSampleEstimator(AbstractEstimator):
     def sample_batch(self, f, x, keys):
         value, grad = jax.vmap(lambda key: self.sample(f, x, key))(keys)
         return Samples(value, grad, all_finite(value), all_finite(grad))
+
+
+def check_method(method) -> None:
+    """Refuse anything but an estimator instance (a class gets a hint to call it)."""
+    if not isinstance(method, AbstractEstimator):
+        hint = ""
+        if isinstance(method, type) and issubclass(method, AbstractEstimator):
+            hint = f" Did you mean method={method.__name__}()?"
+        raise TypeError(
+            f"method must be an estimator such as sg.Pathwise() or sg.FiniteDifference(), "
+            f"got {method!r}.{hint}"
+        )

@@ -6,7 +6,7 @@ Shared machinery for every estimator that scores draws lives in `AbstractScoreEs
 
 import abc
 import math
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import equinox as eqx
 import jax
@@ -16,14 +16,19 @@ from jaxtyping import Array
 from .._src.program import (
     Distribution,
     LogProb,
+    draw_distribution,
     draw_sites,
     evaluate,
     output_depends_on,
-    site_distribution,
     trace,
 )
 from ..relax._smooth import relaxed
 from .base import AbstractEstimator, Samples, all_finite
+
+if TYPE_CHECKING:  # pyright takes only a local alias of ClassVar for one (pyright#4965)
+    from typing import ClassVar as AbstractClassVar
+else:
+    from equinox import AbstractClassVar
 
 Baseline = Literal["mean", "loo", "ema", "cv", "smooth"] | None
 BASELINES = (None, "mean", "loo", "ema", "cv")
@@ -50,7 +55,7 @@ class AbstractScoreEstimator(AbstractEstimator):
 
     # The baselines this estimator offers (the smoothed control variate needs every draw
     # scored: `ScoreFunction` only).
-    baselines: eqx.AbstractClassVar[tuple]
+    baselines: AbstractClassVar[tuple]
     sees_draws: ClassVar[bool] = True
     tau: eqx.AbstractVar[tuple[float, ...] | None]
 
@@ -202,7 +207,7 @@ class AbstractScoreEstimator(AbstractEstimator):
                 "which differentiate these draws pathwise, or draw with fixed bounds and "
                 "transform the draw yourself."
             )
-        scored = [eqn.params.get("name") for eqn, _ in sites if self.scores(site_distribution(eqn))]
+        scored = [eqn.params.get("name") for eqn, _ in sites if self.scores(draw_distribution(eqn))]
         if self.needs_draw_sites and f_dep and not log_prob_dep:
             raise ValueError(
                 f"{cls}: none of the {len(scored)} scored draw(s) has parameters that depend "
@@ -219,7 +224,7 @@ class AbstractScoreEstimator(AbstractEstimator):
         if self.baseline == "cv":
             g = (direct + y[..., None] * score).reshape(len(y), -1).T  # (m·N, B)
             s = score.reshape(len(y), -1).T[:, None]  # (m·N, 1, B)
-            return _loo_regression(g, s, jnp.finfo(g.dtype).eps).T.reshape(direct.shape)
+            return _loo_regression(g, s, float(jnp.finfo(g.dtype).eps)).T.reshape(direct.shape)
         return direct + (y - self._baseline(y))[..., None] * score
 
     def _baseline(self, y: Array) -> Array:
@@ -246,12 +251,12 @@ def _jumps(f, x, key, tau: float | None = None) -> list:
 def _ema_of_previous(f: Array, decay: float) -> Array:
     """``b_i``: the bias-corrected moving average of ``f_1 … f_{i-1}`` (``b_1 = 0``), per
     column of ``f`` (one per output)."""
-    decay = jnp.asarray(decay, f.dtype)
+    d = jnp.asarray(decay, f.dtype)
 
     def step(carry, fi):
         m, w = carry  # running weighted sum and its total weight
         b = jnp.where(w > 0, m / jnp.where(w > 0, w, 1), 0)
-        return (decay * m + fi, decay * w + 1), b
+        return (d * m + fi, d * w + 1), b
 
     zero = jnp.zeros(f.shape[1:], f.dtype)
     _, b = jax.lax.scan(step, (zero, zero), f)
@@ -417,7 +422,7 @@ class ScoreFunction(AbstractScoreEstimator):
                 "relax; if the draws are continuous, sg.Pathwise() is unbiased here with "
                 "less variance and work"
             )
-        kinds = [site_distribution(eqn) for eqn, _ in draw_sites(trace(f, x, key))]
+        kinds = [draw_distribution(eqn) for eqn, _ in draw_sites(trace(f, x, key))]
         if any(not d.reparameterised for d in kinds):
             notes.append(
                 "baseline='smooth': discrete draws are scored on both sides of the control "

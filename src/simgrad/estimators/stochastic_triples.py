@@ -6,7 +6,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from .._src.program import depends_on, draw_sites, evaluate, site_distribution, trace
+from .._src.program import depends_on, draw_distribution, draw_sites, evaluate, trace
 from .._src.program.triples import Triple, Triples, resolve
 from .base import AbstractEstimator, Samples, all_finite
 
@@ -77,13 +77,13 @@ class StochasticTriples(AbstractEstimator):
 
         if not discrete:  # no discrete draw: the triple is a dual number, forward-mode AD
 
-            def one(key):
+            def one(key) -> tuple[jax.Array, jax.Array]:  # value, Jacobian
                 jvp = lambda d: jax.jvp(lambda x: f(x, key), (x,), (d,))  # noqa: E731
                 return jax.vmap(jvp, out_axes=(None, 1))(directions)
 
         else:
 
-            def one(key):
+            def one(key) -> tuple[jax.Array, jax.Array]:  # value, Jacobian
                 def along(direction):
                     interp = Triples(jax.random.fold_in(key, 0x7B1E), dtype)
                     state = interp.initial_state()
@@ -113,16 +113,17 @@ def _perturbed_draws(program) -> list:
     tainted = depends_on(program, [True] * n_theta + [False])
     perturbed = []
     for eqn, _ in draw_sites(program):
-        d = site_distribution(eqn)
+        d = draw_distribution(eqn)
         if not d.discrete:
             continue
+        proposed = d.proposal_params or ()  # never None: `Distribution` fills it in
         for param, var in zip(d.params, eqn.invars[1:], strict=True):
-            if param.count or param.name in d.proposal_params or var not in tainted:
+            if param.count or param.name in proposed or var not in tainted:
                 continue
             raise ValueError(
                 f"StochasticTriples: the {d.name} draw's parameter {param.name!r} depends on "
                 f"theta, and stochastic triples have no proposal for it (they perturb "
-                f"{', '.join(d.proposal_params) or 'no parameter of this family'}). Use "
+                f"{', '.join(proposed) or 'no parameter of this family'}). Use "
                 "sg.ScoreFunction() or sg.Hybrid(), which differentiate it through the "
                 "log-probability."
             )

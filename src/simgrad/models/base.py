@@ -1,10 +1,16 @@
 """The gallery contract: a simulator with its default parameters and its exact answers."""
 
 import abc
+from typing import TYPE_CHECKING
 
 import equinox as eqx
 
 from .._types import Key, Scalar, Theta
+
+if TYPE_CHECKING:  # pyright takes only a local alias of ClassVar for one (pyright#4965)
+    from typing import ClassVar as AbstractClassVar
+else:
+    from equinox import AbstractClassVar
 
 
 class AbstractModel(eqx.Module):
@@ -15,10 +21,10 @@ class AbstractModel(eqx.Module):
     one plain-text line that the command line prints.
     """
 
-    name: eqx.AbstractClassVar[str]
-    summary: eqx.AbstractClassVar[str]  # one plain-text line for the terminal
-    stochastic: eqx.AbstractClassVar[bool]
-    n_samples: eqx.AbstractClassVar[int]
+    name: AbstractClassVar[str]
+    summary: AbstractClassVar[str]  # one plain-text line for the terminal
+    stochastic: AbstractClassVar[bool]
+    n_samples: AbstractClassVar[int]
 
     @abc.abstractmethod
     def __call__(self, theta: Theta, key: Key) -> Scalar:

@@ -41,7 +41,10 @@ program on disk: a sample whose draw had an invalid parameter fails, and the
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
+from jaxtyping import Array
 
+from .._types import Key, Shape
 from . import _jax  # noqa: F401  (jax.random samplers become draw sites)
 from ._continuous import (
     BETA,
@@ -98,7 +101,13 @@ __all__ = [
 # --- continuous -------------------------------------------------------------------------
 
 
-def normal(key, loc=0.0, scale=1.0, shape=None, dtype=None):
+def normal(
+    key: Key,
+    loc: ArrayLike = 0.0,
+    scale: ArrayLike = 1.0,
+    shape: Shape | None = None,
+    dtype: DTypeLike | None = None,
+) -> Array:
     r"""Normal draws $x = \mathrm{loc} + \mathrm{scale}\cdot z$, $z \sim N(0, 1)$; reparameterised.
 
     $\log p = -\tfrac12 ((x - \mathrm{loc})/\mathrm{scale})^2 - \log \mathrm{scale}
@@ -111,7 +120,13 @@ def normal(key, loc=0.0, scale=1.0, shape=None, dtype=None):
     return draw(NORMAL, "normal", key, {"loc": loc, "scale": scale}, shape, dtype)
 
 
-def lognormal(key, mu=0.0, sigma=1.0, shape=None, dtype=None):
+def lognormal(
+    key: Key,
+    mu: ArrayLike = 0.0,
+    sigma: ArrayLike = 1.0,
+    shape: Shape | None = None,
+    dtype: DTypeLike | None = None,
+) -> Array:
     r"""Lognormal draws $x = e^{\mu + \sigma z}$, $z \sim N(0, 1)$; reparameterised.
 
     Note the parameters are those of $\log x$ (unlike `jax.random.lognormal`, which has
@@ -120,7 +135,13 @@ def lognormal(key, mu=0.0, sigma=1.0, shape=None, dtype=None):
     return draw(LOGNORMAL, "lognormal", key, {"mu": mu, "sigma": sigma}, shape, dtype)
 
 
-def uniform(key, minval=0.0, maxval=1.0, shape=None, dtype=None):
+def uniform(
+    key: Key,
+    minval: ArrayLike = 0.0,
+    maxval: ArrayLike = 1.0,
+    shape: Shape | None = None,
+    dtype: DTypeLike | None = None,
+) -> Array:
     r"""Uniform draws on $[\mathrm{minval}, \mathrm{maxval})$; reparameterised.
 
     The support moves with the bounds, so the score function alone is biased for
@@ -130,7 +151,9 @@ def uniform(key, minval=0.0, maxval=1.0, shape=None, dtype=None):
     return draw(UNIFORM, "uniform", key, {"minval": minval, "maxval": maxval}, shape, dtype)
 
 
-def exponential(key, rate=1.0, shape=None, dtype=None):
+def exponential(
+    key: Key, rate: ArrayLike = 1.0, shape: Shape | None = None, dtype: DTypeLike | None = None
+) -> Array:
     r"""Exponential draws with the given ``rate`` (mean $1/\mathrm{rate}$); reparameterised.
 
     $x = E/\mathrm{rate}$, $E \sim \mathrm{Exp}(1)$; $\log p = \log \mathrm{rate} -
@@ -139,7 +162,13 @@ def exponential(key, rate=1.0, shape=None, dtype=None):
     return draw(EXPONENTIAL, "exponential", key, {"rate": rate}, shape, dtype)
 
 
-def gamma(key, a, rate=1.0, shape=None, dtype=None):
+def gamma(
+    key: Key,
+    a: ArrayLike,
+    rate: ArrayLike = 1.0,
+    shape: Shape | None = None,
+    dtype: DTypeLike | None = None,
+) -> Array:
     r"""Gamma draws with shape ``a`` and ``rate``; reparameterised (implicitly in ``a``).
 
     $\log p = a \log \mathrm{rate} + (a-1)\log x - \mathrm{rate}\,x - \log\Gamma(a)$.
@@ -148,7 +177,9 @@ def gamma(key, a, rate=1.0, shape=None, dtype=None):
     return draw(GAMMA, "gamma", key, {"a": a, "rate": rate}, shape, dtype)
 
 
-def beta(key, a, b, shape=None, dtype=None):
+def beta(
+    key: Key, a: ArrayLike, b: ArrayLike, shape: Shape | None = None, dtype: DTypeLike | None = None
+) -> Array:
     r"""Beta draws on [0, 1], mean $a/(a+b)$; reparameterised implicitly (two gammas).
 
     $\log p = (a-1)\log x + (b-1)\log(1-x) - \log B(a, b)$. Both must be positive.
@@ -156,7 +187,9 @@ def beta(key, a, b, shape=None, dtype=None):
     return draw(BETA, "beta", key, {"a": a, "b": b}, shape, dtype)
 
 
-def dirichlet(key, alpha, shape=None, dtype=None):
+def dirichlet(
+    key: Key, alpha: ArrayLike, shape: Shape | None = None, dtype: DTypeLike | None = None
+) -> Array:
     r"""Dirichlet draws on the simplex (last axis of ``alpha``); reparameterised implicitly.
 
     $\log p = \sum_j (\alpha_j - 1)\log x_j + \log\Gamma(\sum_j\alpha_j) -
@@ -166,7 +199,14 @@ def dirichlet(key, alpha, shape=None, dtype=None):
     return draw(DIRICHLET, "dirichlet", key, {"alpha": alpha}, shape, dtype)
 
 
-def t(key, df, loc=0.0, scale=1.0, shape=None, dtype=None):
+def t(
+    key: Key,
+    df: ArrayLike,
+    loc: ArrayLike = 0.0,
+    scale: ArrayLike = 1.0,
+    shape: Shape | None = None,
+    dtype: DTypeLike | None = None,
+) -> Array:
     r"""Student-t draws with ``df`` degrees of freedom, ``loc + scale * T``; reparameterised.
 
     Implicitly in ``df`` (through the gamma inside `jax.random.t`). $\log p =
@@ -177,7 +217,13 @@ def t(key, df, loc=0.0, scale=1.0, shape=None, dtype=None):
     return draw(T, "t", key, {"df": df, "loc": loc, "scale": scale}, shape, dtype)
 
 
-def laplace(key, loc=0.0, scale=1.0, shape=None, dtype=None):
+def laplace(
+    key: Key,
+    loc: ArrayLike = 0.0,
+    scale: ArrayLike = 1.0,
+    shape: Shape | None = None,
+    dtype: DTypeLike | None = None,
+) -> Array:
     r"""Laplace (double-exponential) draws $\mathrm{loc} + \mathrm{scale}\cdot L$; reparameterised.
 
     $\log p = -|x - \mathrm{loc}|/\mathrm{scale} - \log(2\,\mathrm{scale})$. ``scale`` must
@@ -186,7 +232,13 @@ def laplace(key, loc=0.0, scale=1.0, shape=None, dtype=None):
     return draw(LAPLACE, "laplace", key, {"loc": loc, "scale": scale}, shape, dtype)
 
 
-def weibull_min(key, scale, concentration, shape=None, dtype=None):
+def weibull_min(
+    key: Key,
+    scale: ArrayLike,
+    concentration: ArrayLike,
+    shape: Shape | None = None,
+    dtype: DTypeLike | None = None,
+) -> Array:
     r"""Weibull draws $x = \lambda (-\log(1 - U))^{1/k}$; reparameterised (inverse CDF).
 
     ``scale`` $\lambda$ and ``concentration`` $k$, as `jax.random.weibull_min`;
@@ -197,7 +249,15 @@ def weibull_min(key, scale, concentration, shape=None, dtype=None):
     return draw(WEIBULL_MIN, "weibull_min", key, params, shape, dtype)
 
 
-def truncated_normal(key, lower, upper, loc=0.0, scale=1.0, shape=None, dtype=None):
+def truncated_normal(
+    key: Key,
+    lower: ArrayLike,
+    upper: ArrayLike,
+    loc: ArrayLike = 0.0,
+    scale: ArrayLike = 1.0,
+    shape: Shape | None = None,
+    dtype: DTypeLike | None = None,
+) -> Array:
     r"""Normal(``loc``, ``scale``) draws conditioned on $[\mathrm{lower}, \mathrm{upper}]$.
 
     Reparameterised by the inverse CDF, $x = \mathrm{loc} + \mathrm{scale}\,
@@ -212,7 +272,13 @@ def truncated_normal(key, lower, upper, loc=0.0, scale=1.0, shape=None, dtype=No
     return draw(TRUNCATED_NORMAL, "truncated_normal", key, params, shape, dtype)
 
 
-def multivariate_normal(key, loc, scale_tril, shape=None, dtype=None):
+def multivariate_normal(
+    key: Key,
+    loc: ArrayLike,
+    scale_tril: ArrayLike,
+    shape: Shape | None = None,
+    dtype: DTypeLike | None = None,
+) -> Array:
     r"""Multivariate normal draws $x = \mathrm{loc} + L z$, with $L$ the Cholesky factor.
 
     ``scale_tril`` is $L$ (lower triangular, positive diagonal; the covariance is $LL^T$ —
@@ -227,7 +293,9 @@ def multivariate_normal(key, loc, scale_tril, shape=None, dtype=None):
 # --- discrete ---------------------------------------------------------------------------
 
 
-def bernoulli(key, p=0.5, shape=None, dtype=None):
+def bernoulli(
+    key: Key, p: ArrayLike = 0.5, shape: Shape | None = None, dtype: DTypeLike | None = None
+) -> Array:
     r"""Bernoulli draws: 1.0 with probability ``p``, else 0.0. Discrete: zero pathwise gradient.
 
     $\log p(x) = x \log p + (1 - x)\log(1 - p)$. ``p`` must lie in [0, 1].
@@ -235,7 +303,15 @@ def bernoulli(key, p=0.5, shape=None, dtype=None):
     return draw(BERNOULLI, "bernoulli", key, {"p": p}, shape, dtype)
 
 
-def categorical(key, logits=None, axis=-1, shape=None, dtype=None, *, probs=None):
+def categorical(
+    key: Key,
+    logits: ArrayLike | None = None,
+    axis: int = -1,
+    shape: Shape | None = None,
+    dtype: DTypeLike | None = None,
+    *,
+    probs: ArrayLike | None = None,
+) -> Array:
     r"""Category indices (as floats), with probabilities ``softmax(logits)`` or ``probs``.
 
     Give exactly one of ``logits`` (any reals; ``-inf`` masks a category out, as in an
@@ -252,20 +328,24 @@ def categorical(key, logits=None, axis=-1, shape=None, dtype=None, *, probs=None
     >>> sorted(set(x.tolist()))
     [0.0, 2.0]
     """
-    if (logits is None) == (probs is None):
-        raise TypeError("simgrad.random.categorical: give exactly one of logits= and probs=.")
     name, value = ("logits", logits) if probs is None else ("probs", probs)
+    if value is None or (logits is not None and probs is not None):
+        raise TypeError("simgrad.random.categorical: give exactly one of logits= and probs=.")
     if isinstance(value, (list, tuple)):
         value = np.asarray(value)
     if getattr(value, "ndim", 0) < 1:
         raise ValueError(f"simgrad.random.categorical: {name} must have at least one axis.")
-    xp = jnp if isinstance(value, jax.Array) else np
-    value = xp.moveaxis(value, axis, -1)
+    if isinstance(value, jax.Array):
+        value = jnp.moveaxis(value, axis, -1)
+    else:
+        value = np.moveaxis(np.asanyarray(value), axis, -1)
     record = CATEGORICAL if probs is None else CATEGORICAL_PROBS
     return draw(record, "categorical", key, {name: value}, shape, dtype)
 
 
-def poisson(key, rate, shape=None, dtype=None):
+def poisson(
+    key: Key, rate: ArrayLike, shape: Shape | None = None, dtype: DTypeLike | None = None
+) -> Array:
     r"""Poisson counts (as floats) with mean ``rate``. Discrete: zero pathwise gradient.
 
     $\log p(x) = x \log \mathrm{rate} - \mathrm{rate} - \log x!$. ``rate`` must be
@@ -274,7 +354,9 @@ def poisson(key, rate, shape=None, dtype=None):
     return draw(POISSON, "poisson", key, {"rate": rate}, shape, dtype)
 
 
-def binomial(key, n, p, shape=None, dtype=None):
+def binomial(
+    key: Key, n: ArrayLike, p: ArrayLike, shape: Shape | None = None, dtype: DTypeLike | None = None
+) -> Array:
     r"""Binomial counts (as floats): successes in ``n`` trials of probability ``p``. Discrete.
 
     $\log p(x) = \log\binom{n}{x} + x\log p + (n - x)\log(1 - p)$. ``n`` must be a
@@ -284,7 +366,9 @@ def binomial(key, n, p, shape=None, dtype=None):
     return draw(BINOMIAL, "binomial", key, {"n": n, "p": p}, shape, dtype)
 
 
-def negative_binomial(key, n, p, shape=None, dtype=None):
+def negative_binomial(
+    key: Key, n: ArrayLike, p: ArrayLike, shape: Shape | None = None, dtype: DTypeLike | None = None
+) -> Array:
     r"""Negative binomial counts (as floats): failures before the ``n``-th success. Discrete.
 
     As `scipy.stats.nbinom`: success probability ``p`` in (0, 1], ``n`` > 0 (real: the
@@ -296,7 +380,9 @@ def negative_binomial(key, n, p, shape=None, dtype=None):
     return draw(NEGATIVE_BINOMIAL, "negative_binomial", key, {"n": n, "p": p}, shape, dtype)
 
 
-def geometric(key, p, shape=None, dtype=None):
+def geometric(
+    key: Key, p: ArrayLike, shape: Shape | None = None, dtype: DTypeLike | None = None
+) -> Array:
     r"""Geometric draws (as floats): the number of trials up to the first success, 1, 2, …
 
     Discrete. $\log p(x) = (x - 1)\log(1 - p) + \log p$. ``p`` must lie in (0, 1].
@@ -304,7 +390,13 @@ def geometric(key, p, shape=None, dtype=None):
     return draw(GEOMETRIC, "geometric", key, {"p": p}, shape, dtype)
 
 
-def multinomial(key, n, probs, shape=None, dtype=None):
+def multinomial(
+    key: Key,
+    n: ArrayLike,
+    probs: ArrayLike,
+    shape: Shape | None = None,
+    dtype: DTypeLike | None = None,
+) -> Array:
     r"""Multinomial count vectors (as floats): ``n`` draws over the categories of ``probs``.
 
     ``probs``: non-negative weights on the last axis, normalised by their sum. The draws
@@ -315,7 +407,13 @@ def multinomial(key, n, probs, shape=None, dtype=None):
     return draw(MULTINOMIAL, "multinomial", key, {"n": n, "probs": probs}, shape, dtype)
 
 
-def randint(key, minval, maxval, shape=None, dtype=None):
+def randint(
+    key: Key,
+    minval: ArrayLike,
+    maxval: ArrayLike,
+    shape: Shape | None = None,
+    dtype: DTypeLike | None = None,
+) -> Array:
     r"""Uniform integers (as floats) in $\{\mathrm{minval}, …, \mathrm{maxval} - 1\}$.
 
     The bounds are whole numbers (``maxval > minval``) and, like binomial's ``n``, counts
@@ -327,7 +425,14 @@ def randint(key, minval, maxval, shape=None, dtype=None):
     return draw(RANDINT, "randint", key, {"minval": minval, "maxval": maxval}, shape, dtype)
 
 
-def choice(key, a, shape=None, replace=True, p=None, axis=0):
+def choice(
+    key: Key,
+    a: ArrayLike,
+    shape: Shape | None = None,
+    replace: bool = True,
+    p: ArrayLike | None = None,
+    axis: int = 0,
+) -> Array:
     r"""Elements of ``a`` drawn with replacement, uniformly or with probabilities ``p``.
 
     As `jax.random.choice`: ``a`` is an array (draws are slices along ``axis``) or an int

@@ -107,9 +107,9 @@ class Dual(Operand):
         shape = np.shape(out)
         tangent = np.zeros(dirs + shape)
         flops, terms = 0, 0
-        for i, arg in enumerate(args):
-            if isinstance(arg, Dual):
-                tangent = tangent + rule.partials[i](out, *values) * arg._lifted(len(shape))
+        for i, (arg, partial) in enumerate(zip(args, rule.partials, strict=True)):
+            if isinstance(arg, Dual) and partial is not None:  # None: not differentiated
+                tangent = tangent + partial(out, *values) * arg._lifted(len(shape))
                 flops += rule.cost[i] + (0 if rule.unit[i] else k)
                 terms += 1
         size = int(np.size(out))
@@ -122,9 +122,9 @@ class Dual(Operand):
         """`_apply` for float values and one direction: the same rules, without arrays."""
         out = float(rule.value(*values))
         tangent, flops = 0.0, -1
-        for i, arg in enumerate(args):
-            if isinstance(arg, Dual):
-                tangent += float(rule.partials[i](out, *values)) * arg.deriv
+        for i, (arg, partial) in enumerate(zip(args, rule.partials, strict=True)):
+            if isinstance(arg, Dual) and partial is not None:  # None: not differentiated
+                tangent += float(partial(out, *values)) * arg.deriv
                 flops += rule.cost[i] + (0 if rule.unit[i] else 1) + 1
         tally("primal", 1)
         tally("tangent", flops)

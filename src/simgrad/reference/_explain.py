@@ -8,6 +8,7 @@ symbolic column is the textbook's.
 import math
 from typing import Annotated, NamedTuple
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -26,8 +27,8 @@ _Y0 = Annotated[float, typer.Option("--y0", help="The initial value y0.")]
 _H = Annotated[float, typer.Option("--h", help="The step size h.")]
 
 
-def fmt(x: float) -> str:
-    """A number as printed: 10 significant digits, no negative zero."""
+def fmt(x: float | np.ndarray) -> str:
+    """A number (a float or a 0-d array) as printed: 10 significant digits, no negative zero."""
     return f"{x + 0.0:.10g}"
 
 

@@ -147,10 +147,10 @@ class Tape:
         values = [a.value if isinstance(a, Var) else a for a in args]
         out = clean(rule.value(*values))
         inputs, partials, unit, flops = [], [], [], 0
-        for i, arg in enumerate(args):
-            if isinstance(arg, Var):
+        for i, (arg, partial) in enumerate(zip(args, rule.partials, strict=True)):
+            if isinstance(arg, Var) and partial is not None:  # None: not differentiated
                 inputs.append(arg.index)
-                partials.append(clean(rule.partials[i](out, *values)))
+                partials.append(clean(partial(out, *values)))
                 unit.append(rule.unit[i])
                 flops += rule.cost[i]
         var = self._new_var(out, f"v{len(self.entries) + 1}")
@@ -235,6 +235,6 @@ def grad(f: Callable[..., Any]) -> Callable[..., tuple[Any, ...]]:
         out = f(*xs)
         if not isinstance(out, Operand) and np.ndim(as_real(out, "f's output")) == 0:
             return tuple(clean(np.zeros(np.shape(x.value))) for x in xs)
-        return tuple(tape.gradient(out))
+        return tuple(tape.gradient(tape._check(out, "Tape.backward's output")))
 
     return grad_f

@@ -10,6 +10,7 @@ import numpy as np
 from .._src.program import Interpretation, depends_on, descend, evaluate, trace
 from .._src.program._jax_compat import CALL_PRIMITIVES, Var
 from .._src.program.rules import RULES
+from .._src.validate import check_callable
 from .._types import Key, Simulator, Theta
 
 
@@ -112,8 +113,7 @@ def smooth(sim: Simulator, tau: float) -> Simulator:
         >>> round(float(jax.grad(soft)(1.0, jax.random.key(0))), 3)   # σ'(0) / τ
         2.5
     """
-    if not callable(sim):
-        raise TypeError(f"sim must be a function sim(theta, key), got {type(sim)}.")
+    check_callable(sim)
     t = np.asarray(tau)
     if t.ndim != 0 or not np.issubdtype(t.dtype, np.number) or not 0 < float(t) < np.inf:
         raise ValueError(f"tau={tau!r}: must be a positive finite number (the temperature).")

@@ -8,13 +8,14 @@ import jax
 import numpy as np
 
 from .._estimate import gradient
-from .._result import Estimate
+from .._result import AbstractResult, Estimate
+from .._src.plots import finish, panels
 from .._types import Key, Simulator, Theta
 from ..estimators import AbstractEstimator, Pathwise, ScoreFunction
 from ._smooth import smooth
 
 
-class SweepResult(eqx.Module):
+class SweepResult(AbstractResult):
     """`smooth_sweep`'s report: per temperature, the smoothed gradient and its bias.
 
     Attributes:
@@ -38,11 +39,44 @@ class SweepResult(eqx.Module):
     rmse: Theta
     best: int = eqx.field(static=True)
 
-    def plot(self, path=None, *, title: str = ""):
-        """Bias and standard error against tau (log–log), one panel per scalar of θ."""
-        from .._src.plots import figure
+    def summary(self) -> str:
+        against = "exact" if self.reference is None else f"{self.reference.method} (unbiased)"
+        lines = [
+            f"SweepResult({len(self.taus)} tau, {self.estimates[0].method}, bias "
+            f"against {against}; best tau {self.taus[self.best]:g}, the smallest RMSE)"
+        ]
+        columns = zip(
+            *(_components(t) for t in (self.grad, self.grad_stderr, self.bias, self.bias_stderr)),
+            _components(self.rmse),
+            strict=True,
+        )
+        columns = list(columns)
+        for (name, g), (_, gs), (_, b), (_, bs), (_, r) in columns[:6]:
+            lines.append(f"  grad{name}:")
+            for i, tau in enumerate(self.taus):
+                mark = "  ← best" if i == self.best else ""
+                grad, bias = f"{g[i]:.6g} ± {gs[i]:.2g}", f"{b[i]:.3g} ± {bs[i]:.2g}"
+                lines.append(f"    tau {tau:<8g} {grad:<22} bias {bias:<18} rmse {r[i]:.2g}{mark}")
+        if len(columns) > 6:
+            lines.append(f"  … {len(columns) - 6} more entries of θ")
+        return "\n".join(lines)
 
+    def plot(self, ax=None, *, path=None, title: str = ""):
+        """Bias and standard error against tau (log–log), one panel per leaf of θ (its
+        first entry), the best tau marked.
+
+        Arguments:
+            ax: the matplotlib ``Axes`` to draw into, one per leaf of θ (an Axes, or a
+                sequence of them); None draws on a new figure.
+            path: save the figure there (a new figure is then matplotlib's bare ``Figure``,
+                outside pyplot).
+            title: the figure's title.
+
+        Returns:
+            The ``Axes`` (θ with one leaf), else the list of them.
+        """
         names = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(self.grad)]
+        axes = panels(ax, path, len(names), figsize=(4.2 * len(names), 3.4))
         leaves = zip(
             jax.tree.leaves(self.bias),
             jax.tree.leaves(self.bias_stderr),
@@ -50,34 +84,31 @@ class SweepResult(eqx.Module):
             jax.tree.leaves(self.rmse),
             strict=True,
         )
-        fig = figure(path is not None, figsize=(4.2 * len(names), 3.4))
-        axes = fig.subplots(1, len(names), squeeze=False)
-        for ax, name, (b, bs, s, r) in zip(axes[0], names, leaves, strict=True):
-            b, bs = np.abs(np.asarray(b)).reshape(len(self.taus), -1)[:, 0], np.asarray(bs)
-            ax.errorbar(
-                self.taus,
-                b,
-                yerr=bs.reshape(len(self.taus), -1)[:, 0],
-                fmt="o-",
-                label="|bias| ± s.e.",
-                capsize=2,
-            )
-            ax.plot(
-                self.taus,
-                np.asarray(s).reshape(len(self.taus), -1)[:, 0],
-                "s--",
-                label="standard error",
-            )
-            ax.plot(self.taus, np.asarray(r).reshape(len(self.taus), -1)[:, 0], "k:", label="RMSE")
-            ax.axvline(self.taus[self.best], color="grey", lw=0.8)
-            ax.set(xscale="log", yscale="log", xlabel="tau", title=f"grad{name}")
-        axes[0][0].legend(fontsize=8)
+        first = lambda a: np.asarray(a).reshape(len(self.taus), -1)[:, 0]  # noqa: E731
+        for panel, name, (b, bs, s, r) in zip(axes, names, leaves, strict=True):
+            panel.errorbar(self.taus, np.abs(first(b)), yerr=first(bs), fmt="o-",
+                           label="|bias| ± s.e.", capsize=2)  # fmt: skip
+            panel.plot(self.taus, first(s), "s--", label="standard error")
+            panel.plot(self.taus, first(r), "k:", label="RMSE")
+            panel.axvline(self.taus[self.best], color="grey", lw=0.8)
+            panel.set(xscale="log", yscale="log", xlabel="tau", title=f"grad{name}")
+        axes[0].legend(fontsize=8)
         if title:
-            fig.suptitle(title)
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=90)
-        return fig
+            axes[0].figure.suptitle(title)
+        return finish(axes, path, laid_out=ax is None)
+
+
+def _components(tree) -> list[tuple[str, np.ndarray]]:
+    """Each scalar of θ in a tree whose leaves have a leading axis (one entry per tau):
+    ``(name, values per tau)``, the name a key path (``['S0']``, ``['x'][1]``)."""
+    out = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        leaf = np.asarray(leaf, dtype=float)
+        flat = leaf.reshape(leaf.shape[0], -1)
+        for j, index in enumerate(np.ndindex(leaf.shape[1:])):
+            name = jax.tree_util.keystr(path) + "".join(f"[{i}]" for i in index)
+            out.append((name, flat[:, j]))
+    return out
 
 
 def smooth_sweep(

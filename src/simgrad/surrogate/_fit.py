@@ -2,7 +2,6 @@
 
 import math
 import os
-import time
 
 import equinox as eqx
 import jax
@@ -10,12 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .._result import AbstractResult
 from .._src import runs
 from .._src.validate import check_key as _check_key
+from .._src.validate import check_size
 from .._types import Array, Key
 
 
-class Surrogate(eqx.Module):
+class Surrogate(AbstractResult):
     """A fitted MLP standing in for a component ``x -> y``; differentiable in ``x``.
 
     Inputs are standardised and outputs de-standardised with the training data's mean and
@@ -30,6 +31,13 @@ class Surrogate(eqx.Module):
     y_mean: Array
     y_std: Array
     config: dict = eqx.field(static=True)
+
+    def summary(self) -> str:
+        c = self.config
+        return (
+            f"Surrogate(MLP {c['in_size']} → {c['out_size']}, width {c['width']}, "
+            f"depth {c['depth']}, {c['dtype']})"
+        )
 
     def __call__(self, x):
         x = jnp.asarray(x, self.x_mean.dtype)
@@ -100,18 +108,88 @@ def fit(
 
     Returns a `Surrogate`; measure its error with `assess`, save it with `save`.
     """
+    counts = (
+        ("width", width, 1), ("depth", depth, 0), ("steps", steps, 1),
+        ("batch_size", batch_size, 1), ("checkpoint_every", checkpoint_every, 1),
+    )  # fmt: skip
+    xs, ys = _check_arguments(xs, ys, counts, learning_rate)
+    n = xs.shape[0]
+    _check_key(key)
+    checkpoint = runs.check_checkpoint(checkpoint, resume, "fit.eqx")
+    k_init, k_batch = jax.random.split(key)
+    model = _initial(xs, ys, width, depth, k_init)
+    schedule = optax.cosine_decay_schedule(learning_rate, steps)
+    optimizer = optax.adam(schedule)
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes int step counts and floats
+        opt_state = optimizer.init(eqx.filter(model.mlp, eqx.is_inexact_array))
+    state, done = (model, opt_state), 0
+    if checkpoint is not None:
+        fingerprint = {
+            "config": model.config,
+            "steps": steps,
+            "batch_size": batch_size,
+            "learning_rate": float(learning_rate),
+            "key": runs.key_fingerprint(key),
+            "data": runs.array_hash(xs, ys),
+        }
+        checkpoint = runs.Checkpoint(
+            checkpoint,
+            "surrogate checkpoint",
+            fingerprint,
+            checkpoint_every,
+            "Resume with the same data, key, network, steps, learning_rate and "
+            "batch_size, or delete the file to start afresh.",
+        )
+        if resume and checkpoint.path.exists():
+            state, done = checkpoint.load(lambda _: state, steps)
+
+    @eqx.filter_jit
+    def train_step(state, i):
+        model, opt_state = state
+        idx = jax.random.randint(jax.random.fold_in(k_batch, i), (min(batch_size, n),), 0, n)
+        x, y = xs[idx], ys[idx]
+
+        def loss(mlp):
+            pred = jax.vmap(eqx.tree_at(lambda m: m.mlp, model, mlp))(x)
+            return jnp.mean(((pred - y) / model.y_std) ** 2)
+
+        value, grads = eqx.filter_value_and_grad(loss)(model.mlp)
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimizer.update(grads, opt_state)
+        mlp = eqx.apply_updates(model.mlp, updates)
+        return (eqx.tree_at(lambda m: m.mlp, model, mlp), opt_state), value
+
+    def check(loss):
+        if not bool(jnp.isfinite(loss)):
+            raise FloatingPointError(
+                f"the fit diverged: the training loss is {float(loss)} after {steps} steps. "
+                "Lower learning_rate."
+            )
+
+    (model, _), _ = runs.run(
+        lambda state, done, n: train_step(state, jnp.asarray(done)),  # n = chunk = 1
+        state,
+        steps=steps,
+        progress=runs.Progress("fitting surrogate", "loss", lambda x: f"{float(x):.3g}", progress),
+        done=done,
+        callback=callback,
+        checkpoint=checkpoint,
+        check=check,
+    )
+    return model
+
+
+def _check_arguments(xs, ys, counts, learning_rate):
+    """``xs`` and ``ys`` as floating arrays of one dtype, refused unless they pair up and
+    are finite; ``counts`` are ``(name, value, minimum)`` for the int arguments."""
     xs, ys = jnp.asarray(xs), jnp.asarray(ys)
     if not jnp.issubdtype(xs.dtype, jnp.floating) or not jnp.issubdtype(ys.dtype, jnp.floating):
         raise TypeError("xs and ys must be floating arrays (cast integer counts with .astype).")
     if xs.ndim not in (1, 2) or ys.ndim not in (1, 2) or xs.shape[0] != ys.shape[0]:
         raise ValueError(f"xs {xs.shape} and ys {ys.shape} must be (n,) or (n, d) with the same n.")
     n = xs.shape[0]
-    for name, value, minimum in (
-        ("width", width, 1), ("depth", depth, 0), ("steps", steps, 1),
-        ("batch_size", batch_size, 1), ("checkpoint_every", checkpoint_every, 1),
-    ):  # fmt: skip
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ValueError(f"{name}={value!r}: must be an int ≥ {minimum}.")
+    for name, value, minimum in counts:
+        check_size(name, value, minimum)
     if n < 2:
         raise ValueError(f"need at least 2 samples to fit, got {n}.")
     for name, data in (("xs", xs), ("ys", ys)):
@@ -128,103 +206,24 @@ def fit(
         or not (math.isfinite(learning_rate) and learning_rate > 0)
     ):
         raise ValueError(f"learning_rate={learning_rate!r}: must be a positive finite number.")
-    _check_key(key)
-    if resume and checkpoint is None:
-        raise ValueError("resume=True needs checkpoint=PATH: the file to resume from.")
-    if checkpoint is not None:
-        checkpoint = runs.check_output_path(checkpoint, "checkpoint", "fit.eqx")
-        if checkpoint.exists() and not resume:
-            raise FileExistsError(
-                f"checkpoint {checkpoint} exists: pass resume=True to continue that run, "
-                "or delete the file to start afresh."
-            )
     dtype = jnp.result_type(xs.dtype, ys.dtype)
-    xs, ys = xs.astype(dtype), ys.astype(dtype)
+    return xs.astype(dtype), ys.astype(dtype)
+
+
+def _initial(xs, ys, width: int, depth: int, key: Key) -> Surrogate:
+    """The untrained network ``x -> y``, standardised by the data's mean and spread."""
     config = {
         "in_size": "scalar" if xs.ndim == 1 else int(xs.shape[1]),
         "out_size": "scalar" if ys.ndim == 1 else int(ys.shape[1]),
         "width": int(width),
         "depth": int(depth),
-        "dtype": str(jnp.dtype(dtype)),
+        "dtype": str(xs.dtype),
     }
-    k_init, k_batch = jax.random.split(key)
-    model = _build(config, k_init)
-    model = eqx.tree_at(
+    return eqx.tree_at(
         lambda m: (m.x_mean, m.x_std, m.y_mean, m.y_std),
-        model,
+        _build(config, key),
         (xs.mean(0), xs.std(0) + 1e-12, ys.mean(0), ys.std(0) + 1e-12),
     )
-    schedule = optax.cosine_decay_schedule(learning_rate, steps)
-    optimizer = optax.adam(schedule)
-    with jax.numpy_dtype_promotion("standard"):  # optax mixes int step counts and floats
-        opt_state = optimizer.init(eqx.filter(model.mlp, eqx.is_inexact_array))
-    step = 0
-    if checkpoint is not None:
-        fingerprint = {
-            "config": config,
-            "steps": steps,
-            "batch_size": batch_size,
-            "learning_rate": float(learning_rate),
-            "key": runs.key_fingerprint(key),
-            "data": runs.array_hash(xs, ys),
-        }
-        if resume and checkpoint.exists():
-            (model, opt_state), step = runs.load_checkpoint(
-                checkpoint,
-                "surrogate checkpoint",
-                fingerprint,
-                lambda _: (model, opt_state),
-                "Resume with the same data, key, network, steps, learning_rate and "
-                "batch_size, or delete the file to start afresh.",
-            )
-
-    @eqx.filter_jit
-    def train_step(model, opt_state, i):
-        idx = jax.random.randint(jax.random.fold_in(k_batch, i), (min(batch_size, n),), 0, n)
-        x, y = xs[idx], ys[idx]
-
-        def loss(mlp):
-            pred = jax.vmap(eqx.tree_at(lambda m: m.mlp, model, mlp))(x)
-            return jnp.mean(((pred - y) / model.y_std) ** 2)
-
-        value, grads = eqx.filter_value_and_grad(loss)(model.mlp)
-        with jax.numpy_dtype_promotion("standard"):
-            updates, opt_state = optimizer.update(grads, opt_state)
-        mlp = eqx.apply_updates(model.mlp, updates)
-        return eqx.tree_at(lambda m: m.mlp, model, mlp), opt_state, value
-
-    def save(done):
-        runs.save_checkpoint(
-            checkpoint, "surrogate checkpoint", (model, opt_state), fingerprint, done
-        )
-
-    bar = runs.progress_bar("fitting surrogate", "loss", progress, steps, step)
-    done, loss = step, None
-    try:
-        with bar:
-            shown = time.monotonic()
-            for i in range(step, steps):
-                model, opt_state, loss = train_step(model, opt_state, jnp.asarray(i))
-                done = i + 1
-                if callback is not None:
-                    callback(i, loss)
-                if bar.tasks and (time.monotonic() - shown > 0.1 or i == steps - 1):
-                    bar.update(bar.tasks[0].id, completed=i + 1, loss=f"{float(loss):.3g}")
-                    shown = time.monotonic()
-                if checkpoint is not None and (i + 1) % checkpoint_every == 0:
-                    save(i + 1)
-    except KeyboardInterrupt:
-        if checkpoint is not None:
-            save(done)
-        raise
-    if loss is not None and not bool(jnp.isfinite(loss)):
-        raise FloatingPointError(
-            f"the fit diverged: the training loss is {float(loss)} after {done} steps. "
-            "Lower learning_rate."
-        )
-    if checkpoint is not None:
-        save(steps)
-    return model
 
 
 def save(path: str | os.PathLike, surrogate: Surrogate) -> None:

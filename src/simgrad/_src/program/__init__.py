@@ -44,6 +44,7 @@ from .logprob import LogProb as LogProb
 from .sites import SITE_PREFIX as SITE_PREFIX
 from .sites import Distribution as Distribution
 from .sites import DrawSite as DrawSite
+from .sites import draw_distribution as draw_distribution
 from .sites import register as register
 from .sites import site_distribution as site_distribution
 from .taint import depends_on as depends_on

@@ -14,6 +14,7 @@ import contextvars
 import dataclasses
 import functools
 import operator
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -144,6 +145,10 @@ class Interpretation(abc.ABC):
         return list(outs), state
 
 
+@typing.overload
+def trace(fn: Callable, *args, return_shape: typing.Literal[False] = False) -> ClosedJaxpr: ...
+@typing.overload
+def trace(fn: Callable, *args, return_shape: typing.Literal[True]) -> tuple[ClosedJaxpr, Any]: ...
 def trace(fn: Callable, *args, return_shape: bool = False):
     """Trace ``fn(*args)`` to a closed jaxpr whose inputs are ``args``' leaves, in order;
     with ``return_shape``, ``(jaxpr, outputs)`` where ``outputs`` is the output structure of
@@ -474,8 +479,10 @@ def descend(
 
 def _descend(eqn, invals, interpretation, state, live, out_live, sliced=None):
     subs = _sub_jaxprs(eqn)
-    visit = bool(sliced) or _inlines(eqn, interpretation) or any(
-        _needs_visit(s.jaxpr, interpretation) for s in subs
+    visit = (
+        bool(sliced)
+        or _inlines(eqn, interpretation)
+        or any(_needs_visit(s.jaxpr, interpretation) for s in subs)
     )
     if not visit:
         return bind(eqn, invals), state
@@ -529,14 +536,14 @@ def _while(eqn, invals, interpretation, state):
         # Wanted equations in the condition are applied, but the condition cannot return a
         # state: whatever they would add to it is dropped (an interpretation that must
         # record something there should record it in the body too).
-        def cond(consts, carry, s):
+        def cond(consts, carry, s) -> jax.Array:
             with _within(path):
                 (keep_going,), _ = _eval_closed(cond_closed, [*consts, *carry], interpretation, s)
             return keep_going
     else:
         cond_fun = jaxpr_as_fun(cond_closed)
 
-        def cond(consts, carry, s):
+        def cond(consts, carry, s) -> jax.Array:
             (keep_going,) = cond_fun(*consts, *carry)
             return keep_going
 
@@ -668,7 +675,12 @@ class _Live:
 
     def everything(self, n: int) -> "_Live":
         """A loop body's: any output that matters makes every output matter."""
-        return _Live([any(self.value)] * n, [any(self.tangent)] * n)
+        return _Live([_any(self.value)] * n, [_any(self.tangent)] * n)
+
+
+def _any(live: list | None) -> bool:
+    """Does any output matter (None: all do)?"""
+    return live is None or any(live)
 
 
 def _is_float_var(v) -> bool:
@@ -741,7 +753,7 @@ def _flow_eqn(eqn, ins, transfer, context, out_live: _Live, flows, outer):
         while True:
             trial = []
             (stop,) = _flow(p["cond_jaxpr"].jaxpr, [*cond_consts, *carry], transfer, context,
-                            _Live([any(out_live.value)], [False]), trial, outer)  # fmt: skip
+                            _Live([_any(out_live.value)], [False]), trial, outer)  # fmt: skip
             body = _flow(p["body_jaxpr"].jaxpr, [*body_consts, *carry], transfer,
                          context, everything, trial, outer)  # fmt: skip
             # A flagged trip count flags every output: how often the body ran depends on it.

@@ -203,6 +203,14 @@ def site_distribution(eqn: JaxprEqn) -> Distribution | None:
     return distribution if len(eqn.outvars) == 1 else None
 
 
+def draw_distribution(eqn: JaxprEqn) -> Distribution:
+    """The distribution of an equation known to be a draw (one that `draw_sites` found)."""
+    distribution = site_distribution(eqn)
+    if distribution is None:
+        raise ValueError(f"not a simgrad.random draw: {eqn.primitive}")
+    return distribution
+
+
 @dataclasses.dataclass(frozen=True)
 class DrawSite:
     """One draw met during evaluation: its distribution and the values of its inputs.

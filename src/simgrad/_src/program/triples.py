@@ -180,7 +180,7 @@ class Triples(Interpretation):
             outs = [materialise(lift(o, s), s) for o in outs]
             results.append((outs, s._replace(enabled=state.enabled)))
         pick = lambda i, tree: jax.tree.map(  # noqa: E731
-            lambda *xs: lax.select_n(i, *xs) if len(xs) > 1 else xs[0], *tree
+            lambda *xs: xs[0] if len(xs) == 1 else lax.select_n(i, *xs), *tree
         )
         new_state = pick(i_main, [s for _, s in results])
         changed = new_state.tag != state.tag
@@ -213,7 +213,7 @@ class Triples(Interpretation):
 
         def step(c, x):
             s_in, escaped, carry = c
-            x = [Triple(*sl, tag) for sl, tag in zip(x, xs_tags, strict=True)]
+            x = [Triple(p, t, a, tag) for (p, t, a), tag in zip(x, xs_tags, strict=True)]
             carry_out, ys, s = body(consts, carry, x, s_in)
             outs = [lift(o, s) for o in [*carry_out, *ys]]
             if not grown:
@@ -312,7 +312,7 @@ def _uniform(seed, counter):
     each. float64 when enabled (53 bits of the block), else float32 (24 bits).
     """
     hi, lo = threefry_2x32(seed, jnp.stack([counter.astype(jnp.uint32), jnp.uint32(0)]))
-    if jax.config.jax_enable_x64:
+    if jax.config.jax_enable_x64:  # pyright: ignore[reportAttributeAccessIssue]  # set at run time
         return (hi.astype(jnp.float64) * 2.0**21 + (lo >> 11).astype(jnp.float64)) * 2.0**-53
     return (hi >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
 

@@ -1,14 +1,20 @@
 """The applications contract: an optimisation problem with an independently known answer."""
 
 import abc
+from typing import TYPE_CHECKING
 
 import equinox as eqx
 import optax
 
 from ..._optimize import OptimizeResult, optimize
 from ..._src.names import named_components
-from ..._types import Key, Theta
+from ..._types import Key, Scalar, Theta
 from ...estimators import AbstractEstimator
+
+if TYPE_CHECKING:  # pyright takes only a local alias of ClassVar for one (pyright#4965)
+    from typing import ClassVar as AbstractClassVar
+else:
+    from equinox import AbstractClassVar
 
 
 class AbstractApplication(eqx.Module):
@@ -20,15 +26,15 @@ class AbstractApplication(eqx.Module):
     problem; `judge` says how close the result came, in the objective's own terms.
     """
 
-    name: eqx.AbstractClassVar[str]
-    summary: eqx.AbstractClassVar[str]
-    maximize: eqx.AbstractClassVar[bool]
-    steps: eqx.AbstractClassVar[int]
-    n_samples: eqx.AbstractClassVar[int]
-    tolerance: eqx.AbstractClassVar[float]  # relative objective gap counted as reached
+    name: AbstractClassVar[str]
+    summary: AbstractClassVar[str]
+    maximize: AbstractClassVar[bool]
+    steps: AbstractClassVar[int]
+    n_samples: AbstractClassVar[int]
+    tolerance: AbstractClassVar[float]  # relative objective gap counted as reached
 
     @abc.abstractmethod
-    def simulator(self, theta: Theta, key: Key):
+    def simulator(self, theta: Theta, key: Key) -> Scalar:
         """One replicate of the objective."""
 
     @abc.abstractmethod
@@ -48,7 +54,7 @@ class AbstractApplication(eqx.Module):
         """The known best parameters."""
 
     @abc.abstractmethod
-    def exact_objective(self, theta: Theta) -> float:
+    def exact_objective(self, theta: Theta) -> float | Scalar:
         """``E[simulator(theta, key)]``, computed without Monte Carlo."""
 
     def run(self, key: Key, **kwargs) -> OptimizeResult:

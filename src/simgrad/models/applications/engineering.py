@@ -85,7 +85,7 @@ class TunedMassDamper(AbstractApplication):
             max_steps=n_steps + 1,
             adjoint=diffrax.ForwardMode(),
         )
-        return jnp.mean(solution.ys[:, 0] ** 2)
+        return jnp.mean(solution.ys[:, 0] ** 2)  # pyright: ignore[reportOptionalSubscript]  # saved: SaveAt(ts=)
 
     def theta0(self):
         return {"f": 0.8, "zeta": 0.03}
@@ -122,4 +122,4 @@ def _lyapunov_objective(tmd: TunedMassDamper, theta):
         stepsize_controller=diffrax.PIDController(rtol=1e-9, atol=1e-11),
         max_steps=100_000,
     )
-    return jnp.mean(solution.ys[:, 0, 0])
+    return jnp.mean(solution.ys[:, 0, 0])  # pyright: ignore[reportOptionalSubscript]  # saved: SaveAt(ts=)
