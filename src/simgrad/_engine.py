@@ -73,6 +73,8 @@ def estimate(
     n_theta = len(jax.tree.leaves(theta))
     chooser, (method, notes) = method, method.choose(f, x, key)
     name = repr(method) if method is chooser else f"{chooser!r} → {method!r}"
+    if method is not chooser:  # the chosen estimator's own notes (its changes of variables)
+        notes = (*notes, *method.choose(f, x, key)[1])
     if program is None and (method.sees_draws or method.perturbs_theta):  # chosen: Auto's
         program = trace(sim, theta, key)
     if method.sees_draws:

@@ -267,7 +267,7 @@ def fd_hazards(sim: Callable, theta, key=None) -> list[str]:
     Examples:
         >>> import jax
         >>> fd_hazards(lambda t, k: jax.random.gamma(k, t), 2.0)[0].split(" at ")[0]
-        'gamma'
+        'jax.random.gamma'
     """
     theta, _, program = _validated(sim, theta, key, scalar=False)
     return scan(program, len(jax.tree.leaves(theta))).fd_hazards

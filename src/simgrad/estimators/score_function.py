@@ -13,15 +13,18 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
+from .._check._scan import scan
 from .._src.program import (
     Distribution,
     LogProb,
+    changes_of_variables,
     draw_distribution,
     draw_sites,
     evaluate,
     output_depends_on,
     trace,
 )
+from .._src.program.rules import COMPARISONS, emitted_by
 from ..relax._smooth import relaxed
 from .base import AbstractEstimator, Samples, all_finite
 
@@ -94,18 +97,33 @@ class AbstractScoreEstimator(AbstractEstimator):
             return passes * (1 + 2 * len(self._taus()))
         return passes
 
+    def _scored(self, program, x, key):
+        """``run(x, key) -> (y, (log_prob, support))``: the program under `LogProb`,
+        changing variables (`Pushforward`) only where θ would otherwise reach a jump after
+        continuous randomness that no score accounts for (elsewhere the path's derivative
+        through ``X = g(θ, Z)`` is unbiased, and lower in variance); and that jump, if one
+        is left even so."""
+        dtype = program.out_avals[0].dtype
+        for change in (False, True):
+            interpretation = LogProb(self.scores, dtype, self.rao_blackwell, change)
+
+            def run(x, key, interpretation=interpretation):
+                (y,), state = evaluate(
+                    program, [x, key], interpretation, interpretation.initial_state()
+                )
+                return y, state
+
+            scored = trace(lambda x: run(x, key)[0], x)
+            left = [fi for fi in scan(scored, 1).findings if fi.kind in _JUMPS and fi.continuous]
+            if not left or not changes_of_variables(program):
+                break
+        return run, change, left
+
     def sample_batch(self, f, x, keys):
         program = trace(f, x, keys[0])
         dtype = program.out_avals[0].dtype
-        interpretation = LogProb(self.scores, dtype, self.rao_blackwell)
-
-        def run(x, key):
-            (y,), state = evaluate(
-                program, [x, key], interpretation, interpretation.initial_state()
-            )
-            return y, state
-
-        self._check_program(program, run, x, keys[0])
+        run, _, left = self._scored(program, x, keys[0])
+        self._check_program(program, run, x, keys[0], left)
         mode = self.mode
         if mode == "auto":  # reverse mode cannot differentiate through lax.while_loop
             in_while = any("while" in context for _, context in draw_sites(program))
@@ -185,9 +203,28 @@ class AbstractScoreEstimator(AbstractEstimator):
         m, n = per_tau.shape[:2]  # (m, N, T, 2, B)
         return per_tau.reshape(m * n, -1, len(keys))
 
-    def _check_program(self, program, run, theta, key) -> None:
-        """Trace-time errors (tier 1): what the score function cannot do for this program."""
+    def choose(self, f, x, key):
+        """Itself, with a note per change of variables it makes (`Pushforward`)."""
+        program = trace(f, x, key)
+        if not self._scored(program, x, key)[1]:
+            return self, ()
+        return self, tuple(_change_of_variables_notes(program, self.scores))
+
+    def _check_program(self, program, run, theta, key, left) -> None:
+        """Trace-time errors (tier 1): what the score function cannot do for this program;
+        ``left``: jumps that θ reaches with no score accounting for them (`_scored`)."""
         cls = type(self).__name__
+        if left:
+            raise ValueError(
+                f"{cls}: θ reaches a {left[0].kind} ({left[0].primitive} at {left[0].where}) "
+                "through the value of a random draw, not through a draw's distribution nor "
+                "through a strictly monotone map of one draw (a change of variables it could "
+                "score): the score function would miss that jump and be biased. Put θ in the "
+                "draw's distribution (sg.random.normal(key, loc, scale)), or write θ's effect "
+                "on the draw as an elementwise monotone map used once before the jump "
+                "(x = theta + z, not z * z or z used twice), or smooth the jump with "
+                "sg.smooth(sim, tau)."
+            )
         sites = draw_sites(program)
         if self.needs_draw_sites and not sites:
             raise ValueError(
@@ -238,11 +275,33 @@ class AbstractScoreEstimator(AbstractEstimator):
         return _ema_of_previous(y, self.ema_decay)
 
 
+def _change_of_variables_notes(program, scores) -> list[str]:
+    """One note per draw that the score function scores through a change of variables."""
+    notes = []
+    for draw, maps, outer in changes_of_variables(program):
+        distribution = draw_distribution(draw)
+        if not scores(distribution):
+            continue
+        _, frame = emitted_by(maps[-1], outer)
+        at = f" at {frame.file.rsplit('/', 1)[-1]}:{frame.line}" if frame is not None else ""
+        names = " → ".join(eqn.primitive.name for eqn in maps)
+        if maps[-1].primitive.name in COMPARISONS:
+            notes.append(
+                f"change of variables: the {distribution.name} draw, through {names}{at}, "
+                "is read as a Bernoulli draw of P(X < c) and scored so"
+            )
+        else:
+            notes.append(
+                f"change of variables: the {distribution.name} draw, through {names}{at}, "
+                "is scored as X = g(θ, Z) with density p(z)/|∂g/∂z| (generalized "
+                "likelihood ratio)"
+            )
+    return notes
+
+
 def _jumps(f, x, key, tau: float | None = None) -> list:
     """The checker's jumps after continuous randomness (`sg.check`'s static scan) in the
     flat program ``f``, or, given ``tau``, in its smoothed copy at that temperature."""
-    from .._check._scan import scan
-
     fn = f if tau is None else (lambda x, key: relaxed(f, x, key, tau, random_only=True))
     return [fi for fi in scan(trace(fn, x, key), 1).findings
             if fi.kind in _JUMPS and fi.continuous]  # fmt: skip
@@ -407,8 +466,9 @@ class ScoreFunction(AbstractScoreEstimator):
         self._check_options()
 
     def choose(self, f, x, key):
+        changes = super().choose(f, x, key)[1]
         if self.baseline != "smooth":
-            return self, ()
+            return self, changes
         taus = ", ".join(f"{t:g}" for t in self._taus())
         notes = [
             f"baseline='smooth': control variates from the smoothed program at tau = {taus} "
@@ -433,7 +493,7 @@ class ScoreFunction(AbstractScoreEstimator):
                     else " (there are none: this is baseline='cv' at more cost)"
                 )  # fmt: skip
             )
-        return self, tuple(notes)
+        return self, (*changes, *notes)
 
     def scores(self, distribution: Distribution) -> bool:
         return True

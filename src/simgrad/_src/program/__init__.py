@@ -30,6 +30,7 @@ internals are confined to `_jax_compat.py`.
 from .core import AtSites as AtSites
 from .core import Flow as Flow
 from .core import Interpretation as Interpretation
+from .core import changes_of_variables as changes_of_variables
 from .core import contains_draw as contains_draw
 from .core import current_site as current_site
 from .core import dataflow as dataflow

@@ -420,6 +420,37 @@ def pushforward_chains(jaxpr: Jaxpr, noise: tuple = ()) -> _Chains:
     return _Chains(frozenset(starts), steps, sliced)
 
 
+def changes_of_variables(closed: ClosedJaxpr) -> list[tuple[JaxprEqn, list[JaxprEqn], tuple]]:
+    """Every `Pushforward` chain the core follows in ``closed``, at any depth: ``(the draw's
+    equation, the maps' equations, the enclosing equations of the maps)`` — what an
+    estimate's notes report."""
+    found = []
+
+    def walk(jaxpr: Jaxpr, noise: dict, outer: tuple) -> None:
+        chains = pushforward_chains(
+            jaxpr, tuple((k, site_distribution(eqn)) for k, eqn in sorted(noise.items()))
+        )
+        maps: dict = {}
+        for j, (start, _, _) in sorted(chains.steps.items()):
+            maps.setdefault(start, []).append(jaxpr.eqns[j])
+        for start, eqns in maps.items():
+            draw = noise[start[1]] if isinstance(start, tuple) else jaxpr.eqns[start]
+            found.append((draw, eqns, outer))
+        for i, eqn in enumerate(jaxpr.eqns):
+            if site_distribution(eqn) is not None:
+                continue
+            inner_noise = {}
+            if i in chains.sliced:
+                n_consts, n_carry = scan_counts(eqn.params)
+                inner_noise = {n_consts + n_carry + k: jaxpr.eqns[d]
+                               for k, d in chains.sliced[i].items()}  # fmt: skip
+            for sub in _sub_jaxprs(eqn):
+                walk(sub.jaxpr, inner_noise, (*outer, eqn))
+
+    walk(closed.jaxpr, {}, ())
+    return found
+
+
 def _follow(eqns, uses, taken, var, distribution) -> list:
     """The chain from ``var``: ``[(equation index, position of the chain's value)]``."""
     chain = []
@@ -745,7 +776,9 @@ def _flow_eqn(eqn, ins, transfer, context, out_live: _Live, flows, outer):
             new = [a | b for a, b in zip(carry, outs[:n_k], strict=True)]
             if new == carry:
                 flows.extend(trial)
-                return [*carry, *outs[n_k:]], 0
+                # after at least one step the final carry is the body's output
+                final = outs[:n_k] if eqn.params["length"] > 0 else carry
+                return [*final, *outs[n_k:]], 0
             carry = new
     if name == "while":
         p = eqn.params

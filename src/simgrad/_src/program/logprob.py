@@ -34,11 +34,12 @@ class LogProb(Interpretation):
         dtype: the accumulator's dtype.
         rao_blackwell: skip draws that cannot reach the outputs (their score has mean zero
             given the rest and only adds variance).
+        change_variables: score draws through the maps that follow them (`Pushforward`);
+            else every draw is scored as drawn and the maps are differentiated pathwise.
     """
 
-    changes_variables = True
-
-    def __init__(self, scored, dtype, rao_blackwell: bool = True):
+    def __init__(self, scored, dtype, rao_blackwell: bool = True, change_variables=True):
+        self.changes_variables = change_variables
         self.scored = scored
         self.dtype = dtype
         self.rao_blackwell = rao_blackwell
@@ -80,6 +81,7 @@ class LogProb(Interpretation):
             below = jnp.where(rising, cdf, 1 - cdf)
             p = below if COMPARISONS[last.primitive.name] == (position == 0) else 1 - below
             change = jnp.log(jnp.where(x, p, 1 - p)) - log_p(z, *site.params)
+            (x,) = bind(last, [jax.lax.stop_gradient(v) for v in invals])  # scored: fixed
             return x, (total + jnp.sum(change).astype(self.dtype), support)
         # z(θ) = g⁻¹(θ, x) at fixed x, to first order: its value is the draw, its derivative
         # -∂θg/∂zg (all the score needs); then log q = log p(z(θ)) - log |∂z g(θ, z(θ))|.
@@ -97,7 +99,8 @@ def _moving_ends(pushed: Pushforward, z) -> list:
     (an infinite end that stays infinite, or an end that every operand leaves in place,
     does not move: ``exp(-inf)·S0 = 0``); the caller refuses a program where one depends
     on θ. Decided at trace time, by evaluating the maps at the end with two sets of
-    values for their traced operands."""
+    values for their traced operands (each operand its own value: ``w + z - a`` must not
+    cancel)."""
     bounds = pushed.site.distribution.bounds(*pushed.site.params)
     moving = []
     for end in bounds:
@@ -105,17 +108,17 @@ def _moving_ends(pushed: Pushforward, z) -> list:
             continue
         at_end = np.full(z.shape, end, z.dtype)
         with jax.ensure_compile_time_eval():
-            images = [_image(pushed, at_end, substitute) for substitute in (1.37, 2.9)]
+            images = [_image(pushed, at_end, np.random.default_rng(seed)) for seed in (1, 2)]
         if not (np.array_equal(*images) and not np.isnan(images[0]).any()):
             moving.append(pushed.apply(at_end))
     return moving
 
 
-def _image(pushed: Pushforward, end, substitute: float):
-    """``g(end)`` with every traced operand of the maps replaced by ``substitute``."""
+def _image(pushed: Pushforward, end, rng: np.random.Generator):
+    """``g(end)`` with every traced operand of the maps replaced by a value of ``rng``."""
     for eqn, invals, position in pushed.steps:
         values = [
-            np.full(v.shape, substitute, v.dtype)
+            np.full(v.shape, rng.uniform(0.5, 3.0), v.dtype)
             if isinstance(v, jax.core.Tracer) else v
             for v in invals
         ]  # fmt: skip
