@@ -63,7 +63,8 @@ _EXPORTS: dict[str, str] = {
     "smooth_sweep": "simgrad.relax._sweep",
 }
 
-__all__ = sorted([*_SUBPACKAGES, *_EXPORTS])
+# Computed, which pyright cannot read: it takes the names from the `X as X` imports below.
+__all__ = sorted([*_SUBPACKAGES, *_EXPORTS])  # pyright: ignore[reportUnsupportedDunderAll]
 
 if TYPE_CHECKING:  # the same names, eagerly, for type checkers, IDEs and the API reference
     from . import adjoint as adjoint

@@ -10,7 +10,7 @@ import jax
 from ._estimate import gradient
 from ._result import Estimate
 from ._src.names import named_components
-from ._src.program import draw_sites, site_distribution, trace
+from ._src.program import draw_distribution, draw_sites, trace
 from .estimators import ESTIMATORS, AbstractEstimator, Auto
 from .models import GALLERY, AbstractModel
 
@@ -74,7 +74,7 @@ def applicable_estimators(model: AbstractModel) -> dict[str, AbstractEstimator]:
     sites = draw_sites(trace(model, model.default_theta(), jax.random.key(0)))
     has_sites = bool(sites)
     # Without a discrete draw, stochastic triples are forward-mode AD: the same row again.
-    has_discrete = any(site_distribution(eqn).discrete for eqn, _ in sites)
+    has_discrete = any(draw_distribution(eqn).discrete for eqn, _ in sites)
     return {
         name: est
         for name, est in ESTIMATORS.items()

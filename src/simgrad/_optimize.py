@@ -129,12 +129,12 @@ class _Row(eqx.Module):
     """One step's record; `OptimizeHistory` without ``grad_std``, kept for callbacks."""
 
     theta: Theta
-    value: Array
-    value_stderr: Array
+    value: Array | jax.ShapeDtypeStruct  # shape structs in the template of `_row_like`
+    value_stderr: Array | jax.ShapeDtypeStruct
     grad: Theta
     grad_std: Theta
     grad_stderr: Theta
-    projected: Array
+    projected: Array | jax.ShapeDtypeStruct
 
 
 class _Stable:
@@ -175,7 +175,7 @@ def optimize(
     progress: bool = True,
     callback: Callable[[int, Estimate], None] | None = None,
     executor=None,
-    devices: int | Sequence[jax.Device] | None = None,
+    devices: int | Sequence[jax.Device] | None = None,  # pyright: ignore[reportInvalidTypeForm]  # jaxlib has no stubs
 ) -> OptimizeResult:
     r"""Minimise (or maximise) $\mathbb{E}_{key}[\mathrm{sim}(\theta, key)]$ by gradient steps.
 
@@ -256,7 +256,7 @@ def optimize(
             "pass a finite learning rate and finite hyperparameters."
         )
     lower, upper = _check_bounds(bounds, theta0)
-    checkpoint = runs.check_checkpoint(checkpoint, resume)
+    path = runs.check_checkpoint(checkpoint, resume)
 
     typed_key = _is_typed_key(key)
     zero = jnp.zeros((), jnp.int32)
@@ -264,6 +264,7 @@ def optimize(
         zero, theta0, _init(stable, theta0), jax.random.key_data(key) if typed_key else key, zero
     )
     n_params = sum(x.size for x in jax.tree.leaves(theta0))
+    chunk = max(1, min(64, (1 << 21) // max(1, n_params)))  # steps per call, at most
     statics = dict(
         sim=sim,
         method=method,
@@ -273,16 +274,15 @@ def optimize(
         mesh=mesh,
         maximize=bool(maximize),
         typed_key=typed_key,
-        chunk=max(1, min(64, (1 << 21) // max(1, n_params))),  # steps per call, at most
+        chunk=chunk,
     )
     rows = []  # the history so far, on the host: one `_Row` stack per compiled call
-    if checkpoint is not None:
-        checkpoint = _checkpoint(
-            checkpoint, checkpoint_every, statics, optimizer, theta0, key, lower, upper
-        )
-        if resume and checkpoint.path.exists():
+    saving = None
+    if path is not None:
+        saving = _checkpoint(path, checkpoint_every, statics, optimizer, theta0, key, lower, upper)
+        if resume and saving.path.exists():
             row = _row_like(theta0, key, sim, method, n_samples, batch_size, mesh)[0]
-            (carry, saved), _ = checkpoint.load(lambda step: (carry, _stack(row, step)), steps)
+            (carry, saved), _ = saving.load(lambda step: (carry, _stack(row, step)), steps)
             rows.append(jax.device_get(saved))
     carry, lower, upper = replicate((carry, lower, upper), mesh)
     (carry, rows), _ = runs.run(
@@ -291,9 +291,9 @@ def optimize(
         steps=steps,
         progress=runs.Progress("optimising", "objective", _objective, progress),
         done=int(carry.step),
-        chunk=statics["chunk"],
+        chunk=chunk,
         callback=callback,
-        checkpoint=checkpoint,
+        checkpoint=saving,
         saved=_saved,
     )
     h = jax.device_put(_concatenate(rows))
@@ -549,7 +549,9 @@ def _check_bounds(bounds, theta0):
             out = jax.tree.map(
                 lambda t, b: jnp.broadcast_to(jnp.asarray(b, t.dtype), t.shape), theta0, bound
             )
-        elif np.ndim(bound) == 0 and isinstance(bound, (int, float, np.generic, jax.Array)):
+        elif np.ndim(bound) == 0 and isinstance(
+            bound, (int, float, np.number, np.bool_, jax.Array)
+        ):
             out = jax.tree.map(lambda t: jnp.full_like(t, bound), theta0)
         else:
             raise TypeError(

@@ -349,7 +349,9 @@ def _nonfinite_findings(program, leaves, rest, found, ad, stochastic, how) -> li
     out = []
     for i in dict.fromkeys(origins):
         flow = flows[i]
-        ad_returns, remedy = rule_for(flow.eqn).texts(random=False)
+        rule = rule_for(flow.eqn)
+        assert rule is not None  # trap sites have a rule
+        ad_returns, remedy = rule.texts(random=False)
         file, line, function = location(flow)
         out.append(Finding("nan_at_theta", flow.eqn.primitive.name, file, line, function,
                            flow.context, stochastic, ad_returns, remedy, detail))  # fmt: skip

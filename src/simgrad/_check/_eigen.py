@@ -14,6 +14,7 @@ primitives qualify, and which outputs hold the eigenvalues, is the rule table's
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
@@ -30,6 +31,19 @@ def _spectrum(eqn) -> tuple[int, int] | None:
     return None if rule is None else rule.spectrum
 
 
+def _outputs(eqn) -> tuple[int, int]:
+    """``(eigenvalues, eigenvectors)``: which outputs of a site of `eigh_sites` hold them."""
+    spectrum = _spectrum(eqn)
+    assert spectrum is not None  # eigh_sites keeps only equations with a spectrum
+    return spectrum
+
+
+def _eigenvalues(eqn) -> jax.core.ShapedArray:
+    """The shape and dtype of a site's eigenvalues (the aval of an array variable is a
+    `ShapedArray`; `Var.aval` is declared as its base class)."""
+    return eqn.outvars[_outputs(eqn)[0]].aval
+
+
 def eigh_sites(program) -> list:
     """The symmetric eigendecompositions of a program (those with a `spectrum` in the rule
     table), as `Flow` records (with their enclosing calls)."""
@@ -41,12 +55,12 @@ class EigenGaps(AtSites):
     """Record the eigenvalues each site returns (the last call, inside a loop)."""
 
     def initial_state(self):
-        avals = [f.eqn.outvars[_spectrum(f.eqn)[0]].aval for f in self.flows]
+        avals = [_eigenvalues(f.eqn) for f in self.flows]
         return tuple(jnp.zeros(a.shape, a.dtype) for a in avals)
 
     def at(self, i, eqn, invals, state):
         outs = bind(eqn, invals)
-        values, _ = _spectrum(eqn)
+        values, _ = _outputs(eqn)
         return outs, (*state[:i], outs[values], *state[i + 1 :])
 
 
@@ -62,12 +76,12 @@ class ClusterSums(AtSites):
         self.clusters = clusters  # list of (site index, (first, last)) pairs
 
     def initial_state(self):
-        dtypes = [f.eqn.outvars[_spectrum(f.eqn)[0]].aval.dtype for f in self.flows]
+        dtypes = [_eigenvalues(f.eqn).dtype for f in self.flows]
         return tuple(jnp.zeros((), dtypes[i]) for i, _ in self.clusters)
 
     def at(self, i, eqn, invals, state):
         outs = bind(eqn, invals)
-        _, vectors = _spectrum(eqn)
+        _, vectors = _outputs(eqn)
         v = outs[vectors]
         state = list(state)
         for k, (site, (lo, hi)) in enumerate(self.clusters):
@@ -91,7 +105,7 @@ class Cluster(AbstractResult):
     """
 
     site: int = eqx.field(static=True)
-    location: tuple = eqx.field(static=True)
+    location: tuple[str | None, int | None, str | None] = eqx.field(static=True)
     indices: tuple[int, int] = eqx.field(static=True)
     eigenvalues: tuple[float, ...]
     grad_sum: object

@@ -81,7 +81,9 @@ class Ties(AtSites):
         return tuple(jnp.zeros((), bool) for _ in self.flows)
 
     def at(self, i, eqn, invals, state):
-        tie = rule_for(eqn).tie(eqn, invals)
+        rule = rule_for(eqn)
+        assert rule is not None and rule.tie is not None  # tie sites have a tie test
+        tie = rule.tie(eqn, invals)
         return bind(eqn, invals), (*state[:i], state[i] | tie, *state[i + 1 :])
 
 
@@ -99,8 +101,8 @@ class OneSided(AbstractResult):
     """
 
     value: jax.Array
-    right: jax.Array
-    left: jax.Array
+    right: jax.Array | np.ndarray  # NumPy when not exact: limits computed on the host
+    left: jax.Array | np.ndarray
     exact: bool = eqx.field(static=True, default=True)
     note: str = eqx.field(static=True, default="")
 

@@ -242,7 +242,7 @@ def _discrete_draw(flow: Flow, rule) -> str | None:
         distribution = site_distribution(eqn)
         discrete = distribution.discrete if distribution else jit_name(eqn) in JAX_RANDOM_DISCRETE
         if discrete and any(f & THETA for f in flow.inputs[1:]):
-            return distribution.name if distribution else jit_name(eqn).lstrip("_")
+            return distribution.name if distribution else str(jit_name(eqn)).lstrip("_")
         return None
     if rule is not None and rule.kind in KINDS and any(f & THETA for f in flow.inputs):
         return jax_random_function(eqn, flow.outer)
@@ -258,7 +258,7 @@ def _fd_hazard(flow: Flow, rule, label) -> str:
         inside = [rule_for(e) for e in equations_inside(eqn)]
         text = next((r.fd_hazard for r in inside if r is not None and r.fd_hazard), "")
         distribution = site_distribution(eqn)
-        label = (distribution.name if distribution else jit_name(eqn)).lstrip("_")
+        label = (distribution.name if distribution else str(jit_name(eqn))).lstrip("_")
     else:
         text, label = (rule.fd_hazard if rule is not None else ""), eqn.primitive.name
         if not text and rule is not None and _jumps_in_theta(flow, rule):

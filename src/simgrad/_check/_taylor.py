@@ -5,6 +5,7 @@ The one implementation of ``sg.taylor_test`` (also re-exported by `simgrad.adjoi
 
 import itertools
 import math
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -55,7 +56,7 @@ class TaylorResult(AbstractResult):
         return "\n".join(lines)
 
 
-def taylor_test(f, theta, grad, direction=None, *, n: int = 6) -> TaylorResult:
+def taylor_test(f: Callable, theta, grad, direction=None, *, n: int = 6) -> TaylorResult:
     r"""Check a gradient by the second-order Taylor remainder.
 
     For a correct gradient $g$ of a smooth $f$, the remainder

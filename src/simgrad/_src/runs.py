@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -80,7 +81,8 @@ def progress_bar(label: str, field: str, show: bool, total: int, done: int):
         disable=not show,
     )
     if show:
-        bar.add_task(label, total=total, completed=done, **{field: "…"})
+        fields: dict[str, Any] = {field: "…"}  # a custom field (rich's **fields)
+        bar.add_task(label, total=total, completed=done, **fields)
     return bar
 
 
@@ -230,7 +232,7 @@ def write_file(path: pathlib.Path, kind: str, header: dict, tree) -> None:
     os.replace(tmp, path)
 
 
-def read_header(path: pathlib.Path, kind: str) -> tuple[dict, bytes]:
+def read_header(path: str | os.PathLike, kind: str) -> tuple[dict, bytes]:
     """The header and the verified leaves' bytes of a file written by `write_file`."""
     try:
         data = pathlib.Path(path).read_bytes()
@@ -263,7 +265,7 @@ def read_header(path: pathlib.Path, kind: str) -> tuple[dict, bytes]:
     return header, payload
 
 
-def read_tree(path: pathlib.Path, payload: bytes, like):
+def read_tree(path: str | os.PathLike, payload: bytes, like):
     """Deserialise ``payload`` into the structure of ``like`` (arrays or shape structs).
 
     Each leaf's stored shape and dtype are read and compared with ``like``'s before any

@@ -7,7 +7,10 @@ traced) and calls the site. Constraints and the gradient-safe helpers the log-pr
 share live here too.
 """
 
+from collections.abc import Callable
+
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -20,7 +23,7 @@ from .._src.program.sites import (
     register,
 )
 
-_SITES: dict[str, object] = {}
+_SITES: dict[str, Callable] = {}
 
 
 def family(distribution: Distribution) -> Distribution:
@@ -227,4 +230,5 @@ def draw(d: Distribution, fn: str, key, params: dict, shape, dtype):
     values = [
         jax.lax.stop_gradient(v) if p.count else v for p, v in zip(d.params, values, strict=True)
     ]
-    return _SITES[d.name](key, *values, shape=shape, dtype=dtype)
+    site: Callable = _SITES[d.name]
+    return site(key, *values, shape=shape, dtype=dtype)

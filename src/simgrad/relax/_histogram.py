@@ -3,6 +3,7 @@
 from typing import NamedTuple
 
 import jax
+import jax.core
 import jax.numpy as jnp
 
 from .._src.soft import _float, _tau

@@ -14,9 +14,14 @@ from .._src.validate import check_callable
 from .._types import Key, Simulator, Theta
 
 
+def _is_bool(var) -> bool:
+    """A boolean variable of the original program."""
+    return var.aval.dtype == jnp.bool_
+
+
 def _is_soft(value, var) -> bool:
     """A boolean of the original program that smoothing turned into a probability."""
-    return var.aval.dtype == jnp.bool_ and jnp.issubdtype(jnp.result_type(value), jnp.floating)
+    return _is_bool(var) and jnp.issubdtype(jnp.result_type(value), jnp.floating)
 
 
 def _harden(value, var):
@@ -47,9 +52,7 @@ class Smooth(Interpretation):
         if not any(tainted):
             return False
         rule = RULES.get(eqn.primitive.name)
-        bool_in = any(
-            t and v.aval.dtype == jnp.bool_ for t, v in zip(tainted, eqn.invars, strict=True)
-        )
+        bool_in = any(t and _is_bool(v) for t, v in zip(tainted, eqn.invars, strict=True))
         return (rule is not None and rule.relax is not None) or bool_in
 
     def apply(self, eqn, invals, state):

@@ -115,15 +115,15 @@ def fit(
     xs, ys = _check_arguments(xs, ys, counts, learning_rate)
     n = xs.shape[0]
     _check_key(key)
-    checkpoint = runs.check_checkpoint(checkpoint, resume, "fit.eqx")
+    path = runs.check_checkpoint(checkpoint, resume, "fit.eqx")
     k_init, k_batch = jax.random.split(key)
     model = _initial(xs, ys, width, depth, k_init)
     schedule = optax.cosine_decay_schedule(learning_rate, steps)
     optimizer = optax.adam(schedule)
     with jax.numpy_dtype_promotion("standard"):  # optax mixes int step counts and floats
         opt_state = optimizer.init(eqx.filter(model.mlp, eqx.is_inexact_array))
-    state, done = (model, opt_state), 0
-    if checkpoint is not None:
+    state, done, saving = (model, opt_state), 0, None
+    if path is not None:
         fingerprint = {
             "config": model.config,
             "steps": steps,
@@ -132,16 +132,16 @@ def fit(
             "key": runs.key_fingerprint(key),
             "data": runs.array_hash(xs, ys),
         }
-        checkpoint = runs.Checkpoint(
-            checkpoint,
+        saving = runs.Checkpoint(
+            path,
             "surrogate checkpoint",
             fingerprint,
             checkpoint_every,
             "Resume with the same data, key, network, steps, learning_rate and "
             "batch_size, or delete the file to start afresh.",
         )
-        if resume and checkpoint.path.exists():
-            state, done = checkpoint.load(lambda _: state, steps)
+        if resume and saving.path.exists():
+            state, done = saving.load(lambda _: state, steps)
 
     @eqx.filter_jit
     def train_step(state, i):
@@ -173,7 +173,7 @@ def fit(
         progress=runs.Progress("fitting surrogate", "loss", lambda x: f"{float(x):.3g}", progress),
         done=done,
         callback=callback,
-        checkpoint=checkpoint,
+        checkpoint=saving,
         check=check,
     )
     return model

@@ -637,7 +637,7 @@ _RULES = [
     Rule("max", "kink", one_sided=_max_one_sided, tie=_tie_equal, relax=_RELAX_MAX),
     Rule("abs", "kink", one_sided=_abs_one_sided, tie=_tie_on(_zero), relax=_RELAX_ABS),
     Rule("clamp", "kink", one_sided=_clamp_one_sided, tie=_tie_clamp, relax=_RELAX_CLAMP,
-         applies=lambda e: bool(jnp.issubdtype(e.invars[1].aval.dtype, np.floating))),
+         applies=lambda e: bool(jnp.issubdtype(e.invars[1].aval.dtype, np.floating))),  # pyright: ignore[reportAttributeAccessIssue]  (a jaxpr variable's aval is shaped)
     Rule("reduce_max", "kink", one_sided=_reduce_one_sided(True), tie=_tie_reduce(True),
          relax=_RELAX_REDUCE_MAX),
     Rule("reduce_min", "kink", one_sided=_reduce_one_sided(False), tie=_tie_reduce(False),
