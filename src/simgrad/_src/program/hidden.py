@@ -18,7 +18,7 @@ output.
 from ._jax_compat import JAX_RANDOM_DISCRETE, ClosedJaxpr, jit_name
 from .core import dataflow
 from .rules import emitted_by, jax_random_function
-from .sites import site_distribution
+from .sites import SAMPLERS, site_distribution
 
 _THETA = 1
 
@@ -37,11 +37,13 @@ def hidden_draws(closed: ClosedJaxpr, wrt: list[bool]) -> list[str]:
     for flow in flows:
         if not flow.live or not any(f & _THETA for f in flow.inputs):
             continue
+        if site_distribution(flow.eqn) is not None:  # a draw the estimators see
+            continue
         name = jit_name(flow.eqn)
         name = name.lstrip("_") if name in JAX_RANDOM_DISCRETE else None
         name = name or jax_random_function(flow.eqn, flow.outer)
-        if name is None:
-            continue
+        if name is None or f"_{name}" in SAMPLERS:  # a listed sampler's own code: its draw
+            continue  # is a site
         _, frame = emitted_by(flow.eqn, flow.outer)
         at = f" ({frame.file.rsplit('/', 1)[-1]}:{frame.line})" if frame is not None else ""
         found.setdefault(f"jax.random.{name}{at}", None)
