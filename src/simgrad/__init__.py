@@ -22,6 +22,7 @@ _SUBPACKAGES = ("adjoint", "estimators", "models", "random", "reference", "relax
 # Public name -> the module that defines it (the attribute of the same name).
 _EXPORTS: dict[str, str] = {
     # estimating gradients
+    "BiasWarning": "simgrad._result",
     "Estimate": "simgrad._result",
     "SimulationError": "simgrad._result",
     "gradient": "simgrad._estimate",
@@ -93,6 +94,7 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers, IDEs and the AP
     from ._optimize import OptimizeHistory as OptimizeHistory
     from ._optimize import OptimizeResult as OptimizeResult
     from ._optimize import optimize as optimize
+    from ._result import BiasWarning as BiasWarning
     from ._result import Estimate as Estimate
     from ._result import SimulationError as SimulationError
     from ._result import simulation_errors as simulation_errors

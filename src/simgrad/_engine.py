@@ -11,6 +11,7 @@ inside their own compiled programs.
 import functools
 import math
 import os
+import warnings
 
 import equinox as eqx
 import jax
@@ -22,10 +23,11 @@ from jaxtyping import Array
 
 from . import random as _random  # noqa: F401  (registers jax.random samplers as sites)
 from ._check._scan import scan
-from ._result import Estimate, Status
+from ._result import BiasWarning, Estimate, Status
 from ._src.devices import split_samples
-from ._src.program import draw_sites, trace
+from ._src.program import draw_sites, find, trace
 from ._src.program.hidden import hidden_draws
+from ._src.program.rules import calls_back
 from ._src.program.sites import draws_checked_by_caller
 from ._src.program.valid import valid_draws
 from ._src.validate import check_simulator
@@ -75,8 +77,13 @@ def estimate(
     name = repr(method) if method is chooser else f"{chooser!r} → {method!r}"
     if method is not chooser:  # the chosen estimator's own notes (its changes of variables)
         notes = (*notes, *method.choose(f, x, key)[1])
-    if program is None and (method.sees_draws or method.perturbs_theta):  # chosen: Auto's
+    if program is None:  # the scan reads it for the claim, once per compilation
         program = trace(sim, theta, key)
+    scanned = scan(program, n_theta)
+    claim, reasons = method.claim(scanned.findings, bool(find(program, calls_back)))
+    notes = (*notes, *reasons)
+    if claim == "biased":
+        warnings.warn(BiasWarning(f"{name}: {reasons[0]}"), stacklevel=2)
     if method.sees_draws:
         _refuse_hidden_draws(method, program, n_theta)
     if not count and (program is None or draw_sites(program)):
@@ -115,8 +122,9 @@ def estimate(
             f"not across all {n_samples}",
         )
     if method.perturbs_theta:  # at trace time: once per compilation, not per call
-        notes = (*notes, *scan(program, n_theta).fd_hazards)
-    return _finish(moments, theta, n_samples, count, method, name, notes, n_params, n_outputs)
+        notes = (*notes, *scanned.fd_hazards)
+    described = (name, notes, claim)
+    return _finish(moments, theta, n_samples, count, method, described, n_params, n_outputs)
 
 
 def _accumulate(run, n_samples: int, chunk: int) -> "_Moments":
@@ -135,8 +143,10 @@ def _accumulate(run, n_samples: int, chunk: int) -> "_Moments":
     return moments.merge(run(n_full * chunk, rest)) if rest else moments
 
 
-def _finish(moments, theta, n_samples, count, method, name, notes, n_params, n_outputs):
-    """The `Estimate` from the moments: standard errors and the failure status."""
+def _finish(moments, theta, n_samples, count, method, described, n_params, n_outputs):
+    """The `Estimate` from the moments: standard errors and the failure status;
+    ``described``: the estimator's name, the notes and the claim."""
+    name, notes, claim = described
     root_n = math.sqrt(n_samples)
     std = jax.tree.map(lambda m2: jnp.sqrt(m2 / (n_samples - 1)), moments.m2)
     finite = jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(theta)])
@@ -159,6 +169,7 @@ def _finish(moments, theta, n_samples, count, method, name, notes, n_params, n_o
         n_evals=n_samples * method.evals_per_sample(n_params, n_outputs),
         method=name,
         notes=notes,
+        claim=claim,
         _theta_structure=jax.tree.structure(theta),
         _hint=method.gradient_nan_hint,
     )

@@ -45,6 +45,13 @@ class AbstractResult(eqx.Module):
         return self.summary()
 
 
+class BiasWarning(UserWarning):
+    """An estimate whose estimator is biased for the simulator at hand (``Estimate.claim ==
+    "biased"``): issued once per compiled program, naming the line and the remedy. The
+    number stays available (pathwise on a program known to be smoothed, say), but never
+    silently."""
+
+
 class Status(NamedTuple, Generic[_Count]):
     """What failed in a run, the fields of ``Estimate.status`` (an ``int32[3]``).
 
@@ -152,6 +159,11 @@ class Estimate(AbstractResult):
         n_evals: the simulator evaluations they cost (e.g. ``4N + 1`` per sample for
             central finite differences with ``N`` parameters).
         method: the estimator that produced it.
+        claim: what the estimate promises for this program: ``"unbiased"`` (the
+            estimator's condition holds here), ``"biased"`` (it does not: the notes name
+            the line and what would be unbiased; `BiasWarning` was issued),
+            ``"approximate"`` (biased by design: finite differences, SPSA, smoothing) or
+            ``"unverified"`` (the program calls back to the host, which simgrad cannot read).
         notes: diagnostics about how it was computed (tier 3), printed in the repr.
         status: ``int32[3]``: the number of samples with a non-finite value (-1: some
             sample failed, not yet counted), of samples with a finite value but a
@@ -171,6 +183,7 @@ class Estimate(AbstractResult):
     n_evals: int = eqx.field(static=True)
     method: str = eqx.field(static=True)
     notes: tuple[str, ...] = eqx.field(static=True, default=())
+    claim: str = eqx.field(static=True, default="unbiased")
     # jaxlib ships no stubs, so pyright sees PyTreeDef as an unknown variable, not a class.
     _theta_structure: jax.tree_util.PyTreeDef | None = eqx.field(static=True, default=None)  # pyright: ignore[reportInvalidTypeForm]
     _hint: str = eqx.field(static=True, default="")
@@ -214,7 +227,10 @@ class Estimate(AbstractResult):
     def summary(self) -> str:
         _raise_if_failed(self)
         keystr = jax.tree_util.keystr
-        lines = [f"Estimate({self.method}, n_samples={self.n_samples}, n_evals={self.n_evals})"]
+        lines = [
+            f"Estimate({self.method}, n_samples={self.n_samples}, n_evals={self.n_evals}, "
+            f"claim={self.claim})"
+        ]
         out_def = jax.tree.structure(self._value)
         outs = jax.tree_util.tree_flatten_with_path(self._value)[0]
         scalar = len(outs) == 1 and not outs[0][0] and np.ndim(outs[0][1]) == 0

@@ -1,6 +1,5 @@
 """`sg.Auto`: read the program with the checker's static scan, choose the estimator, say why."""
 
-import warnings
 from typing import ClassVar
 
 import equinox as eqx
@@ -88,8 +87,8 @@ class Auto(AbstractEstimator):
             refusal = _refusal(ScoreFunction(baseline="loo"), f, x, key)
             if not refusal:
                 return ScoreFunction(baseline="loo"), (why, *notes)
+            # the chosen estimator's claim is then "biased": the engine warns (BiasWarning)
             notes = (*notes, _unscorable(jumps[0], refusal, bool(draw_sites(program))))
-            warnings.warn(f"sg.Auto: {notes[-1]}", stacklevel=2)
         draws = [draw_distribution(eqn) for eqn, _ in draw_sites(program)]
         discrete = [fi for fi in findings if fi.kind == "discrete_draw"]
         if discrete:

@@ -15,8 +15,9 @@ never sees or guesses it.
 """
 
 import abc
+import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import equinox as eqx
 import jax
@@ -67,6 +68,49 @@ def own_key(key: Key) -> Key:
     return jax.random.fold_in(key, 2**31 - 1)
 
 
+Claim = Literal["unbiased", "biased", "approximate", "unverified"]
+"""What an estimate promises for the program at hand (`Estimate.claim`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Hazard:
+    """A kind of finding of the program scan that breaks some estimators' claims.
+
+    Attributes:
+        applies: ``applies(finding) -> bool``.
+        text: completes "θ reaches a <finding> …".
+        remedy: what would be unbiased instead.
+    """
+
+    applies: Callable
+    text: str
+    remedy: str
+
+
+# Jumps in the output as θ moves (as `sg.Auto` reads them): thresholds, roundings, discrete
+# choices, a while loop's trip count.
+JUMPS = ("threshold", "rounding", "discrete_choice", "while_loop")
+
+HAZARDS: dict[str, Hazard] = {
+    "jump_after_continuous_draw": Hazard(
+        lambda fi: fi.kind in JUMPS and fi.continuous,
+        "downstream of continuous randomness (the output jumps where the draw crosses it)",
+        "sg.ScoreFunction() (or sg.Auto()) accounts for the jump",
+    ),
+    "jump_after_discrete_draw": Hazard(
+        lambda fi: fi.kind in JUMPS and fi.random and not fi.continuous,
+        "downstream of a discrete draw",
+        "sg.ScoreFunction(), sg.Hybrid() or sg.StochasticTriples() account for it",
+    ),
+    "discrete_draw": Hazard(
+        lambda fi: fi.kind == "discrete_draw",
+        "in a discrete draw's distribution (its value is piecewise constant in θ)",
+        "sg.Hybrid(), sg.StochasticTriples() or sg.ScoreFunction() account for it",
+    ),
+}
+"""The hazards an estimator may declare in ``breaks``, by name."""
+
+
 def all_finite(x: Array, batch_dims: int = 1) -> Array:
     """True per leading index where every entry of ``x`` is finite."""
     return jnp.all(jnp.isfinite(x).reshape(x.shape[:batch_dims] + (-1,)), axis=-1)
@@ -110,6 +154,10 @@ class AbstractEstimator(eqx.Module):
       ``FiniteDifference(crn=False)``.
     * ``forward_ad_without_discrete_draws``: with no discrete `simgrad.random` draw it is
       forward-mode AD, ``sg.Pathwise(mode="forward")`` (stochastic triples).
+    * ``breaks``: the hazards (`HAZARDS`) of the program scan's findings that make it
+      biased; ``approximate``: why it is biased by design (finite differences, SPSA,
+      smoothing), "" for an estimator that is unbiased where nothing breaks it. Read by
+      `claim` for `Estimate.claim`.
 
     Hyperparameters are static fields, validated in ``__check_init__``.
     """
@@ -124,6 +172,31 @@ class AbstractEstimator(eqx.Module):
     needs_draw_sites: ClassVar[bool] = False
     common_random_numbers: ClassVar[bool] = True
     forward_ad_without_discrete_draws: ClassVar[bool] = False
+    breaks: ClassVar[tuple[str, ...]] = ()
+    approximate: ClassVar[str] = ""
+
+    def claim(self, findings, opaque: bool) -> "tuple[Claim, tuple[str, ...]]":
+        """``(claim, reasons)`` for a program with these findings of the static scan
+        (``opaque``: it holds a host callback the scan cannot see into): ``"biased"``
+        where one of them is a hazard in ``breaks`` (the reason names the line, the finding
+        and an estimator that would be unbiased), else ``"approximate"`` for an estimator
+        biased by design, ``"unverified"`` for an opaque program, ``"unbiased"``."""
+        broken = [(h, fi) for fi in findings for h in self.breaks if HAZARDS[h].applies(fi)]
+        if broken:
+            hazard, fi = broken[0]
+            return "biased", (
+                f"claim: biased — θ reaches a {fi.kind} ({fi.primitive} at {fi.where}) "
+                f"{HAZARDS[hazard].text}, which {self!r} misses; {HAZARDS[hazard].remedy}",
+            )
+        if self.approximate:
+            return "approximate", (f"claim: approximate — {self.approximate}",)
+        if opaque:
+            return "unverified", (
+                "claim: unverified — the program calls back to the host (jax.pure_callback, "
+                "sg.BlackBox), which simgrad cannot read: whether this estimator is unbiased "
+                "for it cannot be checked",
+            )
+        return "unbiased", ()
 
     @abc.abstractmethod
     def sample_batch(self, f: FlatSimulator, x: Array, keys: Key) -> Samples:

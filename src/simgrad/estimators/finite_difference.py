@@ -75,6 +75,15 @@ class FiniteDifference(AbstractEstimator):
     couples_samples: ClassVar[bool] = False
     evaluations_only: ClassVar[bool] = True
     perturbs_theta: ClassVar[bool] = True
+    breaks: ClassVar[tuple[str, ...]] = (
+        "jump_after_continuous_draw",
+        "jump_after_discrete_draw",
+        "discrete_draw",
+    )
+    approximate: ClassVar[str] = (
+        "finite differences have a truncation error, O(h) one-sided and O(h²) central; "
+        "grad_bias estimates it"
+    )
     gradient_nan_hint: ClassVar[str] = (
         " For finite differences, a finite value with a NaN or inf gradient means that a "
         "perturbed run, at θ ± h or θ ± 2h (the second for the truncation estimate), left "

@@ -45,6 +45,7 @@ class Hybrid(AbstractScoreEstimator):
     tau: None = eqx.field(default=None, static=True, init=False)
 
     needs_draw_sites: ClassVar[bool] = False
+    breaks: ClassVar[tuple[str, ...]] = ("jump_after_continuous_draw",)
     baselines: ClassVar[tuple] = BASELINES
 
     def __check_init__(self):

@@ -42,6 +42,11 @@ class Pathwise(AbstractPerSampleEstimator):
 
     sees_draws: ClassVar[bool] = False
     differentiable: ClassVar[bool] = True
+    breaks: ClassVar[tuple[str, ...]] = (
+        "jump_after_continuous_draw",
+        "jump_after_discrete_draw",
+        "discrete_draw",
+    )
 
     def __check_init__(self):
         if self.mode not in ("reverse", "forward"):

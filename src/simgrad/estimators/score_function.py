@@ -26,7 +26,7 @@ from .._src.program import (
 )
 from .._src.program.rules import COMPARISONS, emitted_by
 from ..relax._smooth import relaxed
-from .base import AbstractEstimator, Samples, all_finite
+from .base import HAZARDS, AbstractEstimator, Samples, all_finite
 
 if TYPE_CHECKING:  # pyright takes only a local alias of ClassVar for one (pyright#4965)
     from typing import ClassVar as AbstractClassVar
@@ -214,9 +214,12 @@ class AbstractScoreEstimator(AbstractEstimator):
         """Trace-time errors (tier 1): what the score function cannot do for this program;
         ``left``: jumps that θ reaches with no score accounting for them (`_scored`)."""
         cls = type(self).__name__
-        if left:
+        if left and not any(HAZARDS[h].applies(left[0]) for h in self.breaks):
+            # the scored program's lines are the interpreter's: name the user's jump
+            jump = next((fi for fi in scan(program, 1).findings if fi.kind == left[0].kind
+                         and fi.primitive == left[0].primitive), left[0])  # fmt: skip
             raise ValueError(
-                f"{cls}: θ reaches a {left[0].kind} ({left[0].primitive} at {left[0].where}) "
+                f"{cls}: θ reaches a {jump.kind} ({jump.primitive} at {jump.where}) "
                 "through the value of a random draw, not through a draw's distribution nor "
                 "through a strictly monotone map of one draw (a change of variables it could "
                 "score): the score function would miss that jump and be biased. Put θ in the "

@@ -65,6 +65,12 @@ class SPSA(AbstractPerSampleEstimator):
     perturbs_theta: ClassVar[bool] = True  # a jump straddled by θ ± c·Δ is a hazard
     evaluations_only: ClassVar[bool] = True
     random_directions: ClassVar[bool] = True
+    breaks: ClassVar[tuple[str, ...]] = (
+        "jump_after_continuous_draw",
+        "jump_after_discrete_draw",
+        "discrete_draw",
+    )
+    approximate: ClassVar[str] = "SPSA's simultaneous differences have an O(c²) bias"
     gradient_nan_hint: ClassVar[str] = (
         " For SPSA, a finite value with a NaN or inf gradient means that a perturbed run, at "
         "θ ± c·Δ, left the simulator's domain: pass a step smaller than the distance from θ "

@@ -881,3 +881,23 @@ def ends_chain(eqn: JaxprEqn, position: int) -> bool:
         return False
     shape = eqn.invars[position].aval.shape
     return eqn.outvars[0].aval.shape == shape and eqn.invars[1 - position].aval.shape in ((), shape)
+
+
+# --- what the scan cannot see into ------------------------------------------------------
+
+HOST_CALLBACKS = frozenset({"pure_callback", "io_callback"})
+"""Primitives that run Python on the host (`jax.pure_callback`, `sg.BlackBox`): opaque."""
+
+
+# Callbacks that only check values at run time and pass them through (`eqx.error_if`, which
+# simgrad's draws use for traced parameters): not opaque.
+_RUN_TIME_CHECKS = ("equinox/_errors.py",)
+
+
+def calls_back(eqn: JaxprEqn) -> bool:
+    """Does ``eqn`` hand values to Python on the host to compute with (a program the scan
+    cannot read)? A run-time check (`eqx.error_if`) does not count."""
+    if eqn.primitive.name not in HOST_CALLBACKS:
+        return False
+    library, _ = emitted_by(eqn)
+    return not any(f.file.replace("\\", "/").endswith(_RUN_TIME_CHECKS) for f in library)
