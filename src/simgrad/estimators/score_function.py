@@ -215,9 +215,7 @@ class AbstractScoreEstimator(AbstractEstimator):
         ``left``: jumps that θ reaches with no score accounting for them (`_scored`)."""
         cls = type(self).__name__
         if left and not any(HAZARDS[h].applies(left[0]) for h in self.breaks):
-            # the scored program's lines are the interpreter's: name the user's jump
-            jump = next((fi for fi in scan(program, 1).findings if fi.kind == left[0].kind
-                         and fi.primitive == left[0].primitive), left[0])  # fmt: skip
+            jump = left[0]
             raise ValueError(
                 f"{cls}: θ reaches a {jump.kind} ({jump.primitive} at {jump.where}) "
                 "through the value of a random draw, not through a draw's distribution nor "

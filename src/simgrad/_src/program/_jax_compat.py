@@ -6,8 +6,10 @@ What is not public — the primitive names of control flow, their parameter name
 Tested with JAX 0.8.2 and 0.10.2 (CPU) and 0.11.2 (CUDA).
 """
 
+import contextlib
 import dataclasses
 
+from jax._src import source_info_util as _source_info
 from jax.extend.core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var
 
 __all__ = [
@@ -90,12 +92,10 @@ def bind(eqn: JaxprEqn, invals: list) -> list:
     else:  # JAX >= 0.9: the sub-functions travel inside the params
         subfuns = ()
     ctx = getattr(eqn, "ctx", None)
-    manager = getattr(ctx, "manager", None)
-    if manager is None:
+    manager = getattr(ctx, "manager", None) or contextlib.nullcontext()
+    # the re-bound equation keeps the original's source lines (what the checker reports)
+    with manager, _source_info.user_context(getattr(eqn.source_info, "traceback", None)):
         out = eqn.primitive.bind(*subfuns, *invals, **bind_params)
-    else:
-        with manager:
-            out = eqn.primitive.bind(*subfuns, *invals, **bind_params)
     return list(out) if eqn.primitive.multiple_results else [out]
 
 
