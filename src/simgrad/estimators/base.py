@@ -155,9 +155,8 @@ class AbstractEstimator(eqx.Module):
     * ``forward_ad_without_discrete_draws``: with no discrete `simgrad.random` draw it is
       forward-mode AD, ``sg.Pathwise(mode="forward")`` (stochastic triples).
     * ``breaks``: the hazards (`HAZARDS`) of the program scan's findings that make it
-      biased; ``approximate``: why it is biased by design (finite differences, SPSA,
-      smoothing), "" for an estimator that is unbiased where nothing breaks it. Read by
-      `claim` for `Estimate.claim`.
+      biased; ``approximate``: biased by design (finite differences, SPSA, Gaussian
+      smoothing). Read by `claim` for `Estimate.claim`.
 
     Hyperparameters are static fields, validated in ``__check_init__``.
     """
@@ -173,7 +172,7 @@ class AbstractEstimator(eqx.Module):
     common_random_numbers: ClassVar[bool] = True
     forward_ad_without_discrete_draws: ClassVar[bool] = False
     breaks: ClassVar[tuple[str, ...]] = ()
-    approximate: ClassVar[str] = ""
+    approximate: ClassVar[bool] = False
 
     def claim(self, findings, opaque: bool) -> "tuple[Claim, tuple[str, ...]]":
         """``(claim, reasons)`` for a program with these findings of the static scan
@@ -188,8 +187,8 @@ class AbstractEstimator(eqx.Module):
                 f"claim: biased — θ reaches a {fi.kind} ({fi.primitive} at {fi.where}) "
                 f"{HAZARDS[hazard].text}, which {self!r} misses; {HAZARDS[hazard].remedy}",
             )
-        if self.approximate:
-            return "approximate", (f"claim: approximate — {self.approximate}",)
+        if self.approximate:  # the bias is the estimator's own: its docs say how large
+            return "approximate", ()
         if opaque:
             return "unverified", (
                 "claim: unverified — the program calls back to the host (jax.pure_callback, "

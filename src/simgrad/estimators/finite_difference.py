@@ -80,10 +80,7 @@ class FiniteDifference(AbstractEstimator):
         "jump_after_discrete_draw",
         "discrete_draw",
     )
-    approximate: ClassVar[str] = (
-        "finite differences have a truncation error, O(h) one-sided and O(h²) central; "
-        "grad_bias estimates it"
-    )
+    approximate: ClassVar[bool] = True  # truncation error, O(h) or O(h²)
     gradient_nan_hint: ClassVar[str] = (
         " For finite differences, a finite value with a NaN or inf gradient means that a "
         "perturbed run, at θ ± h or θ ± 2h (the second for the truncation estimate), left "

@@ -52,10 +52,7 @@ class GaussianSmoothing(AbstractPerSampleEstimator):
     sees_draws: ClassVar[bool] = False
     evaluations_only: ClassVar[bool] = True
     random_directions: ClassVar[bool] = True
-    approximate: ClassVar[str] = (
-        "the gradient of the Gaussian-smoothed objective E[f(θ + σu)], O(σ²) from the "
-        "gradient of E[f] where that is smooth"
-    )
+    approximate: ClassVar[bool] = True  # the smoothed objective's gradient
     gradient_nan_hint: ClassVar[str] = (
         " For Gaussian smoothing, a finite value with a NaN or inf gradient means that a "
         "perturbed run, at θ ± σu, left the simulator's domain: the Gaussian reaches every "

@@ -70,7 +70,7 @@ class SPSA(AbstractPerSampleEstimator):
         "jump_after_discrete_draw",
         "discrete_draw",
     )
-    approximate: ClassVar[str] = "SPSA's simultaneous differences have an O(c²) bias"
+    approximate: ClassVar[bool] = True  # O(c²) bias
     gradient_nan_hint: ClassVar[str] = (
         " For SPSA, a finite value with a NaN or inf gradient means that a perturbed run, at "
         "θ ± c·Δ, left the simulator's domain: pass a step smaller than the distance from θ "
