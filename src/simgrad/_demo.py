@@ -34,6 +34,7 @@ class DemoRow:
     n_evals: int
     ms: float
     compile_ms: float
+    claim: str = "unbiased"
 
     def error(self, name: str) -> tuple[str, float] | None:
         """How one gradient component compares with the exact answer, or None without one.
@@ -117,6 +118,7 @@ def run_one(
         n_evals=est.n_evals,
         ms=1e3 * run_s,
         compile_ms=1e3 * max(compile_s - run_s, 0.0),
+        claim=est.claim,
     )
 
 

@@ -407,12 +407,20 @@ def _error_cell(row, name: str) -> str:
     return f"[{colour}]{number:.2f} σ[/{colour}]"
 
 
+def _claim_cell(claim: str) -> str:
+    """The estimate's claim for the model (`Estimate.claim`), red where it is biased."""
+    return {"biased": "[red]biased[/red]", "unverified": "[yellow]unverified[/yellow]"}.get(
+        claim, claim
+    )
+
+
 def _demo_table(rows) -> Table:
     table = Table(
         title="simgrad demo — every estimator on the gallery (float64)",
         title_justify="left",
         caption="error: |estimate − exact| in standard errors σ (random models), absolute "
-        "(deterministic); 'biased': off with zero spread (AD through a jump); ms after compiling",
+        "(deterministic); 'biased': off with zero spread (AD through a jump); claim: what the "
+        "estimate says of itself for the model (Estimate.claim); ms after compiling",
         caption_justify="left",
     )
     columns: list[tuple[str, JustifyMethod]] = [
@@ -423,6 +431,7 @@ def _demo_table(rows) -> Table:
         ("gradient ± std. error", "right"),
         ("exact", "right"),
         ("error", "right"),
+        ("claim", "left"),
         ("evals", "right"),
         ("ms", "right"),
     ]
@@ -443,6 +452,7 @@ def _demo_table(rows) -> Table:
                 f"{_fmt(row.grad[name])} ± {row.grad_stderr[name]:.2g}",
                 exact,
                 _error_cell(row, name),
+                _claim_cell(row.claim) if first else "",
                 f"{row.n_evals:,}" if first else "",
                 f"{row.ms:.1f}" if first else "",
             )
