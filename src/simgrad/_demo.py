@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 
 import jax
 
+from ._engine import flat_problem
 from ._estimate import gradient
 from ._result import Estimate
 from ._src.names import named_components
@@ -76,7 +77,7 @@ def applicable_estimators(model: AbstractModel) -> dict[str, AbstractEstimator]:
     has_sites = bool(sites)
     # Without a discrete draw, stochastic triples are forward-mode AD: the same row again.
     has_discrete = any(draw_distribution(eqn).discrete for eqn, _ in sites)
-    return {
+    chosen = {
         name: est
         for name, est in ESTIMATORS.items()
         if (model.stochastic or est.common_random_numbers)
@@ -84,6 +85,21 @@ def applicable_estimators(model: AbstractModel) -> dict[str, AbstractEstimator]:
         and (has_sites or not est.needs_draw_sites)
         and (has_discrete or not est.forward_ad_without_discrete_draws)
     }
+    # The score function refuses a model with no θ in any draw's law and no jump to score.
+    x, f, _, _ = flat_problem(model, model.default_theta(), jax.random.key(0))
+    return {
+        name: est for name, est in chosen.items() if not est.needs_draw_sites or _runs(est, f, x)
+    }
+
+
+def _runs(estimator: AbstractEstimator, f, x) -> bool:
+    """Does ``estimator`` take the flat program (no trace-time refusal)?"""
+    key = jax.random.key(0)[None]
+    try:
+        jax.eval_shape(lambda: estimator.sample_batch(f, x, key))
+    except ValueError:
+        return False
+    return True
 
 
 def run_one(
