@@ -11,9 +11,10 @@ not listed) is not a site, and the estimators that must see draws refuse it.
 
 import jax
 import jax.numpy as jnp
+from jax.scipy.special import ndtr
 
 from .._src.program.sites import Distribution, Param, register_sampler
-from ._continuous import BETA, EXPONENTIAL, GAMMA, LAPLACE, NORMAL, UNIFORM
+from ._continuous import BETA, EXPONENTIAL, GAMMA, LAPLACE, NORMAL, UNIFORM, _laplace_cdf
 from ._discrete import BERNOULLI, POISSON
 from ._family import HALF_LINE, REAL
 
@@ -43,17 +44,17 @@ def _gumbel_lp(x):
 JAX_SAMPLERS: dict[str, Distribution] = {
     "_normal": _standard(
         "normal", NORMAL, lambda key, *, shape, dtype: jax.random.normal(key, shape, dtype),
-        lambda x: NORMAL.log_prob(x, 0.0, 1.0), REAL, lambda x: NORMAL.cdf(x, 0.0, 1.0),
+        lambda x: NORMAL.log_prob(x, 0.0, 1.0), REAL, ndtr,
     ),
     "_exponential": _standard(
         "exponential", EXPONENTIAL,
         lambda key, *, shape, dtype: jax.random.exponential(key, shape, dtype),
-        lambda x: EXPONENTIAL.log_prob(x, 1.0), HALF_LINE, lambda x: EXPONENTIAL.cdf(x, 1.0),
+        lambda x: EXPONENTIAL.log_prob(x, 1.0), HALF_LINE, lambda x: -jnp.expm1(-jnp.maximum(x, 0)),
         "scale",
     ),
     "_laplace": _standard(
         "laplace", LAPLACE, lambda key, *, shape, dtype: jax.random.laplace(key, shape, dtype),
-        lambda x: LAPLACE.log_prob(x, 0.0, 1.0), REAL, lambda x: LAPLACE.cdf(x, 0.0, 1.0),
+        lambda x: LAPLACE.log_prob(x, 0.0, 1.0), REAL, lambda x: _laplace_cdf(x, 0.0, 1.0),
     ),
     "_logistic": _standard(
         "logistic", None, lambda key, *, shape, dtype: jax.random.logistic(key, shape, dtype),

@@ -37,7 +37,7 @@ from ._jax_compat import (
     scan_counts,
 )
 from .rules import ends_chain, monotone_in
-from .sites import DrawSite, Pushforward, site_distribution
+from .sites import DrawSite, Pushforward, draw_distribution, site_distribution
 
 State = Any
 
@@ -71,7 +71,7 @@ class Interpretation(abc.ABC):
 
     inline_custom_vjp: ClassVar[bool] = False
     # True: draws followed by strictly monotone maps reach `pushforward` (change of variables).
-    changes_variables: ClassVar[bool] = False
+    changes_variables: bool = False
 
     @abc.abstractmethod
     def initial_state(self) -> State:
@@ -340,11 +340,11 @@ def _eval(jaxpr, consts, args, interpretation, state, live_out, noise=None):
             jaxpr, tuple((k, site.distribution) for k, site in sorted(noise.items()))
         )
     # a chain's start -> (its draw, the value it starts from, the maps met so far)
-    pending = {("in", k): (site, args[k], ()) for k, site in noise.items()}
+    pending: dict = {("in", k): (site, args[k], ()) for k, site in noise.items()}
     for index, (eqn, live) in enumerate(zip(jaxpr.eqns, flags, strict=True)):
         invals = [read(v) for v in eqn.invars]
         if index in chains.starts:
-            site = DrawSite(site_distribution(eqn), invals[0], tuple(invals[1:]), live, eqn)
+            site = DrawSite(draw_distribution(eqn), invals[0], tuple(invals[1:]), live, eqn)
             x, state = interpretation.draw(site, state)
             outvals, pending[index] = [x], (site, x, ())
         elif index in chains.steps:
@@ -401,7 +401,7 @@ def pushforward_chains(jaxpr: Jaxpr, noise: tuple = ()) -> _Chains:
         if isinstance(v, Var):
             uses.setdefault(v, []).append((None, None))
     starts, steps, sliced = set(), {}, {}
-    origins = [(("in", k), jaxpr.invars[k], d) for k, d in noise]
+    origins: list = [(("in", k), jaxpr.invars[k], d) for k, d in noise]
     for i, eqn in enumerate(jaxpr.eqns):
         d = site_distribution(eqn)
         if d is not None and not d.discrete and not d.event_ndim and d.bounds is not None:
@@ -409,7 +409,8 @@ def pushforward_chains(jaxpr: Jaxpr, noise: tuple = ()) -> _Chains:
     for start, var, distribution in origins:
         chain = _follow(jaxpr.eqns, uses, steps, var, distribution)
         scan = None if chain or isinstance(start, tuple) else _scanned(jaxpr.eqns, uses, var)
-        if scan is not None and all(v.aval.shape == () for v in jaxpr.eqns[start].invars[1:]):
+        params = jaxpr.eqns[start].invars[1:] if isinstance(start, int) else ()
+        if scan is not None and all(getattr(v.aval, "shape", None) == () for v in params):
             sliced.setdefault(scan[0], {})[scan[1]] = start
             starts.add(start)
         if chain:

@@ -1,6 +1,7 @@
 """`LogProb`: the interpretation that adds up ``log p(draw; θ)`` over a program's draws."""
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -76,6 +77,7 @@ class LogProb(Interpretation):
             # B = 1{X < c}: a Bernoulli draw of P(X < c) = F(g⁻¹(c)) (1 - F where g
             # decreases), scored in place of the draw it reads.
             maps = Pushforward(site, pushed.noise, pushed.steps[:-1])
+            assert site.distribution.cdf is not None  # a chain ends so only with a CDF
             cdf = site.distribution.cdf(maps.invert(invals[1 - position]), *site.params)
             rising = maps.slope(z) > 0 if maps.steps else True
             below = jnp.where(rising, cdf, 1 - cdf)
@@ -101,6 +103,7 @@ def _moving_ends(pushed: Pushforward, z) -> list:
     on θ. Decided at trace time, by evaluating the maps at the end with two sets of
     values for their traced operands (each operand its own value: ``w + z - a`` must not
     cancel)."""
+    assert pushed.site.distribution.bounds is not None  # chains start only with bounds
     bounds = pushed.site.distribution.bounds(*pushed.site.params)
     moving = []
     for end in bounds:
@@ -109,7 +112,7 @@ def _moving_ends(pushed: Pushforward, z) -> list:
         at_end = np.full(z.shape, end, z.dtype)
         with jax.ensure_compile_time_eval():
             images = [_image(pushed, at_end, np.random.default_rng(seed)) for seed in (1, 2)]
-        if not (np.array_equal(*images) and not np.isnan(images[0]).any()):
+        if not (np.array_equal(images[0], images[1]) and not np.isnan(images[0]).any()):
             moving.append(pushed.apply(at_end))
     return moving
 

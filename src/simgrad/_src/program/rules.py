@@ -26,6 +26,7 @@ import dataclasses
 from collections.abc import Callable
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -814,8 +815,13 @@ class Monotone:
     applies: Callable[[JaxprEqn], bool] | None = None
 
 
+def _aval(v) -> jax.core.ShapedArray:
+    """A jaxpr variable's shape and dtype."""
+    return v.aval  # pyright: ignore[reportReturnType]  (a jaxpr variable's aval is shaped)
+
+
 def _float_to_float(eqn: JaxprEqn) -> bool:
-    return all(jnp.issubdtype(v.aval.dtype, jnp.floating) for v in (*eqn.invars, *eqn.outvars))
+    return all(jnp.issubdtype(_aval(v).dtype, jnp.floating) for v in (*eqn.invars, *eqn.outvars))
 
 
 def _unary(inverse: Callable) -> Callable:
@@ -871,7 +877,7 @@ def monotone_in(eqn: JaxprEqn, position: int) -> bool:
         return False
     if rule.applies is not None and not rule.applies(eqn):
         return False
-    return eqn.outvars[0].aval.shape == eqn.invars[position].aval.shape
+    return _aval(eqn.outvars[0]).shape == _aval(eqn.invars[position]).shape
 
 
 def ends_chain(eqn: JaxprEqn, position: int) -> bool:
@@ -879,8 +885,11 @@ def ends_chain(eqn: JaxprEqn, position: int) -> bool:
     value of that shape or a scalar (`COMPARISONS`)?"""
     if eqn.primitive.name not in COMPARISONS or len(eqn.invars) != 2:
         return False
-    shape = eqn.invars[position].aval.shape
-    return eqn.outvars[0].aval.shape == shape and eqn.invars[1 - position].aval.shape in ((), shape)
+    shape = _aval(eqn.invars[position]).shape
+    return _aval(eqn.outvars[0]).shape == shape and _aval(eqn.invars[1 - position]).shape in (
+        (),
+        shape,
+    )
 
 
 # --- what the scan cannot see into ------------------------------------------------------
