@@ -171,8 +171,11 @@ def test_a_threshold_in_theta_is_noted_once_per_compilation(key):
     assert len(calls) == traced  # the fast path: no trace, the notes come with the compilation
     assert away.notes == est.notes
     np.testing.assert_allclose(float(away.grad["income"]), 0.3, rtol=1e-9)  # fine away from it
-    # AD's estimators say nothing here (sg.check does); a threshold after a draw is smooth
-    # in expectation, and finite differences with common random numbers are consistent.
+    # AD's estimators say nothing here (sg.check does): a jump in θ itself, not after a draw.
     assert sg.gradient(sim, at_jump, key, method=sg.Pathwise(), n_samples=4).notes == ()
+    # A threshold after a draw: only the samples whose draw falls within h of it see the
+    # jump, so with a small step the estimate is 0 ± 0 or one spike: claimed biased, said.
     digital = lambda s, k: jnp.where(s + jax.random.normal(k, dtype=s.dtype) > 1.0, 1.0, 0.0)  # noqa: E731
-    assert sg.gradient(digital, 1.0, key, method=fd, n_samples=4).notes == ()
+    with pytest.warns(sg.BiasWarning, match="threshold"):
+        est = sg.gradient(digital, 1.0, key, method=fd, n_samples=4)
+    assert est.claim == "biased" and "sg.ScoreFunction()" in est.notes[0]
