@@ -718,6 +718,13 @@ SMOOTH_JITS = frozenset(
     {"softplus", "logsumexp", "logaddexp", "logaddexp2", "sigmoid", "log_sigmoid", "softmax",
      "log_softmax", "silu", "gelu", "xlogy", "xlog1py", "sinc", "hypot", "expm", "slogdet"}
 )  # fmt: skip
+# Of those, the ones with no singular point: a singular function inside them (expm's log2 of
+# its norm, a division it guards) never gives AD an infinite derivative, so their outputs do
+# not carry one to a `where` downstream (xlogy, hypot, slogdet have singular points).
+FINITE_DERIVATIVE_JITS = frozenset(
+    {"softplus", "logsumexp", "logaddexp", "logaddexp2", "sigmoid", "log_sigmoid", "softmax",
+     "log_softmax", "silu", "gelu", "sinc", "expm"}
+)  # fmt: skip
 # Files whose frames are never the user's line (libraries installed next to simgrad, and
 # simgrad's own samplers): a finding is located at the user's call into them.
 _LIBRARY_PATHS = (
