@@ -32,6 +32,7 @@ from jax import lax
 
 from ..soft import _float, soft_abs, soft_clip, soft_floor, soft_max, soft_min, soft_round, step
 from ._jax_compat import Frame, JaxprEqn, bind, frames, jit_name
+from .spectral import eig_one_sided, eig_tie, eigh_one_sided, eigh_tie, svd_one_sided, svd_tie
 
 # --- kinds of findings ------------------------------------------------------------------
 
@@ -654,8 +655,9 @@ _RULES = [
     Rule("top_k", "discrete_choice", ad_returns=_SORT_RETURNS, tie=_tie_sorted,
          one_sided=_top_k_one_sided),
     # Eigen- and singular-value decompositions.
-    Rule("eigh", "eigen", spectrum=(1, 0)),
-    *[Rule(p, "eigen") for p in ("eig", "svd")],
+    Rule("eigh", "eigen", spectrum=(1, 0), one_sided=eigh_one_sided, tie=eigh_tie),
+    Rule("svd", "eigen", one_sided=svd_one_sided, tie=svd_tie),
+    Rule("eig", "eigen", one_sided=eig_one_sided, tie=eig_tie),
     # NaN traps: infinite derivatives at a point.
     *[Rule(p, "nan_trap", ad_returns=text, remedy=remedy,
            singular=_SINGULAR_OPERANDS.get(p, (0,)),
