@@ -123,6 +123,16 @@ _KINDS = (
          "eigenvectors of the cluster (and anything built on them) have no derivative; AD "
          "returns inf, NaN or an arbitrary number",
          "differentiate a symmetric function of the cluster"),
+    Kind("opaque", "code the scan cannot see into (jax.pure_callback, io_callback, an "
+         "sg.BlackBox, a foreign call): whether θ reaches a jump, kink or NaN inside is "
+         "unknown, so the program is unverified, not clean",
+         "an error (JAX cannot differentiate a callback), or what a jax.custom_jvp around "
+         "it says — nothing checks that rule against the function",
+         "write the computation in JAX, so that the scan sees inside it; or test it from "
+         "evaluations, as a black box: finite differences with common random numbers "
+         "(sg.FiniteDifference) at two steps, h and h/4, agree within their error bars "
+         "where no jump lies within the step, and report.to_html's plot of the derivative "
+         "of the mean along a line shows jumps"),
 )  # fmt: skip
 FINDING_KINDS: dict[str, Kind] = {k.name: k for k in _KINDS}
 KINDS: dict[str, str] = {k.name: k.description for k in _KINDS}
@@ -675,6 +685,9 @@ _RULES = [
     Rule("select_n", "logic", relax=_select_relax, applies=lambda e: True, discards=True),
     # A loop whose trip count depends on θ (reported when its condition does).
     Rule("while", "while_loop", applies=lambda e: True),
+    # Host callbacks and foreign calls: nothing inside them can be seen.
+    *[Rule(p, "opaque", applies=lambda e: True)
+      for p in ("pure_callback", "io_callback", "ffi_call")],
 ]  # fmt: skip
 RULES: dict[str, Rule] = {rule.primitive: rule for rule in _RULES}
 
