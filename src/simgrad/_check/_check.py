@@ -1,6 +1,8 @@
 """`sg.check`: the static scan, AD's derivative at θ, one-sided derivatives and eigenvalue
 gaps, in one `Report`; `fd_hazards` for the finite-difference estimator."""
 
+import functools
+import inspect
 from collections.abc import Callable
 
 import equinox as eqx
@@ -27,7 +29,8 @@ class Report(AbstractResult):
             at θ: NaN or inf in AD's derivative, kinks at θ, degenerate eigenvalues).
         clusters: degenerate eigenvalue clusters at θ, each with the gradient of its sum.
         stochastic: the output depends on the key.
-        sim, theta, key: what was checked (for the plots of `to_html`).
+        sim, theta, key: what was checked (for the plots of `to_html`); ``sim`` as given
+            (a function, or an `sg.BlackBox`).
         grad: AD's gradient at θ as the checker computed it (θ's structure; None when AD
             could not differentiate the program).
         notes: how the checker had to work around the program (reverse mode where forward
@@ -45,8 +48,17 @@ class Report(AbstractResult):
 
     @property
     def clean(self) -> bool:
-        """Nothing found: AD's gradient of this simulator can be trusted at θ."""
+        """Nothing found and nothing unseen: AD's gradient of this simulator can be trusted
+        at θ. False for an unverified program (see `verified`)."""
         return not self.findings
+
+    @property
+    def verified(self) -> bool:
+        """The scan saw every computation between θ and the output. False where θ reaches
+        code it cannot see into — a ``jax.pure_callback`` or ``io_callback``, a foreign
+        call, an `sg.BlackBox` — each an ``"opaque"`` finding: a jump, kink or NaN there
+        would go unreported, so such a program is never clean."""
+        return not any(f.kind == "opaque" for f in self.findings)
 
     def kinds(self) -> list[str]:
         """The kinds found, without repeats, in order."""
@@ -63,6 +75,11 @@ class Report(AbstractResult):
             lines = ["simgrad check: clean — no non-differentiable dependence on θ found."]
         else:
             lines = [f"simgrad check: {len(self.findings)} finding(s)"]
+        if not self.verified:
+            lines[0] += (
+                " — UNVERIFIED: θ reaches code the scan cannot see into (opaque), where a "
+                "jump, kink or NaN would go unreported; not clean"
+            )
         for i, f in enumerate(self.findings, 1):
             first, *rest = finding_lines(f)
             lines.append(f"{i}. {first}")
@@ -81,6 +98,39 @@ class Report(AbstractResult):
         from ._report import write_html
 
         return write_html(self, path, direction=direction, n_samples=n_samples)
+
+
+def simulator_of(sim) -> Callable:
+    """``sim`` as the JAX code that runs it: an `sg.BlackBox` is one ``pure_callback``
+    evaluating its ``fn`` in this process; a function is itself."""
+    from .._blackbox import _Bound
+
+    fn = _black_box_fn(sim)
+    return sim if fn is None else _Bound(fn, None, None)
+
+
+def _black_box_fn(sim) -> Callable | None:
+    """The ``fn`` of an `sg.BlackBox`; None for anything else."""
+    from .._blackbox import BlackBox
+
+    return sim.fn if isinstance(sim, BlackBox) else None
+
+
+def _at_black_box(finding: Finding, fn) -> Finding:
+    """An opaque finding of an `sg.BlackBox` located at its ``fn`` (not at the callback
+    that runs it): the function's definition, or a callable object's class."""
+    target = inspect.unwrap(fn)
+    while isinstance(target, functools.partial):
+        target = target.func
+    if not inspect.isroutine(target):
+        target = type(target)
+    try:
+        file, (_, line) = inspect.getsourcefile(target), inspect.getsourcelines(target)
+    except (OSError, TypeError):  # a builtin, or source not available
+        file, line = None, None
+    f = finding
+    return Finding(f.kind, "sg.BlackBox", file, line, getattr(target, "__name__", None), (),
+                   f.random, f.ad_returns, f.remedy, continuous=f.continuous)  # fmt: skip
 
 
 def _validated(sim, theta, key, scalar: bool = True):
@@ -165,8 +215,12 @@ def check(
     adjoint, `jax.experimental.ode.odeint`): passes 3 and 4 then differentiate its own
     computation instead of its rule, and ``report.notes`` says so.
 
+    The scan cannot see into a ``jax.pure_callback``, an ``io_callback``, a foreign call
+    or an `sg.BlackBox`: where θ reaches one, an ``"opaque"`` finding says so, with its
+    source line, and the report is unverified (``report.verified`` is False), never clean.
+
     Arguments:
-        sim: ``sim(theta, key) -> scalar``.
+        sim: ``sim(theta, key) -> scalar``, or an `sg.BlackBox`.
         theta: the parameters (float, array or pytree of them), finite.
         key: the PRNG key; None uses ``jax.random.key(0)`` (deterministic simulators).
         eigen_tol: eigenvalues closer than this (relative to max(1, |λ|max)) are degenerate.
@@ -192,10 +246,14 @@ def check(
         raise TypeError(f"max_directions must be an int, got {max_directions!r}.")
     if not eigen_tol >= 0:
         raise ValueError(f"eigen_tol={eigen_tol!r} must be a non-negative number.")
-    theta, key, program = _validated(sim, theta, key)
+    run = simulator_of(sim)
+    theta, key, program = _validated(run, theta, key)
     leaves = jax.tree.leaves(theta)
     found = scan(program, len(leaves))
     findings, notes = list(found.findings), []
+    fn = _black_box_fn(sim)
+    if fn is not None:
+        findings = [_at_black_box(f, fn) if f.kind == "opaque" else f for f in findings]
     stochastic = bool(found.out_flags[0] & RANDOM)
     if found.custom_vjps:
         file, line, _ = location(found.custom_vjps[0])
@@ -269,6 +327,14 @@ def fd_hazards(sim: Callable, theta, key=None) -> list[str]:
         >>> fd_hazards(lambda t, k: jax.random.gamma(k, t), 2.0)[0].split(" at ")[0]
         'jax.random.gamma'
     """
+    if _black_box_fn(sim) is not None:
+        raise TypeError(
+            "fd_hazards reads the JAX program of sim, and an sg.BlackBox has none to read: "
+            "nothing inside it can be ruled out. sg.check(black_box, theta) reports it "
+            "unverified, and its to_html plots the derivative of the mean along a line; "
+            "finite differences at two steps (h and h/4) that agree within their error "
+            "bars have no jump within the step."
+        )
     theta, _, program = _validated(sim, theta, key, scalar=False)
     return scan(program, len(jax.tree.leaves(theta))).fd_hazards
 
@@ -408,6 +474,10 @@ def _acting(tied, recorded) -> list:
     for k, flow in enumerate(tied):
         differs = not np.array_equal(np.asarray(primal_r[k]), np.asarray(primal_l[k]))
         slope_r, slope_l = np.asarray(tangent_r[k]), -np.asarray(tangent_l[k])
+        # Outputs with no slope at all (NaN: the eigenvectors of a tied eigenvalue) are
+        # compared by their outcome, not their slope.
+        sloped = np.isfinite(slope_r) & np.isfinite(slope_l)
+        slope_r, slope_l = np.where(sloped, slope_r, 0), np.where(sloped, slope_l, 0)
         scale = 1e-9 * (1 + np.max(np.abs(slope_r), initial=0.0))
         if differs or np.any(np.abs(slope_r - slope_l) > scale):
             acting.append(flow)

@@ -14,6 +14,7 @@ import numpy as np
 
 from .._src.program import AtSites, evaluate
 from .._src.program._jax_compat import bind
+from .._src.program.rules import rule_for
 
 
 def _floats(values):
@@ -112,14 +113,34 @@ def forward_origins(program, leaves, rest, flows, direction) -> list[int]:
 
 
 def explain_nonfinite(program, leaves, rest, direction) -> str:
-    """One line: which singular function makes forward mode non-finite along ``direction``."""
+    """One line: which singular function makes forward mode non-finite along ``direction``
+    (or which eigen- or singular-value decomposition is at a tie, where the one-sided
+    rules give its vectors, and a nonsymmetric matrix's eigenvalues, no slope)."""
+    from ._one_sided import Ties
     from ._scan import location, scan
 
-    flows = scan(program, len(leaves)).trap_sites
+    found = scan(program, len(leaves))
+    flows = found.trap_sites
     origins = forward_origins(program, leaves, rest, flows, direction) if flows else []
-    if not origins:
-        return "no singular function found: the NaN or inf comes from the program's values"
-    flow = flows[origins[0]]
+    if origins:
+        flow = flows[origins[0]]
+    else:
+        spectral = [f for f in found.tie_sites if _kind(f.eqn) == "eigen"]
+        ties = evaluate(program, [*leaves, *rest], Ties(spectral))[1] if spectral else ()
+        tied = [f for f, tie in zip(spectral, ties, strict=True) if bool(tie)]
+        if not tied:
+            return "no singular function found: the NaN or inf comes from the program's values"
+        flow = tied[0]
     file, line, _ = location(flow)
     where = f" at {file}:{line}" if file is not None else ""
+    if _kind(flow.eqn) == "eigen":
+        return (
+            f"{flow.eqn.primitive.name}{where} is at a tie of its eigen- or singular values: "
+            "the tied vectors (and a nonsymmetric matrix's tied eigenvalues) have no derivative"
+        )
     return f"{flow.eqn.primitive.name}{where} is at a singular point"
+
+
+def _kind(eqn) -> str:
+    rule = rule_for(eqn)
+    return "" if rule is None else rule.kind

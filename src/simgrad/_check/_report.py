@@ -27,6 +27,7 @@ th { background: #f0f0f0; }
 .clean { color: #1a7f37; font-weight: bold; }
 .fail { color: #b42318; font-weight: bold; }
 .kind { font-family: monospace; white-space: nowrap; }
+.unverified { color: #9a6700; font-weight: bold; }
 img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
 code.source { display: inline-block; margin-top: 0.3em; white-space: pre; background: #f6f8fa; }
 figcaption { max-width: 800px; }
@@ -70,9 +71,24 @@ def mean_derivative(ts, values, span: int = 4):
     return ts[span:-span], slopes.mean(1), stderr
 
 
+def _batched(f, xs):
+    """``f`` over the leading axis of ``xs``: `jax.vmap`, or `jax.lax.map` for a program
+    that cannot be batched (a ``pure_callback`` without a ``vmap_method``, an ordered
+    ``io_callback``)."""
+    try:
+        return jax.vmap(f)(xs)
+    except Exception:  # noqa: BLE001 - anything vmap refuses: one at a time
+        return jax.lax.map(f, xs)
+
+
 def line_data(report, direction, n_samples: int, n_points: int = 161):
     """Value and AD derivative of the mean simulator along ``theta + t * direction``,
-    and each draw's values (``(n_points, n_draws)``, for `mean_derivative`)."""
+    and each draw's values (``(n_points, n_draws)``, for `mean_derivative`). Where AD
+    cannot differentiate the program (``report.grad`` is None: a host callback), the
+    derivative is NaN and only the values are computed."""
+    from ._check import simulator_of
+
+    sim = simulator_of(report.sim)
     x, unravel = ravel_pytree(report.theta)
     h = jnp.asarray(direction, x.dtype)
     width = 0.5 * max(1.0, float(jnp.max(jnp.abs(x))))
@@ -80,29 +96,41 @@ def line_data(report, direction, n_samples: int, n_points: int = 161):
     keys = jax.random.split(report.key, n_samples) if report.stochastic else report.key[None]
 
     def one(t, key, forward):
-        g = lambda s: report.sim(unravel(x + s * h), key)  # noqa: E731
+        g = lambda s: sim(unravel(x + s * h), key)  # noqa: E731
+        if forward is None:
+            value = g(t)
+            return value, jnp.full_like(value, jnp.nan)
         if forward:
             return jax.jvp(g, (t,), (jnp.ones_like(t),))
         return jax.value_and_grad(g)(t)  # a jax.custom_vjp (diffrax): reverse mode only
 
     def run(forward):
-        return jax.vmap(lambda t: jax.vmap(lambda k: one(t, k, forward))(keys))(ts)
+        return _batched(lambda t: _batched(lambda k: one(t, k, forward), keys), ts)
 
-    try:
-        values, slopes = run(forward=True)
-    except TypeError:
-        values, slopes = run(forward=False)
+    if report.grad is None:
+        values, slopes = run(forward=None)
+    else:
+        try:
+            values, slopes = run(forward=True)
+        except TypeError:
+            values, slopes = run(forward=False)
     values = np.asarray(values)
     return np.asarray(ts), values.mean(1), np.asarray(slopes.mean(1)), values
 
 
 def fd_variance(report, direction, n_samples: int, eps):
     """Variance of central differences over keys, with and without common random numbers."""
+    from ._check import simulator_of
+
+    sim = simulator_of(report.sim)
     x, unravel = ravel_pytree(report.theta)
     h = jnp.asarray(direction, x.dtype)
     k1, k2 = jax.random.split(report.key)
     keys1, keys2 = jax.random.split(k1, n_samples), jax.random.split(k2, n_samples)
-    f = jax.vmap(lambda s, k: report.sim(unravel(x + s * h), k), in_axes=(None, 0))
+
+    def f(s, keys):
+        return _batched(lambda k: sim(unravel(x + s * h), k), keys)
+
     crn, independent = [], []
     for e in eps:
         up = f(jnp.asarray(e, x.dtype), keys1)
@@ -150,7 +178,8 @@ def _line_plot(report, direction, n_samples: int, along: str) -> tuple[str, str]
     top, bottom = fig.subplots(2, 1, sharex=True)
     top.plot(ts, values, color="C0")
     top.set_ylabel("f" if not report.stochastic else f"mean f ({n_samples} draws)")
-    bottom.plot(ts, slopes, color="C3", label="AD's derivative (mean over draws)")
+    if report.grad is not None:
+        bottom.plot(ts, slopes, color="C3", label="AD's derivative (mean over draws)")
     bottom.plot(mid, mean_slope, color="C2", lw=1, label="derivative of the mean ± 2 s.e.")
     bottom.fill_between(
         mid, mean_slope - 2 * mean_slope_se, mean_slope + 2 * mean_slope_se,
@@ -168,6 +197,13 @@ def _line_plot(report, direction, n_samples: int, along: str) -> tuple[str, str]
         "derivative (red) leaves the band of the derivative of the mean (green: central "
         "differences of each draw's values over 8 grid steps), AD is biased."
     )
+    if report.grad is None:
+        caption = (
+            f"Along the line θ + t·h, {along}: kinks and jumps show here. AD cannot "
+            "differentiate this program, so only the derivative of the mean is drawn "
+            "(green: central differences of each draw's values over 8 grid steps); a spike "
+            "in it is a jump."
+        )
     return caption, _png(fig)
 
 
@@ -226,7 +262,12 @@ def _source(finding) -> str:
 
 def _page(report, images, verdict: str = "") -> str:
     esc = html.escape
+    from ._check import _black_box_fn
+
+    fn = _black_box_fn(report.sim)
     name = getattr(report.sim, "__qualname__", type(report.sim).__name__)
+    if fn is not None:
+        name = f"sg.BlackBox({getattr(fn, '__qualname__', type(fn).__name__)})"
     theta = ", ".join(f"{v:.6g}" for v in np.ravel(ravel_pytree(report.theta)[0]))
     parts = [
         "<!DOCTYPE html>",
@@ -239,6 +280,12 @@ def _page(report, images, verdict: str = "") -> str:
         parts.append('<p class="clean">Clean: no non-differentiable dependence on θ found.</p>')
     elif report.clean:
         parts.append("<p>No non-differentiable dependence on θ found.</p>")
+    if not report.verified:
+        parts.append(
+            '<p class="unverified">Unverified: θ reaches code the scan cannot see into '
+            "(the opaque findings below). A jump, kink or NaN there would go unreported, "
+            "so this program is not clean.</p>"
+        )
     if verdict:
         parts.append(f'<p class="fail">{esc(verdict)}</p>')
     if not report.clean:

@@ -22,12 +22,14 @@ from .._src.program._jax_compat import (
     JAX_RANDOM_JITS,
     STOP_GRADIENT,
     JaxprEqn,
+    call_jaxpr,
     jit_name,
 )
 from .._src.program.core import Flow
 from .._src.program.rules import (
     DRAW_HAZARD,
     FINDING_KINDS,
+    FINITE_DERIVATIVE_JITS,
     KINDS,
     emitted_by,
     in_smooth_library,
@@ -143,6 +145,12 @@ def _transfer(eqn: JaxprEqn, ins: tuple[int, ...]) -> tuple[int, ...] | None:
         # AD does not differentiate through it, by the user's choice (the straight-through
         # trick, a frozen baseline): what is behind it is not AD's to get wrong.
         return (union & ~(THETA | SINGULAR),) * n_out
+    if jit_name(eqn) in FINITE_DERIVATIVE_JITS:
+        # A library function with no singular point (expm, logsumexp): the singular
+        # functions inside it are guarded, so its outputs are singular only where its
+        # inputs were. (Its inside is the library's: nothing there is reported.)
+        _, outs = dataflow(call_jaxpr(eqn), list(ins), _transfer)
+        return tuple(f if union & SINGULAR else f & ~SINGULAR for f in outs)
     rule = rule_for(eqn)
     if rule is None:
         return None

@@ -33,6 +33,7 @@ from jax import lax
 
 from ..soft import _float, soft_abs, soft_clip, soft_floor, soft_max, soft_min, soft_round, step
 from ._jax_compat import Frame, JaxprEqn, bind, frames, jit_name
+from .spectral import eig_one_sided, eig_tie, eigh_one_sided, eigh_tie, svd_one_sided, svd_tie
 
 # --- kinds of findings ------------------------------------------------------------------
 
@@ -123,6 +124,16 @@ _KINDS = (
          "eigenvectors of the cluster (and anything built on them) have no derivative; AD "
          "returns inf, NaN or an arbitrary number",
          "differentiate a symmetric function of the cluster"),
+    Kind("opaque", "code the scan cannot see into (jax.pure_callback, io_callback, an "
+         "sg.BlackBox, a foreign call): whether θ reaches a jump, kink or NaN inside is "
+         "unknown, so the program is unverified, not clean",
+         "an error (JAX cannot differentiate a callback), or what a jax.custom_jvp around "
+         "it says — nothing checks that rule against the function",
+         "write the computation in JAX, so that the scan sees inside it; or test it from "
+         "evaluations, as a black box: finite differences with common random numbers "
+         "(sg.FiniteDifference) at two steps, h and h/4, agree within their error bars "
+         "where no jump lies within the step, and report.to_html's plot of the derivative "
+         "of the mean along a line shows jumps"),
 )  # fmt: skip
 FINDING_KINDS: dict[str, Kind] = {k.name: k for k in _KINDS}
 KINDS: dict[str, str] = {k.name: k.description for k in _KINDS}
@@ -655,8 +666,9 @@ _RULES = [
     Rule("top_k", "discrete_choice", ad_returns=_SORT_RETURNS, tie=_tie_sorted,
          one_sided=_top_k_one_sided),
     # Eigen- and singular-value decompositions.
-    Rule("eigh", "eigen", spectrum=(1, 0)),
-    *[Rule(p, "eigen") for p in ("eig", "svd")],
+    Rule("eigh", "eigen", spectrum=(1, 0), one_sided=eigh_one_sided, tie=eigh_tie),
+    Rule("svd", "eigen", one_sided=svd_one_sided, tie=svd_tie),
+    Rule("eig", "eigen", one_sided=eig_one_sided, tie=eig_tie),
     # NaN traps: infinite derivatives at a point.
     *[Rule(p, "nan_trap", ad_returns=text, remedy=remedy,
            singular=_SINGULAR_OPERANDS.get(p, (0,)),
@@ -674,6 +686,9 @@ _RULES = [
     Rule("select_n", "logic", relax=_select_relax, applies=lambda e: True, discards=True),
     # A loop whose trip count depends on θ (reported when its condition does).
     Rule("while", "while_loop", applies=lambda e: True),
+    # Host callbacks and foreign calls: nothing inside them can be seen.
+    *[Rule(p, "opaque", applies=lambda e: True)
+      for p in ("pure_callback", "io_callback", "ffi_call")],
 ]  # fmt: skip
 RULES: dict[str, Rule] = {rule.primitive: rule for rule in _RULES}
 
@@ -718,6 +733,13 @@ SMOOTH_LIBRARY = frozenset(
 SMOOTH_JITS = frozenset(
     {"softplus", "logsumexp", "logaddexp", "logaddexp2", "sigmoid", "log_sigmoid", "softmax",
      "log_softmax", "silu", "gelu", "xlogy", "xlog1py", "sinc", "hypot", "expm", "slogdet"}
+)  # fmt: skip
+# Of those, the ones with no singular point: a singular function inside them (expm's log2 of
+# its norm, a division it guards) never gives AD an infinite derivative, so their outputs do
+# not carry one to a `where` downstream (xlogy, hypot, slogdet have singular points).
+FINITE_DERIVATIVE_JITS = frozenset(
+    {"softplus", "logsumexp", "logaddexp", "logaddexp2", "sigmoid", "log_sigmoid", "softmax",
+     "log_softmax", "silu", "gelu", "sinc", "expm"}
 )  # fmt: skip
 # Files whose frames are never the user's line (libraries installed next to simgrad, and
 # simgrad's own samplers): a finding is located at the user's call into them.
@@ -894,8 +916,8 @@ def ends_chain(eqn: JaxprEqn, position: int) -> bool:
 
 # --- what the scan cannot see into ------------------------------------------------------
 
-HOST_CALLBACKS = frozenset({"pure_callback", "io_callback"})
-"""Primitives that run Python on the host (`jax.pure_callback`, `sg.BlackBox`): opaque."""
+HOST_CALLBACKS = frozenset(rule.primitive for rule in _RULES if rule.kind == "opaque")
+"""Primitives the scan cannot see into (`jax.pure_callback`, `sg.BlackBox`, foreign calls)."""
 
 
 # Callbacks that only check values at run time and pass them through (`eqx.error_if`, which
