@@ -3,6 +3,7 @@
 Each family's moments, log-probability and estimators are held to the registry's contract
 in tests/test_distributions.py."""
 
+import inspect
 import math
 
 import jax
@@ -95,6 +96,58 @@ def test_bad_key_and_parameter_types(key):
         R.poisson(key, "3")
     with pytest.raises(TypeError, match="dtype must be floating"):
         R.poisson(key, 3.0, dtype=jnp.int32)
+
+
+def test_shape_and_dtype_are_keyword_only_everywhere():
+    for name in R.__all__:
+        parameters = inspect.signature(getattr(R, name)).parameters
+        for arg in ("shape", "dtype"):
+            if arg in parameters:
+                assert parameters[arg].kind is inspect.Parameter.KEYWORD_ONLY, (name, arg)
+
+
+@pytest.mark.parametrize(
+    "call, slot, fix",
+    [  # jax.random's habit: the shape second (normal, uniform, exponential, laplace) or
+        # after jax's own parameters (lognormal's sigma, gamma's a, t's df)
+        (lambda k: R.normal(k, (3,)), "loc", "sg.random.normal(key, shape=(3,))"),
+        (lambda k: R.uniform(k, (3,)), "minval", "sg.random.uniform(key, shape=(3,))"),
+        (lambda k: R.exponential(k, (3,)), "rate", "sg.random.exponential(key, shape=(3,))"),
+        (lambda k: R.laplace(k, [2, 3]), "loc", "sg.random.laplace(key, shape=(2, 3))"),
+        (lambda k: R.lognormal(k, 0.5, (3,)), "sigma", "sg.random.lognormal(key, mu, shape=(3,))"),
+        (lambda k: R.gamma(k, 2.0, (3,)), "rate", "sg.random.gamma(key, a, shape=(3,))"),
+        (lambda k: R.t(k, 5.0, (3,)), "loc", "sg.random.t(key, df, shape=(3,))"),
+    ],
+)
+def test_a_shape_in_a_parameter_slot_is_refused(call, slot, fix, key):
+    with pytest.raises(
+        TypeError, match=rf"{slot}=.* is a (tuple|list): shape and dtype are keyword-only"
+    ) as info:
+        call(key)
+    assert fix in str(info.value) and "unlike jax.random" in str(info.value)
+
+
+def test_positional_shape_or_dtype_and_listed_values_are_refused(key):
+    for call in (
+        lambda: R.poisson(key, 2.0, (3,)),  # jax.random.poisson(key, lam, shape)
+        lambda: R.normal(key, 0.0, 1.0, (3,)),
+        lambda: R.exponential(key, 1.0, jnp.float32),
+        lambda: R.randint(key, (3,), 0, 5),  # jax.random.randint(key, shape, minval, maxval)
+        lambda: R.choice(key, 3, (2,)),  # jax.random.choice(key, a, shape)
+        lambda: R.categorical(key, jnp.zeros(3), -1, (2,)),
+    ):
+        with pytest.raises(TypeError, match="positional argument"):
+            call()
+    # Values in a list or tuple are refused as jax.random refuses them: an array is meant.
+    for call, slot in (
+        (lambda: R.dirichlet(key, [1.0, 2.0]), "alpha"),
+        (lambda: R.categorical(key, (0.0, 1.0)), "logits"),
+        (lambda: R.categorical(key, probs=[0.5, 0.5]), "probs"),
+        (lambda: R.choice(key, 2, p=[0.5, 0.5]), "p"),
+        (lambda: R.multivariate_normal(key, [0.0, 0.0], jnp.eye(2)), "loc"),
+    ):
+        with pytest.raises(TypeError, match=rf"{slot}=.* is a .*np\.asarray"):
+            call()
 
 
 def test_same_key_same_draw_and_legacy_keys(key):

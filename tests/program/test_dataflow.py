@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from simgrad._src.program import dataflow, trace
+from simgrad._src.program import dataflow, depends_on, trace
 
 
 def _flows(fn, *args, seeds):
@@ -62,3 +62,19 @@ def test_transfer_can_add_flags_and_stop_the_walk():
     flows, outs = dataflow(trace(f, 1.0), [1], transfer)
     assert outs == [5]
     assert any(fl.eqn.primitive.name == "sin" and fl.outer for fl in flows)
+
+
+def test_depends_on_takes_literal_inputs():
+    """A Python number in an equation is a literal (unhashable in JAX): it depends on
+    nothing, and asking is not an error (issue 27: negative_binomial(key, 3.0, p))."""
+
+    def f(t, c):
+        return jnp.sin(t) * 3.0 + c
+
+    program = trace(f, 1.0, 2.0)
+    taint = depends_on(program, [True, False]) & depends_on(program, [True, True])
+    (mul,) = [eqn for eqn in program.jaxpr.eqns if eqn.primitive.name == "mul"]
+    assert [type(v).__name__ for v in mul.invars] == ["Var", "Literal"]
+    assert [v in taint for v in mul.invars] == [True, False]
+    (add,) = [eqn for eqn in program.jaxpr.eqns if eqn.primitive.name == "add"]
+    assert add.invars[1] not in taint

@@ -6,7 +6,14 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from .._src.program import depends_on, draw_distribution, draw_sites, evaluate, trace
+from .._src.program import (
+    Distribution,
+    depends_on,
+    draw_distribution,
+    draw_sites,
+    evaluate,
+    trace,
+)
 from .._src.program.triples import Triple, Triples, resolve
 from .base import AbstractEstimator, Samples, all_finite
 
@@ -103,31 +110,39 @@ class StochasticTriples(AbstractEstimator):
         return Samples(value, grad, all_finite(value), all_finite(grad))
 
 
-def _perturbed_draws(program) -> list:
-    """The draws with a proposal; refuses a θ-dependent parameter no proposal can perturb.
+def unperturbable(program) -> list[tuple[Distribution, str]]:
+    """The θ-dependent parameters of discrete draws in ``program`` that no proposal
+    perturbs (negative binomial's ``n``), as ``(family, parameter name)`` in program order.
 
-    A discrete draw's parameter that depends on θ must be perturbed by its family's
-    proposal (or be a count, which no estimator differentiates): otherwise its share of the
-    derivative would be silently dropped.
+    Stochastic triples refuse such a program: that parameter's share of the derivative
+    would be silently dropped. A count is never listed (no estimator differentiates it).
     """
     n_theta = len(program.jaxpr.invars) - 1
     tainted = depends_on(program, [True] * n_theta + [False])
-    perturbed = []
+    found = []
     for eqn, _ in draw_sites(program):
         d = draw_distribution(eqn)
         if not d.discrete:
             continue
         proposed = d.proposal_params or ()  # never None: `Distribution` fills it in
         for param, var in zip(d.params, eqn.invars[1:], strict=True):
-            if param.count or param.name in proposed or var not in tainted:
-                continue
-            raise ValueError(
-                f"StochasticTriples: the {d.name} draw's parameter {param.name!r} depends on "
-                f"theta, and stochastic triples have no proposal for it (they perturb "
-                f"{', '.join(proposed) or 'no parameter of this family'}). Use "
-                "sg.ScoreFunction() or sg.Hybrid(), which differentiate it through the "
-                "log-probability."
-            )
-        if d.proposal is not None:
-            perturbed.append(eqn)
-    return perturbed
+            if not param.count and param.name not in proposed and var in tainted:
+                found.append((d, param.name))
+    return found
+
+
+def _perturbed_draws(program) -> list:
+    """The draws with a proposal; refuses a θ-dependent parameter no proposal can perturb
+    (`unperturbable`)."""
+    blocked = unperturbable(program)
+    if blocked:
+        d, param = blocked[0]
+        raise ValueError(
+            f"StochasticTriples: the {d.name} draw's parameter {param!r} depends on "
+            f"theta, and stochastic triples have no proposal for it (they perturb "
+            f"{', '.join(d.proposal_params or ()) or 'no parameter of this family'}). Use "
+            "sg.ScoreFunction() or sg.Hybrid(), which differentiate it through the "
+            "log-probability."
+        )
+    sites = (eqn for eqn, _ in draw_sites(program))
+    return [eqn for eqn in sites if draw_distribution(eqn).proposal is not None]

@@ -1,7 +1,9 @@
 r"""Random draws that simgrad's estimators can see: `jax.random` with distributions attached.
 
 Each function mirrors its `jax.random` namesake — key first, then the distribution's
-parameters, then an optional ``shape`` and ``dtype`` — and adds two things:
+parameters, then the keyword-only ``shape`` and ``dtype`` (``normal(key, shape=(3,))``:
+`jax.random`'s ``normal(key, (3,))`` would put the shape where the mean goes, so a tuple
+or list there is refused) — and adds two things:
 
 * **It is a site.** The draw is traced as a call named after its distribution, with its
   parameters as inputs, so program transformations find it (the score function adds
@@ -71,7 +73,7 @@ from ._discrete import (
     POISSON,
     RANDINT,
 )
-from ._family import draw
+from ._family import draw, refuse_sequence
 
 __all__ = [
     "bernoulli",
@@ -105,6 +107,7 @@ def normal(
     key: Key,
     loc: ArrayLike = 0.0,
     scale: ArrayLike = 1.0,
+    *,
     shape: Shape | None = None,
     dtype: DTypeLike | None = None,
 ) -> Array:
@@ -124,6 +127,7 @@ def lognormal(
     key: Key,
     mu: ArrayLike = 0.0,
     sigma: ArrayLike = 1.0,
+    *,
     shape: Shape | None = None,
     dtype: DTypeLike | None = None,
 ) -> Array:
@@ -139,6 +143,7 @@ def uniform(
     key: Key,
     minval: ArrayLike = 0.0,
     maxval: ArrayLike = 1.0,
+    *,
     shape: Shape | None = None,
     dtype: DTypeLike | None = None,
 ) -> Array:
@@ -152,7 +157,7 @@ def uniform(
 
 
 def exponential(
-    key: Key, rate: ArrayLike = 1.0, shape: Shape | None = None, dtype: DTypeLike | None = None
+    key: Key, rate: ArrayLike = 1.0, *, shape: Shape | None = None, dtype: DTypeLike | None = None
 ) -> Array:
     r"""Exponential draws with the given ``rate`` (mean $1/\mathrm{rate}$); reparameterised.
 
@@ -166,6 +171,7 @@ def gamma(
     key: Key,
     a: ArrayLike,
     rate: ArrayLike = 1.0,
+    *,
     shape: Shape | None = None,
     dtype: DTypeLike | None = None,
 ) -> Array:
@@ -178,7 +184,12 @@ def gamma(
 
 
 def beta(
-    key: Key, a: ArrayLike, b: ArrayLike, shape: Shape | None = None, dtype: DTypeLike | None = None
+    key: Key,
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    shape: Shape | None = None,
+    dtype: DTypeLike | None = None,
 ) -> Array:
     r"""Beta draws on [0, 1], mean $a/(a+b)$; reparameterised implicitly (two gammas).
 
@@ -188,7 +199,7 @@ def beta(
 
 
 def dirichlet(
-    key: Key, alpha: ArrayLike, shape: Shape | None = None, dtype: DTypeLike | None = None
+    key: Key, alpha: ArrayLike, *, shape: Shape | None = None, dtype: DTypeLike | None = None
 ) -> Array:
     r"""Dirichlet draws on the simplex (last axis of ``alpha``); reparameterised implicitly.
 
@@ -204,6 +215,7 @@ def t(
     df: ArrayLike,
     loc: ArrayLike = 0.0,
     scale: ArrayLike = 1.0,
+    *,
     shape: Shape | None = None,
     dtype: DTypeLike | None = None,
 ) -> Array:
@@ -221,6 +233,7 @@ def laplace(
     key: Key,
     loc: ArrayLike = 0.0,
     scale: ArrayLike = 1.0,
+    *,
     shape: Shape | None = None,
     dtype: DTypeLike | None = None,
 ) -> Array:
@@ -236,6 +249,7 @@ def weibull_min(
     key: Key,
     scale: ArrayLike,
     concentration: ArrayLike,
+    *,
     shape: Shape | None = None,
     dtype: DTypeLike | None = None,
 ) -> Array:
@@ -255,6 +269,7 @@ def truncated_normal(
     upper: ArrayLike,
     loc: ArrayLike = 0.0,
     scale: ArrayLike = 1.0,
+    *,
     shape: Shape | None = None,
     dtype: DTypeLike | None = None,
 ) -> Array:
@@ -276,6 +291,7 @@ def multivariate_normal(
     key: Key,
     loc: ArrayLike,
     scale_tril: ArrayLike,
+    *,
     shape: Shape | None = None,
     dtype: DTypeLike | None = None,
 ) -> Array:
@@ -294,11 +310,12 @@ def multivariate_normal(
 
 
 def bernoulli(
-    key: Key, p: ArrayLike = 0.5, shape: Shape | None = None, dtype: DTypeLike | None = None
+    key: Key, p: ArrayLike = 0.5, *, shape: Shape | None = None, dtype: DTypeLike | None = None
 ) -> Array:
     r"""Bernoulli draws: 1.0 with probability ``p``, else 0.0. Discrete: zero pathwise gradient.
 
-    $\log p(x) = x \log p + (1 - x)\log(1 - p)$. ``p`` must lie in [0, 1].
+    $\log p(x) = x \log p + (1 - x)\log(1 - p)$. ``p`` must lie in [0, 1]. The draws
+    are floats holding 0 or 1, of ``dtype`` (floating; by default the parameters').
     """
     return draw(BERNOULLI, "bernoulli", key, {"p": p}, shape, dtype)
 
@@ -307,9 +324,9 @@ def categorical(
     key: Key,
     logits: ArrayLike | None = None,
     axis: int = -1,
+    *,
     shape: Shape | None = None,
     dtype: DTypeLike | None = None,
-    *,
     probs: ArrayLike | None = None,
 ) -> Array:
     r"""Category indices (as floats), with probabilities ``softmax(logits)`` or ``probs``.
@@ -320,7 +337,8 @@ def categorical(
     Discrete: zero pathwise gradient; stochastic triples move a draw to the next category
     that can occur, skipping masked ones. $\log p(x) = \mathrm{log\_softmax}(\mathrm{logits})_x$
     or $\log(\mathrm{probs}_x / \sum_j \mathrm{probs}_j)$. ``shape`` is the batch shape (the
-    parameters' shape without ``axis`` by default).
+    parameters' shape without ``axis`` by default). The draws are floats holding indices,
+    of ``dtype`` (floating; by default the parameters'): ``x.astype(int)`` to index.
 
     >>> import jax, jax.numpy as jnp, simgrad as sg
     >>> logits = jnp.where(jnp.array([True, False, True]), 0.0, -jnp.inf)  # 1 is masked
@@ -332,7 +350,7 @@ def categorical(
     if value is None or (logits is not None and probs is not None):
         raise TypeError("simgrad.random.categorical: give exactly one of logits= and probs=.")
     if isinstance(value, (list, tuple)):
-        value = np.asarray(value)
+        refuse_sequence("categorical", name, value, [])
     if getattr(value, "ndim", 0) < 1:
         raise ValueError(f"simgrad.random.categorical: {name} must have at least one axis.")
     if isinstance(value, jax.Array):
@@ -344,30 +362,44 @@ def categorical(
 
 
 def poisson(
-    key: Key, rate: ArrayLike, shape: Shape | None = None, dtype: DTypeLike | None = None
+    key: Key, rate: ArrayLike, *, shape: Shape | None = None, dtype: DTypeLike | None = None
 ) -> Array:
     r"""Poisson counts (as floats) with mean ``rate``. Discrete: zero pathwise gradient.
 
     $\log p(x) = x \log \mathrm{rate} - \mathrm{rate} - \log x!$. ``rate`` must be
     non-negative and finite.
+    The draws are floats holding whole numbers, of ``dtype`` (floating; by default the
+    parameters').
     """
     return draw(POISSON, "poisson", key, {"rate": rate}, shape, dtype)
 
 
 def binomial(
-    key: Key, n: ArrayLike, p: ArrayLike, shape: Shape | None = None, dtype: DTypeLike | None = None
+    key: Key,
+    n: ArrayLike,
+    p: ArrayLike,
+    *,
+    shape: Shape | None = None,
+    dtype: DTypeLike | None = None,
 ) -> Array:
     r"""Binomial counts (as floats): successes in ``n`` trials of probability ``p``. Discrete.
 
     $\log p(x) = \log\binom{n}{x} + x\log p + (n - x)\log(1 - p)$. ``n`` must be a
     non-negative whole number, ``p`` in [0, 1]. ``n`` is a count, not a parameter to
     differentiate: every estimator treats it as a constant.
+    The draws are floats holding whole numbers, of ``dtype`` (floating; by default the
+    parameters').
     """
     return draw(BINOMIAL, "binomial", key, {"n": n, "p": p}, shape, dtype)
 
 
 def negative_binomial(
-    key: Key, n: ArrayLike, p: ArrayLike, shape: Shape | None = None, dtype: DTypeLike | None = None
+    key: Key,
+    n: ArrayLike,
+    p: ArrayLike,
+    *,
+    shape: Shape | None = None,
+    dtype: DTypeLike | None = None,
 ) -> Array:
     r"""Negative binomial counts (as floats): failures before the ``n``-th success. Discrete.
 
@@ -376,16 +408,20 @@ def negative_binomial(
     which is how it is drawn). Mean $n(1-p)/p$. $\log p(x) = \log\Gamma(x + n) -
     \log\Gamma(n) - \log x! + n\log p + x\log(1 - p)$. Stochastic triples perturb ``p``
     only; a θ-dependent ``n`` is for the score function (`sg.ScoreFunction`, `sg.Hybrid`).
+    The draws are floats holding whole numbers, of ``dtype`` (floating; by default the
+    parameters').
     """
     return draw(NEGATIVE_BINOMIAL, "negative_binomial", key, {"n": n, "p": p}, shape, dtype)
 
 
 def geometric(
-    key: Key, p: ArrayLike, shape: Shape | None = None, dtype: DTypeLike | None = None
+    key: Key, p: ArrayLike, *, shape: Shape | None = None, dtype: DTypeLike | None = None
 ) -> Array:
     r"""Geometric draws (as floats): the number of trials up to the first success, 1, 2, …
 
     Discrete. $\log p(x) = (x - 1)\log(1 - p) + \log p$. ``p`` must lie in (0, 1].
+    The draws are floats holding whole numbers, of ``dtype`` (floating; by default the
+    parameters').
     """
     return draw(GEOMETRIC, "geometric", key, {"p": p}, shape, dtype)
 
@@ -394,6 +430,7 @@ def multinomial(
     key: Key,
     n: ArrayLike,
     probs: ArrayLike,
+    *,
     shape: Shape | None = None,
     dtype: DTypeLike | None = None,
 ) -> Array:
@@ -403,6 +440,8 @@ def multinomial(
     have shape ``shape + probs.shape[-1:]`` (``shape`` is the batch shape, unlike
     `jax.random.multinomial`'s). $\log p(x) = \log n! - \sum_j \log x_j! + \sum_j x_j
     \log p_j$. ``n`` must be a non-negative whole number (a count: not differentiated).
+    The counts are floats holding whole numbers, of ``dtype`` (floating; by default the
+    parameters').
     """
     return draw(MULTINOMIAL, "multinomial", key, {"n": n, "probs": probs}, shape, dtype)
 
@@ -411,6 +450,7 @@ def randint(
     key: Key,
     minval: ArrayLike,
     maxval: ArrayLike,
+    *,
     shape: Shape | None = None,
     dtype: DTypeLike | None = None,
 ) -> Array:
@@ -420,7 +460,9 @@ def randint(
     rather than parameters to differentiate: the expectation is piecewise constant in
     them, so its derivative in them is zero wherever it exists, and that is what every
     estimator returns. For probabilities that move with θ use `categorical`.
-    $\log p(x) = -\log(\mathrm{maxval} - \mathrm{minval})$.
+    $\log p(x) = -\log(\mathrm{maxval} - \mathrm{minval})$. The draws are floats holding
+    whole numbers (not `jax.random.randint`'s ints), of ``dtype`` (floating; by default
+    the parameters').
     """
     return draw(RANDINT, "randint", key, {"minval": minval, "maxval": maxval}, shape, dtype)
 
@@ -428,6 +470,7 @@ def randint(
 def choice(
     key: Key,
     a: ArrayLike,
+    *,
     shape: Shape | None = None,
     replace: bool = True,
     p: ArrayLike | None = None,
@@ -440,7 +483,9 @@ def choice(
     ``probs=p``) or a `randint` draw, so estimators see it: the score function and
     stochastic triples differentiate through ``p``, and pathwise gradients flow into the
     values of ``a``. Without replacement the draws are not independent; use
-    `jax.random.choice` (estimators do not see it) or draw indices yourself.
+    `jax.random.choice` (estimators do not see it) or draw indices yourself. The draws have
+    ``a``'s dtype, or for an int ``a`` are floats holding whole numbers (the dtype of ``p``;
+    by default the default float).
     """
     if not replace:
         raise ValueError(
@@ -462,6 +507,8 @@ def choice(
     if p is None:
         index = draw(RANDINT, "choice", key, {"minval": 0, "maxval": n}, shape, None)
     else:
+        if isinstance(p, (list, tuple)):
+            refuse_sequence("choice", "p", p, [])
         if getattr(p, "shape", np.shape(p)) != (n,):
             raise ValueError(
                 f"simgrad.random.choice: p must have shape ({n},), one probability per "

@@ -7,7 +7,9 @@ traced) and calls the site. Constraints and the gradient-safe helpers the log-pr
 share live here too.
 """
 
+import reprlib
 from collections.abc import Callable
+from typing import NoReturn
 
 import jax
 import jax.core
@@ -191,6 +193,31 @@ def _validate(fn: str, d: Distribution, arrays: dict) -> list:
     return out
 
 
+def refuse_sequence(fn: str, name: str, value, before) -> NoReturn:
+    """Refuse a tuple or list given as parameter ``name`` of ``simgrad.random.<fn>``.
+
+    ``jax.random`` takes the shape second (``normal(key, (3,))``); here the distribution's
+    parameters come first and ``shape``, ``dtype`` are keyword-only, so that habit would
+    otherwise draw once with ``loc=3``. Parameter values are numbers or arrays, as
+    everywhere in JAX. ``before`` names the parameters ahead of ``name`` (for the fix).
+    """
+    ahead = "".join(f", {p}" for p in before)
+    looks_like_shape = all(
+        isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in value
+    )
+    fix = (
+        f"shape and dtype are keyword-only here (sg.random.{fn}(key{ahead}, "
+        f"shape={tuple(value)!r})), unlike jax.random. If these are values of {name}, "
+        f"pass an array: {name}=np.asarray(...)."
+        if looks_like_shape
+        else f"pass parameter values as numbers or arrays ({name}=np.asarray(...)), as "
+        "jax.random does; shape and dtype are keyword-only here (shape=...)."
+    )
+    raise TypeError(
+        f"simgrad.random.{fn}: {name}={reprlib.repr(value)} is a {type(value).__name__}: {fix}"
+    )
+
+
 def draw(d: Distribution, fn: str, key, params: dict, shape, dtype):
     """Draw from the family ``d`` as the public function ``fn``: check, cast, validate, sample.
 
@@ -200,7 +227,7 @@ def draw(d: Distribution, fn: str, key, params: dict, shape, dtype):
     _check_key(fn, key)
     for name, value in params.items():
         if isinstance(value, (list, tuple)):
-            value = params[name] = np.asarray(value)
+            refuse_sequence(fn, name, value, list(params)[: list(params).index(name)])
         if isinstance(value, bool) or not isinstance(
             value, (int, float, np.ndarray, np.generic, jax.Array)
         ):

@@ -9,6 +9,7 @@ them.
 """
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 
 from ._jax_compat import ClosedJaxpr, Var
 from .core import dataflow
@@ -24,12 +25,29 @@ def _opaque_draws(eqn, input_flags):
     return (marked,) * len(eqn.outvars)
 
 
-def depends_on(closed: ClosedJaxpr, wrt: Sequence[bool]) -> frozenset:
+class Taint(frozenset):
+    """The variables that can depend on some inputs: a frozenset that any atom of a jaxpr
+    can be tested against. An equation's input may be a *literal* — a constant the tracer
+    inlined, such as a Python number given as a draw's parameter — which is unhashable and
+    depends on nothing: ``literal in taint`` is False, not a ``TypeError``."""
+
+    def __contains__(self, atom: object) -> bool:
+        return isinstance(atom, Var) and frozenset.__contains__(self, atom)
+
+    def __and__(self, other: AbstractSet) -> "Taint":
+        return Taint(frozenset.__and__(self, other))
+
+    def __or__(self, other: AbstractSet) -> "Taint":
+        return Taint(frozenset.__or__(self, other))
+
+
+def depends_on(closed: ClosedJaxpr, wrt: Sequence[bool]) -> Taint:
     """The variables of ``closed`` (at any depth) that can depend on the inputs in ``wrt``.
 
     ``wrt[i]`` says whether input ``i`` (of ``closed.jaxpr.invars``) is a source. Test an
-    equation with ``any(v in result for v in eqn.invars)``; the variables of a sub-program
-    are those of its own jaxpr, as the core's `evaluate` and `find` walk them.
+    equation with ``any(v in result for v in eqn.invars)`` (a literal input is never in
+    it); the variables of a sub-program are those of its own jaxpr, as the core's
+    `evaluate` and `find` walk them.
     """
     if len(wrt) != len(closed.jaxpr.invars):
         raise ValueError(f"wrt has {len(wrt)} flags for {len(closed.jaxpr.invars)} inputs.")
@@ -40,4 +58,4 @@ def depends_on(closed: ClosedJaxpr, wrt: Sequence[bool]) -> frozenset:
             tainted.update(
                 v for v, f in zip(variables, flags, strict=True) if f & _MARK and isinstance(v, Var)
             )
-    return frozenset(tainted)
+    return Taint(tainted)
