@@ -289,18 +289,8 @@ def test_every_cell_an_estimator_claims_is_unbiased(method, mode, key):
     assert not _biased_cells(cells, est)
 
 
-def _auto_case(name, param):
-    if (name, param) == ("negative_binomial", "n"):
-        reason = (
-            "Auto picks stochastic triples, which refuse a θ-dependent n, where its own rule "
-            "says Hybrid; the fix is in estimators/auto.py (stochastic_triples.unperturbable)"
-        )
-        return pytest.param(name, param, marks=pytest.mark.xfail(strict=True, reason=reason))
-    return pytest.param(name, param)
-
-
 CLASSES = {type(m).__name__: name for name, m in METHODS.items()}
-AUTO_CELLS = [_auto_case(*cell) for cell in CELLS if cell[1] != AFTER and claims("hybrid", *cell)]
+AUTO_CELLS = [cell for cell in CELLS if cell[1] != AFTER and claims("hybrid", *cell)]
 
 
 @pytest.mark.parametrize("mode", ["number", "array"])

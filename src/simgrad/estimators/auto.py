@@ -12,7 +12,7 @@ from .base import AbstractEstimator
 from .hybrid import Hybrid
 from .pathwise import Pathwise
 from .score_function import ScoreFunction
-from .stochastic_triples import StochasticTriples
+from .stochastic_triples import StochasticTriples, unperturbable
 
 # Kinds of findings where the output *jumps* with θ (rather than bending, as at a kink).
 JUMPS = ("threshold", "rounding", "discrete_choice", "while_loop")
@@ -95,11 +95,13 @@ class Auto(AbstractEstimator):
             discrete_draws = [d for d in draws if d.discrete]
             names = sorted({d.name for d in discrete_draws})
             what = f"θ reaches the distribution of a discrete draw ({', '.join(names)})"
-            if n <= self.few and all(d.proposal is not None for d in discrete_draws):
+            blocked = unperturbable(program)
+            if n <= self.few and not blocked:
                 why = f"{what}; {n} parameter(s) ≤ few={self.few}: stochastic triples"
                 return StochasticTriples(), (why, *notes)
             reason = (f"{n} parameters > few={self.few}" if n > self.few
-                      else "stochastic triples have no proposal for it")  # fmt: skip
+                      else f"stochastic triples have no proposal for {blocked[0][0].name}'s "
+                           f"{blocked[0][1]}")  # fmt: skip
             return Hybrid(), (f"{what}; {reason}: hybrid (score function for it)", *notes)
         forward = n <= self.few or n <= m or not _reverse_runs(f, x, key, program)
         mode = "forward" if forward else "reverse"
