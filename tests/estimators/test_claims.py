@@ -621,9 +621,9 @@ CLAIMS = {
     "argmax_of_utilities":       (B,      U,     B,     B,      B,   U),
     "call_payoff_where":         (U,      U,     U,     U,      AP,  U),
     "median_of_three":           (U,      U,     U,     U,      AP,  U),
-    "host_callback":             (UV,     UV,    UV,    UV,     AP,  UV),
-    "blackbox_square":           (X,      X,     X,     X,      AP,  X),
-    "blackbox_threshold":        (X,      X,     X,     X,      B,   X),
+    "host_callback":             (UV,     UV,    UV,    UV,     UV,  UV),
+    "blackbox_square":           (X,      X,     X,     X,      UV,  X),
+    "blackbox_threshold":        (X,      X,     X,     X,      UV,  X),
 }
 # fmt: on
 
@@ -679,11 +679,6 @@ WRONG_CLAIMS = {
         "random numbers the sample is not smooth in the shape θ, and the difference "
         "quotient's limit is not the gradient (0.665 against 0.645, +3 %, 7-10σ at n = 2^14 "
         "for four keys) while grad_bias says 2e-11; the claim says 'approximate'"
-    ),
-    ("blackbox_threshold", "fd"): (
-        "a black box with a threshold after its noise: finite differences return 0 ± 0 "
-        "(no sample crossed between θ ± h) where the answer is 0.31, and claim "
-        "'approximate'; nothing counts the crossings (issue 27, item 3)"
     ),
 }
 

@@ -178,8 +178,10 @@ class AbstractEstimator(eqx.Module):
         """``(claim, reasons)`` for a program with these findings of the static scan
         (``opaque``: it holds a host callback the scan cannot see into): ``"biased"``
         where one of them is a hazard in ``breaks`` (the reason names the line, the finding
-        and an estimator that would be unbiased), else ``"approximate"`` for an estimator
-        biased by design, ``"unverified"`` for an opaque program, ``"unbiased"``."""
+        and an estimator that would be unbiased), else ``"unverified"`` for an opaque
+        program (its hazards cannot be read: a black box's jump is invisible to finite
+        differences too), ``"approximate"`` for an estimator biased by design,
+        ``"unbiased"``."""
         broken = [(h, fi) for fi in findings for h in self.breaks if HAZARDS[h].applies(fi)]
         if broken:
             hazard, fi = broken[0]
@@ -187,14 +189,14 @@ class AbstractEstimator(eqx.Module):
                 f"claim: biased — θ reaches a {fi.kind} ({fi.primitive} at {fi.where}) "
                 f"{HAZARDS[hazard].text}, which {self!r} misses; {HAZARDS[hazard].remedy}",
             )
-        if self.approximate:  # the bias is the estimator's own: its docs say how large
-            return "approximate", ()
         if opaque:
             return "unverified", (
                 "claim: unverified — the program calls back to the host (jax.pure_callback, "
                 "sg.BlackBox), which simgrad cannot read: whether this estimator is unbiased "
                 "for it cannot be checked",
             )
+        if self.approximate:  # the bias is the estimator's own: its docs say how large
+            return "approximate", ()
         return "unbiased", ()
 
     @abc.abstractmethod
