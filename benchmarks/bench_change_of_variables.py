@@ -25,10 +25,10 @@ import sys
 
 import jax
 import jax.numpy as jnp
-from _timing import environment, interleaved_seconds
 from scipy.stats import norm
 
 import simgrad as sg
+from _timing import environment, interleaved_seconds
 
 THETA = {"S0": 100.0, "sigma": 0.2}
 K = 100.0
@@ -36,7 +36,7 @@ K = 100.0
 
 def natural(theta, key):
     z = jax.random.normal(key)
-    s_t = theta["S0"] * jnp.exp(-theta["sigma"] ** 2 / 2 + theta["sigma"] * z)
+    s_t = theta["S0"] * jnp.exp(-(theta["sigma"] ** 2) / 2 + theta["sigma"] * z)
     return jnp.where(s_t > K, 1.0, 0.0)
 
 

@@ -178,8 +178,9 @@ class AbstractScoreEstimator(AbstractEstimator):
             )
         taus = jnp.asarray(self._taus(), dtype)
         program = trace(soft, x, keys[0], taus[0])
-        everything = LogProb(lambda d: True, dtype, self.rao_blackwell)
-        discrete = LogProb(lambda d: not d.reparameterised, dtype, self.rao_blackwell)
+        # the smoothed program has no jump left to change variables for (refused above)
+        everything = LogProb(lambda d: True, dtype, self.rao_blackwell, False)
+        discrete = LogProb(lambda d: not d.reparameterised, dtype, self.rao_blackwell, False)
         jacobian = jax.jacrev if mode == "reverse" else jax.jacfwd
 
         def estimates(interpretation, key, tau):
