@@ -56,12 +56,12 @@ class Auto(AbstractEstimator):
         >>> abs(float(est.grad) - 0.3989) < 4 * float(est.grad_stderr)   # φ(0)
         True
 
-    When rule 1 applies but the score function cannot run (the jump's randomness is drawn
-    with `jax.random`, or θ is in no draw's distribution), the comparison may be a
-    safeguard whose branches agree (``jnp.where(b > 0, f(b), 0)``), which the static scan
-    cannot tell from a jump: `Auto` then falls back to rule 3, and says so in a note and a
-    warning — with how to make an unbiased estimator possible (θ in a `simgrad.random`
-    draw's distribution) or to smooth the jump (`sg.smooth`).
+    θ that transforms the noise (``S0·exp(σZ)``, ``-log(U)/λ``) is in a draw's
+    distribution after a change of variables, which the score function makes. When rule 1
+    applies but the score function cannot run (θ meets the noise in a way no change of
+    variables covers, ``θ·z²``), `Auto` falls back to rule 3: the estimate's claim is then
+    ``"biased"``, with a `sg.BiasWarning` and a note on how to make an unbiased estimator
+    possible (θ in a draw's distribution) or to smooth the jump (`sg.smooth`).
     """
 
     few: int = eqx.field(default=4, static=True)

@@ -34,8 +34,8 @@ class Hybrid(AbstractScoreEstimator):
 
     Not for: discontinuities in the *continuous* randomness (a digital option's threshold
     on a normal draw): there the pathwise part is zero and wrong; use `sg.ScoreFunction`,
-    which scores every draw. Draws made with `jax.random` directly are invisible and are
-    differentiated pathwise — discrete ones then contribute nothing.
+    which scores every draw. `jax.random`'s listed samplers are draws like
+    `simgrad.random`'s; an unlisted discrete one is refused.
     """
 
     baseline: Baseline = eqx.field(default="loo", static=True)

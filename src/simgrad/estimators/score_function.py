@@ -231,9 +231,9 @@ class AbstractScoreEstimator(AbstractEstimator):
         if self.needs_draw_sites and not sites:
             raise ValueError(
                 f"{cls}: the simulator has no random draws that simgrad can see, so there is "
-                "no log-probability to differentiate. Draw through simgrad.random (e.g. "
-                "sg.random.normal(key, loc, scale) instead of jax.random.normal), or, if the "
-                "sample path is continuous in theta, use sg.Pathwise()."
+                "no log-probability to differentiate. Draw through simgrad.random or a listed "
+                "jax.random sampler (normal, uniform, exponential, gamma, beta, bernoulli, "
+                "poisson, …), or, if the sample path is continuous in theta, use sg.Pathwise()."
             )
         f_dep, log_prob_dep, support_dep = output_depends_on(
             lambda th: (lambda f, s: (f, *s))(*run(th, key)), (theta,)

@@ -60,10 +60,10 @@ class StochasticTriples(AbstractEstimator):
     tangent, alternative path), all directions batched; a `lax.cond` that contains draws
     runs every branch.
 
-    Not for: programs whose discrete draws go through `jax.random` (they are invisible:
-    draw through `simgrad.random`), or many parameters (one triple per direction; use the
-    score function in reverse mode). Gradients in a direction where a probability sits at
-    0 or 1 are one-sided.
+    Not for: discrete draws of `jax.random` (it has no proposal for them: `sg.Hybrid`
+    scores them; draw through `simgrad.random` for triples), or many parameters (one
+    triple per direction; use the score function in reverse mode). Gradients in a
+    direction where a probability sits at 0 or 1 are one-sided.
 
     References: G. Arya, M. Schauer, F. Schäfer, C. Rackauckas, "Automatic differentiation
     of programs with discrete randomness", NeurIPS 2022.

@@ -1,10 +1,11 @@
-"""Draws simgrad cannot see: discrete `jax.random` draws whose parameters depend on θ.
+"""Draws simgrad cannot see: discrete `jax.random` draws, of samplers no record lists,
+whose parameters depend on θ.
 
-`jax.random.bernoulli(key, theta)` is an ordinary computation to the program core, not a
-`simgrad.random` site: no estimator can score or perturb it, and its pathwise derivative is
-zero. Estimators that depend on seeing draws (score function, hybrid, stochastic triples)
-would silently drop its whole contribution; `hidden_draws` finds such draws so that they
-refuse the simulator instead.
+`jax.random.binomial(key, n, theta)` is an ordinary computation to the program core, not a
+site (`jax.random`'s listed samplers, `simgrad.random/_jax.py`, are sites): no estimator
+can score or perturb it, and its pathwise derivative is zero. Estimators that depend on
+seeing draws (score function, hybrid, stochastic triples) would silently drop its whole
+contribution; `hidden_draws` finds such draws so that they refuse the simulator instead.
 
 A draw is recognised as the checker recognises it, from the rule table's knowledge of
 `jax.random`: a sampler that traces as a `jit` named after itself (``_bernoulli``,
