@@ -11,6 +11,7 @@ inside their own compiled programs.
 import functools
 import math
 import os
+import sys
 import warnings
 
 import equinox as eqx
@@ -83,7 +84,7 @@ def estimate(
     claim, reasons = method.claim(scanned.findings, bool(find(program, calls_back)))
     notes = (*notes, *reasons)
     if claim == "biased":
-        warnings.warn(BiasWarning(f"{name}: {reasons[0]}"), stacklevel=2)
+        warnings.warn(BiasWarning(f"{name}: {reasons[0]}"), stacklevel=_caller_level())
     if method.sees_draws:
         _refuse_hidden_draws(method, program, n_theta)
     if not count and (program is None or draw_sites(program)):
@@ -125,6 +126,19 @@ def estimate(
         notes = (*notes, *scanned.fd_hazards)
     described = (name, notes, claim)
     return _finish(moments, theta, n_samples, count, method, described, n_params, n_outputs)
+
+
+def _caller_level() -> int:
+    """The `warnings` stack level of the first frame outside simgrad, JAX and equinox (the
+    user's call of `sg.gradient`, `sg.expectation` or `sg.optimize`): where a warning
+    issued while the engine is traced should point."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and any(
+        part in frame.f_code.co_filename.replace("\\", "/")
+        for part in ("/simgrad/", "/jax/", "/jaxlib/", "/equinox/", "/contextlib.py")
+    ):
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 def _accumulate(run, n_samples: int, chunk: int) -> "_Moments":
