@@ -16,9 +16,10 @@ from .._result import AbstractResult
 from .._src.program import Interpretation, evaluate
 from .._src.program.rules import FINDING_KINDS, KINDS, rule_for
 from ._eigen import Cluster, degenerate_clusters
-from ._nan import forward_origins, reverse_origins
-from ._one_sided import Ties, sides_along
+from ._nan import Ties, forward_origins, reverse_origins
+from ._one_sided import sides_along
 from ._scan import RANDOM, Finding, finding_lines, location, scan
+from ._subject import black_box_fn, simulator_of
 
 
 class Report(AbstractResult):
@@ -98,22 +99,6 @@ class Report(AbstractResult):
         from ._report import write_html
 
         return write_html(self, path, direction=direction, n_samples=n_samples)
-
-
-def simulator_of(sim) -> Callable:
-    """``sim`` as the JAX code that runs it: an `sg.BlackBox` is one ``pure_callback``
-    evaluating its ``fn`` in this process; a function is itself."""
-    from .._blackbox import _Bound
-
-    fn = _black_box_fn(sim)
-    return sim if fn is None else _Bound(fn, None, None)
-
-
-def _black_box_fn(sim) -> Callable | None:
-    """The ``fn`` of an `sg.BlackBox`; None for anything else."""
-    from .._blackbox import BlackBox
-
-    return sim.fn if isinstance(sim, BlackBox) else None
 
 
 def _at_black_box(finding: Finding, fn) -> Finding:
@@ -251,7 +236,7 @@ def check(
     leaves = jax.tree.leaves(theta)
     found = scan(program, len(leaves))
     findings, notes = list(found.findings), []
-    fn = _black_box_fn(sim)
+    fn = black_box_fn(sim)
     if fn is not None:
         findings = [_at_black_box(f, fn) if f.kind == "opaque" else f for f in findings]
     stochastic = bool(found.out_flags[0] & RANDOM)
@@ -327,7 +312,7 @@ def fd_hazards(sim: Callable, theta, key=None) -> list[str]:
         >>> fd_hazards(lambda t, k: jax.random.gamma(k, t), 2.0)[0].split(" at ")[0]
         'jax.random.gamma'
     """
-    if _black_box_fn(sim) is not None:
+    if black_box_fn(sim) is not None:
         raise TypeError(
             "fd_hazards reads the JAX program of sim, and an sg.BlackBox has none to read: "
             "nothing inside it can be ruled out. sg.check(black_box, theta) reports it "

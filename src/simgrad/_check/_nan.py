@@ -116,7 +116,6 @@ def explain_nonfinite(program, leaves, rest, direction) -> str:
     """One line: which singular function makes forward mode non-finite along ``direction``
     (or which eigen- or singular-value decomposition is at a tie, where the one-sided
     rules give its vectors, and a nonsymmetric matrix's eigenvalues, no slope)."""
-    from ._one_sided import Ties
     from ._scan import location, scan
 
     found = scan(program, len(leaves))
@@ -144,3 +143,18 @@ def explain_nonfinite(program, leaves, rest, direction) -> str:
 def _kind(eqn) -> str:
     rule = rule_for(eqn)
     return "" if rule is None else rule.kind
+
+
+class Ties(AtSites):
+    """Record, for each of the given places, whether its operands tie at θ (the rule
+    table's tie test: ``a == b`` for ``min``/``max``/comparisons, ``x == 0`` for ``abs``,
+    an integer for ``floor``): where a kink at θ can come from."""
+
+    def initial_state(self):
+        return tuple(jnp.zeros((), bool) for _ in self.flows)
+
+    def at(self, i, eqn, invals, state):
+        rule = rule_for(eqn)
+        assert rule is not None and rule.tie is not None  # tie sites have a tie test
+        tie = rule.tie(eqn, invals)
+        return bind(eqn, invals), (*state[:i], state[i] | tie, *state[i + 1 :])

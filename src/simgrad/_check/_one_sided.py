@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._result import AbstractResult
-from .._src.program import AtSites, Interpretation, current_site, evaluate, trace
+from .._src.program import Interpretation, current_site, evaluate, trace
 from .._src.program._jax_compat import JaxprEqn, bind, jit_name
 from .._src.program.rules import SMOOTH_JITS, rule_for
 
@@ -70,21 +70,6 @@ def _float_dtype(eqn: JaxprEqn):
         if dtype is not None and jnp.issubdtype(dtype, jnp.floating):
             return dtype
     return jnp.result_type(float)
-
-
-class Ties(AtSites):
-    """Record, for each of the given places, whether its operands tie at θ (the rule
-    table's tie test: ``a == b`` for ``min``/``max``/comparisons, ``x == 0`` for ``abs``,
-    an integer for ``floor``): where a kink at θ can come from."""
-
-    def initial_state(self):
-        return tuple(jnp.zeros((), bool) for _ in self.flows)
-
-    def at(self, i, eqn, invals, state):
-        rule = rule_for(eqn)
-        assert rule is not None and rule.tie is not None  # tie sites have a tie test
-        tie = rule.tie(eqn, invals)
-        return bind(eqn, invals), (*state[:i], state[i] | tie, *state[i + 1 :])
 
 
 class OneSided(AbstractResult):

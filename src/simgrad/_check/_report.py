@@ -17,6 +17,7 @@ from jax.flatten_util import ravel_pytree
 
 from .._src.plots import figure
 from ._scan import KINDS
+from ._subject import black_box_fn, simulator_of
 from ._taylor import taylor_test
 
 _CSS = """
@@ -86,7 +87,6 @@ def line_data(report, direction, n_samples: int, n_points: int = 161):
     and each draw's values (``(n_points, n_draws)``, for `mean_derivative`). Where AD
     cannot differentiate the program (``report.grad`` is None: a host callback), the
     derivative is NaN and only the values are computed."""
-    from ._check import simulator_of
 
     sim = simulator_of(report.sim)
     x, unravel = ravel_pytree(report.theta)
@@ -120,7 +120,6 @@ def line_data(report, direction, n_samples: int, n_points: int = 161):
 
 def fd_variance(report, direction, n_samples: int, eps):
     """Variance of central differences over keys, with and without common random numbers."""
-    from ._check import simulator_of
 
     sim = simulator_of(report.sim)
     x, unravel = ravel_pytree(report.theta)
@@ -262,9 +261,8 @@ def _source(finding) -> str:
 
 def _page(report, images, verdict: str = "") -> str:
     esc = html.escape
-    from ._check import _black_box_fn
 
-    fn = _black_box_fn(report.sim)
+    fn = black_box_fn(report.sim)
     name = getattr(report.sim, "__qualname__", type(report.sim).__name__)
     if fn is not None:
         name = f"sg.BlackBox({getattr(fn, '__qualname__', type(fn).__name__)})"
