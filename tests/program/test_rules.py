@@ -15,7 +15,7 @@ import pytest
 from jax import lax
 
 import simgrad as sg
-from simgrad._check._one_sided import Ties
+from simgrad._check._nan import Ties
 from simgrad._src.program import dataflow, evaluate, trace
 from simgrad._src.program.rules import FINDING_KINDS, KINDS, RULES, rule_for
 
