@@ -14,6 +14,7 @@ from ._result import BiasWarning, Estimate
 from ._src.names import named_components
 from ._src.program import draw_distribution, draw_sites, trace
 from .estimators import ESTIMATORS, AbstractEstimator, Auto
+from .estimators.base import refusal_of
 from .models import GALLERY, AbstractModel
 
 # Estimators that choose another from the program: one more row per model, labelled with
@@ -89,18 +90,10 @@ def applicable_estimators(model: AbstractModel) -> dict[str, AbstractEstimator]:
     # The score function refuses a model with no θ in any draw's law and no jump to score.
     x, f, _, _ = flat_problem(model, model.default_theta(), jax.random.key(0))
     return {
-        name: est for name, est in chosen.items() if not est.needs_draw_sites or _runs(est, f, x)
+        name: est
+        for name, est in chosen.items()
+        if not est.needs_draw_sites or not refusal_of(est, f, x, jax.random.key(0))
     }
-
-
-def _runs(estimator: AbstractEstimator, f, x) -> bool:
-    """Does ``estimator`` take the flat program (no trace-time refusal)?"""
-    key = jax.random.key(0)[None]
-    try:
-        jax.eval_shape(lambda: estimator.sample_batch(f, x, key))
-    except ValueError:
-        return False
-    return True
 
 
 def run_one(

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from .._check._scan import scan
 from .._src.program import draw_distribution, draw_sites, find, trace
-from .base import AbstractEstimator
+from .base import AbstractEstimator, refusal_of
 from .hybrid import Hybrid
 from .pathwise import Pathwise
 from .score_function import ScoreFunction
@@ -84,7 +84,7 @@ class Auto(AbstractEstimator):
                 f"θ reaches a {_at(jumps[0])} downstream of continuous randomness: every "
                 "path's derivative misses the jump, the score function accounts for it"
             )
-            refusal = _refusal(ScoreFunction(baseline="loo"), f, x, key)
+            refusal = refusal_of(ScoreFunction(baseline="loo"), f, x, key)
             if not refusal:
                 return ScoreFunction(baseline="loo"), (why, *notes)
             # the chosen estimator's claim is then "biased": the engine warns (BiasWarning)
@@ -149,15 +149,6 @@ def _reverse_runs(f, x, key, program) -> bool:
     except (TypeError, ValueError):
         return False
     return True
-
-
-def _refusal(chosen, f, x, key) -> str:
-    """Why ``chosen`` refuses the program (its trace-time error), or ""."""
-    try:
-        jax.eval_shape(lambda: chosen.sample_batch(f, x, key[None]))
-    except ValueError as error:
-        return str(error).split(": ", 1)[-1].split(". ", 1)[0]
-    return ""
 
 
 def _unscorable(jump, refusal: str, visible: bool) -> str:

@@ -239,3 +239,13 @@ def check_method(method) -> None:
             f"method must be an estimator such as sg.Pathwise() or sg.FiniteDifference(), "
             f"got {method!r}.{hint}"
         )
+
+
+def refusal_of(estimator: AbstractEstimator, f: FlatSimulator, x: Array, key: Key) -> str:
+    """Why ``estimator`` refuses the flat program (its trace-time error, first sentence),
+    or "" when it takes it. Traces only: nothing is compiled or run."""
+    try:
+        jax.eval_shape(lambda: estimator.sample_batch(f, x, key[None]))
+    except ValueError as error:
+        return str(error).split(": ", 1)[-1].split(". ", 1)[0]
+    return ""
