@@ -81,7 +81,8 @@ def estimate(
     if program is None:  # the scan reads it for the claim, once per compilation
         program = trace(sim, theta, key)
     scanned = scan(program, n_theta)
-    claim, reasons = method.claim(scanned.findings, bool(find(program, calls_back)))
+    hazards = [*scanned.findings, *scanned.rough_draws]
+    claim, reasons = method.claim(hazards, bool(find(program, calls_back)))
     notes = (*notes, *reasons)
     if claim == "biased":
         warnings.warn(BiasWarning(f"{name}: {reasons[0]}"), stacklevel=_caller_level())

@@ -98,7 +98,7 @@ def gelu_softplus_silu(t, key):
 
 
 def leaky_relu(t, key):
-    return jnp.sum(jax.nn.leaky_relu(t, 0.1) ** 2)  # CULPRIT: threshold
+    return jnp.sum(jax.nn.leaky_relu(t, 0.1) ** 2)  # CULPRIT: kink
 
 
 def log_softmax_entropy(t, key):
@@ -178,13 +178,13 @@ def bucketed_rate(t, key):
 
 
 def sorted_order_statistics(x, key):
-    s = jnp.sort(x)  # CULPRIT: discrete_choice
-    top, _ = lax.top_k(x, 2)  # CULPRIT: discrete_choice
+    s = jnp.sort(x)  # CULPRIT: kink
+    top, _ = lax.top_k(x, 2)  # CULPRIT: kink
     return s[0] + jnp.sum(top)
 
 
 def robust_median(x, key):
-    return jnp.median(x) + x[0]  # CULPRIT: discrete_choice
+    return jnp.median(x) + x[0]  # CULPRIT: kink
 
 
 def winner_takes_all(x, key):

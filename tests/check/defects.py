@@ -41,7 +41,7 @@ def kinks(t, key):
 def choices(t, key):
     x = jnp.stack([t, 2.0 - t, 0.5 * t])
     i = jnp.argmax(x)  # DEFECT: discrete_choice
-    s = jnp.sort(x)  # DEFECT: discrete_choice
+    s = jnp.sort(x)  # DEFECT: kink (sorted values are continuous)
     return s[0] + i.astype(t.dtype)
 
 

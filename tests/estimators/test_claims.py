@@ -27,9 +27,7 @@ Every cell also checks `sg.BiasWarning`: issued once exactly where the claim is 
 
 Cells whose numbers are not checked are traced only, with `jax.eval_shape` around
 `sg.gradient` (the claim and the warning are made at trace time, once per compilation):
-the file stays fast. Cells where the implementation's claim disagrees with the truth are
-``xfail(strict=True)`` (``WRONG_CLAIMS``), each with the reason, and
-`test_wrong_claims_are_wrong` shows with numbers that the table's entry is the true one.
+the file stays fast. Every cell's claim is the true one: none is marked as known wrong.
 
 The last two tests: on every gallery model and on the contract's program, the estimators
 that the gallery and contract tests check as unbiased claim "unbiased" (no false alarm).
@@ -611,9 +609,9 @@ CLAIMS = {
     "fixed_bernoulli_payload":   (U,      X,     U,     U,      AP,  U),
     "reed_frost":                (B,      U,     U,     U,      B,   U),
     "normal_square":             (U,      U,     U,     U,      AP,  U),
-    "relu_of_shifted_noise":     (U,      X,     U,     U,      AP,  U),
+    "relu_of_shifted_noise":     (U,      U,     U,     U,      AP,  U),
     "lindley_wait":              (U,      X,     U,     U,      AP,  U),
-    "euler_maruyama":            (U,      X,     U,     U,      AP,  U),
+    "euler_maruyama":            (U,      U,     U,     U,      AP,  U),
     "gamma_log_mean":            (U,      U,     U,     U,      B,   U),
     "deterministic_cubic":       (U,      X,     U,     U,      AP,  U),
     "jump_without_theta":        (U,      X,     U,     U,      AP,  U),
@@ -651,45 +649,11 @@ SHOWN_BIASED = {
     ("argmax_of_utilities", "pathwise"),
 }
 
-_CONTINUOUS_SEEN_AS_JUMP = (
-    "the scan reads {what} after a continuous draw as a jump (threshold/discrete choice), "
-    "but the output is continuous in θ (a kink): {est} is {truth} and right within 4.5σ "
-    "(test_wrong_claims_are_wrong), yet claims 'biased' and warns"
-)
-WRONG_CLAIMS = {
-    # (program, estimator): why the implementation's claim is not the true one
-    **{
-        ("call_payoff_where", est): _CONTINUOUS_SEEN_AS_JUMP.format(
-            what="jnp.where(S > K, S - K, 0)",
-            est=est,
-            truth="approximate" if est == "fd" else "unbiased",
-        )
-        for est in ("pathwise", "hybrid", "triples", "fd")
-    },
-    **{
-        ("median_of_three", est): _CONTINUOUS_SEEN_AS_JUMP.format(
-            what="the sort inside jnp.median (its sorted values, not a permutation)",
-            est=est,
-            truth="approximate" if est == "fd" else "unbiased",
-        )
-        for est in ("pathwise", "hybrid", "triples", "fd")
-    },
-    ("gamma_log_mean", "fd"): (
-        "jax.random.gamma's sampler is a rejection loop (Marsaglia–Tsang): with common "
-        "random numbers the sample is not smooth in the shape θ, and the difference "
-        "quotient's limit is not the gradient (0.665 against 0.645, +3 %, 7-10σ at n = 2^14 "
-        "for four keys) while grad_bias says 2e-11; the claim says 'approximate'"
-    ),
-}
-
 
 def _cells():
     for name, claims in CLAIMS.items():
         for method, expected in zip(METHODS, claims, strict=True):
-            marks = ()
-            if (name, method) in WRONG_CLAIMS:
-                marks = pytest.mark.xfail(strict=True, reason=WRONG_CLAIMS[name, method])
-            yield pytest.param(name, method, expected, id=f"{name}-{method}", marks=marks)
+            yield pytest.param(name, method, expected, id=f"{name}-{method}")
 
 
 def _estimate(sim, theta, method, n, run):
@@ -740,8 +704,7 @@ def test_claim(name, method, expected):
                 _estimate(prog.sim, prog.theta, estimator, prog.n, run=False)
         return
     shown = (name, method) in SHOWN_BIASED
-    # a wrong claim fails first; its numbers are test_wrong_claims_are_wrong's
-    numbers = (expected == U or shown) and (name, method) not in WRONG_CLAIMS
+    numbers = expected == U or shown
     est, n_warnings = _estimate(prog.sim, prog.theta, estimator, prog.n, run=numbers)
     assert est.claim == expected, est.notes
     assert n_warnings == (1 if expected == B else 0), est.notes
@@ -761,25 +724,6 @@ def test_table_is_complete():
     assert set(CLAIMS) == set(PROGRAMS) and len(PROGRAMS) >= 30
     assert all(len(claims) == len(METHODS) for claims in CLAIMS.values())
     assert all(expected_claim(*cell) == B for cell in SHOWN_BIASED)
-    assert all(expected_claim(*cell) in (U, B, AP) for cell in WRONG_CLAIMS)
-
-
-@pytest.mark.parametrize("name, method", sorted(WRONG_CLAIMS))
-def test_wrong_claims_are_wrong(name, method):
-    """The numbers behind each xfail: the table's entry holds, and the claim made does not."""
-    prog = PROGRAMS[name]
-    expected = expected_claim(name, method)
-    n = 2**14 if name == "gamma_log_mean" else 2**13
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", sg.BiasWarning)
-        est = sg.gradient(
-            prog.sim, prog.theta, jax.random.key(7), method=METHODS[method], n_samples=n
-        )
-    assert est.claim != expected
-    if expected == B:
-        assert_biased(est, prog)
-    else:  # unbiased, or approximate with a truncation error far below the noise
-        assert_unbiased(est, prog)
 
 
 # --- no false alarms on the gallery and the contract's program -----------------------------

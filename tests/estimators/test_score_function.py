@@ -236,11 +236,17 @@ def test_errors_name_the_fix(key):
     with pytest.raises(ValueError, match=r"no random draws.*sg\.Pathwise"):
         sg.gradient(invisible, 1.0, key, method=method, n_samples=8)
 
-    def direct_only(t, k):
-        return t * R.normal(k, 0.0, 1.0)
+    def direct_only(t, k):  # θ scales Z², which no change of variables puts into a draw
+        return t * R.normal(k, 0.0, 1.0) ** 2
 
     with pytest.raises(ValueError, match=r"depend on theta.*sg\.Pathwise"):
         sg.gradient(direct_only, 1.0, key, method=method, n_samples=8)
+
+    def scaled(t, k):  # θ·Z: scored as X = θZ with density φ(x/θ)/θ, E[X²] = θ², d/dθ = 2θ
+        return (t * R.normal(k, 0.0, 1.0)) ** 2
+
+    est = sg.gradient(scaled, 1.5, key, method=method, n_samples=4096)
+    assert_unbiased(est, 3.0)
 
     def moving_support(t, k):
         return R.uniform(k, 0.0, t)

@@ -15,7 +15,7 @@ import equinox as eqx
 
 from .. import random as _random  # noqa: F401  (registers jax.random samplers as sites)
 from .._result import AbstractResult
-from .._src.program import dataflow, equations_inside, site_distribution
+from .._src.program import dataflow, site_distribution
 from .._src.program._jax_compat import (
     CUSTOM_VJP_PRIMITIVES,
     JAX_RANDOM_DISCRETE,
@@ -25,8 +25,10 @@ from .._src.program._jax_compat import (
     call_jaxpr,
     jit_name,
 )
+from .._src.program.continuity import meeting_comparisons
 from .._src.program.core import Flow
 from .._src.program.rules import (
+    CONTINUOUS_RETURNS,
     DRAW_HAZARD,
     FINDING_KINDS,
     FINITE_DERIVATIVE_JITS,
@@ -117,6 +119,10 @@ class Scan:
             functions, eigendecompositions): where a NaN in AD's derivative can come from.
         custom_vjps: θ-dependent `jax.custom_vjp` calls (forward mode cannot differentiate).
         fd_hazards: why finite differences of the program cannot be trusted (one line each).
+        rough_draws: draws whose sampler is not smooth in the θ in their parameters under
+            common random numbers (a gamma draw's shape), as findings of kind
+            ``"rough_draw"`` (not a kind of `sg.KINDS`: AD is right there, only finite
+            differences are not), for the claims of estimators that difference runs.
     """
 
     findings: list[Finding]
@@ -125,6 +131,7 @@ class Scan:
     trap_sites: list[Flow]
     custom_vjps: list[Flow]
     fd_hazards: list[str]
+    rough_draws: list[Finding] = dataclasses.field(default_factory=list)
 
 
 def _is_draw(eqn: JaxprEqn) -> bool:
@@ -172,6 +179,7 @@ def scan(closed, n_theta: int) -> Scan:
     flows, out_flags = dataflow(closed, seeds, _transfer)
     found: dict[tuple, Finding] = {}
     result = Scan([], out_flags, [], [], [], [])
+    meeting = meeting_comparisons(closed)
     for flow in flows:
         theta = any(f & THETA for f in flow.inputs)
         if not flow.live or not (theta or _is_draw(flow.eqn)):
@@ -182,10 +190,14 @@ def scan(closed, n_theta: int) -> Scan:
         if not _is_draw(flow.eqn) and rule is None:
             continue  # smooth: nothing to report, tie or trap here
         label = _discrete_draw(flow, rule)
-        hazard = _fd_hazard(flow, rule, label)
+        kink = _continuous(flow, rule, meeting)
+        hazard = _fd_hazard(flow, rule, label, kink)
         if hazard:
             result.fd_hazards.append(hazard)
-        finding = _classify(flow, rule, label)
+        rough = _rough_draw(flow, hazard)
+        if rough is not None:
+            result.rough_draws.append(rough)
+        finding = _classify(flow, rule, label, kink)
         if rule is None or (finding is None and rule.tie is None and not _trap(rule)):
             if finding is not None and finding.kind == "discrete_draw":
                 found.setdefault(_key(finding), finding)
@@ -212,7 +224,21 @@ def _trap(rule) -> bool:
     return bool(rule.singular) or rule.kind == "eigen"
 
 
-def _classify(flow: Flow, rule, label) -> Finding | None:
+def _continuous(flow: Flow, rule, meeting: frozenset[int]) -> bool:
+    """Is the jump or choice at ``flow`` continuous after all: a comparison that only
+    selects between branches that meet (`meeting_comparisons`), or a sort whose
+    permutation is unused (`Rule.continuous_outputs`)?"""
+    if rule is None:
+        return False
+    if rule.kind == "threshold":
+        return id(flow.eqn) in meeting
+    kept = rule.continuous_outputs
+    return kept is not None and not any(
+        live for i, live in enumerate(flow.live_outputs) if i not in kept
+    )
+
+
+def _classify(flow: Flow, rule, label, kink: bool) -> Finding | None:
     eqn, ins = flow.eqn, flow.inputs
     union = 0
     for f in ins:
@@ -231,6 +257,10 @@ def _classify(flow: Flow, rule, label) -> Finding | None:
         return make("discrete_draw", primitive=label)
     if rule is None or not union & THETA:
         return None
+    if kink:  # continuous after all; a comparison's outcome is never differentiated itself
+        if rule.kind != "threshold" and not flow.differentiated:
+            return None
+        return make("kink", texts=(CONTINUOUS_RETURNS[rule.kind], FINDING_KINDS["kink"].remedy))
     kind = "nan_where" if rule.discards else rule.kind
     if kind not in KINDS or (FINDING_KINDS[kind].through_derivative and not flow.differentiated):
         return None
@@ -257,25 +287,42 @@ def _discrete_draw(flow: Flow, rule) -> str | None:
     return None
 
 
-def _fd_hazard(flow: Flow, rule, label) -> str:
+def _fd_hazard(flow: Flow, rule, label, kink: bool) -> str:
     """Why finite differences through ``flow`` cannot be trusted, or ""."""
     eqn = flow.eqn
     if label is not None:
         text = DRAW_HAZARD
     elif _is_draw(eqn) and any(f & THETA for f in flow.inputs[1:]):
-        inside = [rule_for(e) for e in equations_inside(eqn)]
-        text = next((r.fd_hazard for r in inside if r is not None and r.fd_hazard), "")
+        # the sampler's own code, with θ's flags: is a rough step (gamma's rejection loop)
+        # reached by θ, or only a smooth one (gamma's rate divides after it)?
+        inside, _ = dataflow(call_jaxpr(eqn), list(flow.inputs))
+        rules = [rule_for(f.eqn) for f in inside if any(x & THETA for x in f.inputs)]
+        text = next((r.fd_hazard for r in rules if r is not None and r.fd_hazard), "")
         distribution = site_distribution(eqn)
         label = (distribution.name if distribution else str(jit_name(eqn))).lstrip("_")
     else:
         text, label = (rule.fd_hazard if rule is not None else ""), eqn.primitive.name
-        if not text and rule is not None and _jumps_in_theta(flow, rule):
+        if not text and rule is not None and not kink and _jumps_in_theta(flow, rule):
             text, label = FINDING_KINDS[rule.kind].fd_hazard, rule.kind  # one per line
     if not text:
         return ""
     file, line, _ = location(flow)
     where = f" at {file}:{line}" if file is not None else ""
     return f"{label}{where}: {text}"
+
+
+def _rough_draw(flow: Flow, hazard: str) -> Finding | None:
+    """A continuous draw at ``flow`` with a finite-difference hazard (its sampler is not
+    smooth in θ), as a ``"rough_draw"`` finding; else None."""
+    distribution = site_distribution(flow.eqn)
+    if not hazard or not _is_draw(flow.eqn) or (distribution and distribution.discrete):
+        return None
+    if jit_name(flow.eqn) in JAX_RANDOM_DISCRETE:
+        return None
+    file, line, function = location(flow)
+    label, text = hazard.split(": ", 1)
+    return Finding("rough_draw", label.split(" at ")[0], file, line, function, flow.context,
+                   True, "", text, continuous=True)  # fmt: skip
 
 
 def _jumps_in_theta(flow: Flow, rule) -> bool:

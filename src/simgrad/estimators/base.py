@@ -107,6 +107,13 @@ HAZARDS: dict[str, Hazard] = {
         "in a discrete draw's distribution (its value is piecewise constant in θ)",
         "sg.Hybrid(), sg.StochasticTriples() or sg.ScoreFunction() account for it",
     ),
+    "rough_draw": Hazard(
+        lambda fi: fi.kind == "rough_draw",
+        "in the parameters of a draw whose sampler is not smooth in them (a rejection "
+        "sampler: with common random numbers the draw jumps as θ moves)",
+        "sg.Pathwise() (JAX differentiates gamma draws implicitly) or sg.ScoreFunction() is "
+        "unbiased",
+    ),
 }
 """The hazards an estimator may declare in ``breaks``, by name."""
 

@@ -79,6 +79,7 @@ class FiniteDifference(AbstractEstimator):
         "jump_after_continuous_draw",
         "jump_after_discrete_draw",
         "discrete_draw",
+        "rough_draw",
     )
     approximate: ClassVar[bool] = True  # truncation error, O(h) or O(h²)
     gradient_nan_hint: ClassVar[str] = (

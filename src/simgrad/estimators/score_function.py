@@ -41,6 +41,11 @@ DEFAULT_TAUS = (0.03, 0.1, 0.3, 1.0)
 _JUMPS = ("threshold", "rounding", "discrete_choice", "while_loop")
 
 
+def _value_and_log_prob(outcome):
+    y, (log_prob, _) = outcome
+    return y, log_prob
+
+
 class AbstractScoreEstimator(AbstractEstimator):
     r"""Per sample: $\nabla_\theta f|_{\text{path}} + (f - b)\,\nabla_\theta \log p(x; \theta)$.
 
@@ -100,10 +105,12 @@ class AbstractScoreEstimator(AbstractEstimator):
     def _scored(self, program, x, key):
         """``run(x, key) -> (y, (log_prob, support))``: the program under `LogProb`,
         changing variables (`Pushforward`) only where θ would otherwise reach a jump after
-        continuous randomness that no score accounts for (elsewhere the path's derivative
-        through ``X = g(θ, Z)`` is unbiased, and lower in variance); and that jump, if one
-        is left even so."""
+        continuous randomness that no score accounts for, or (the score function proper)
+        reach no scored draw at all (``θ · exp(σZ)``: the likelihood-ratio delta) —
+        elsewhere the path's derivative through ``X = g(θ, Z)`` is unbiased, and lower in
+        variance; and that jump, if one is left even so."""
         dtype = program.out_avals[0].dtype
+        changes = bool(changes_of_variables(program))
         for change in (False, True):
             interpretation = LogProb(self.scores, dtype, self.rao_blackwell, change)
 
@@ -115,9 +122,16 @@ class AbstractScoreEstimator(AbstractEstimator):
 
             scored = trace(lambda x: run(x, key)[0], x)
             left = [fi for fi in scan(scored, 1).findings if fi.kind in _JUMPS and fi.continuous]
-            if not left or not changes_of_variables(program):
+            if change or not changes or not (left or self._unscored(run, x, key)):
                 break
         return run, change, left
+
+    def _unscored(self, run, x, key) -> bool:
+        """Does θ reach the output but no scored draw's parameters (score function proper)?"""
+        if not self.needs_draw_sites:
+            return False
+        f_dep, log_prob_dep = output_depends_on(lambda th: _value_and_log_prob(run(th, key)), (x,))
+        return f_dep and not log_prob_dep
 
     def sample_batch(self, f, x, keys):
         program = trace(f, x, keys[0])

@@ -69,6 +69,7 @@ class SPSA(AbstractPerSampleEstimator):
         "jump_after_continuous_draw",
         "jump_after_discrete_draw",
         "discrete_draw",
+        "rough_draw",
     )
     approximate: ClassVar[bool] = True  # O(c²) bias
     gradient_nan_hint: ClassVar[str] = (

@@ -36,7 +36,6 @@ from .core import current_site as current_site
 from .core import dataflow as dataflow
 from .core import descend as descend
 from .core import draw_sites as draw_sites
-from .core import equations_inside as equations_inside
 from .core import evaluate as evaluate
 from .core import find as find
 from .core import output_depends_on as output_depends_on

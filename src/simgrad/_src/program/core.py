@@ -657,6 +657,7 @@ class Flow:
             program's outputs: a path of floating-point values to them that no comparison,
             integer conversion or `stop_gradient` cuts (``abs(x) > tol`` is live, but the
             ``abs`` is not differentiated). Conservative like ``live``.
+        live_outputs: ``live`` output by output (a `sort` whose permutation is unused).
     """
 
     eqn: JaxprEqn
@@ -667,6 +668,7 @@ class Flow:
     decides: int = 0
     outer: tuple = ()
     differentiated: bool = True
+    live_outputs: tuple[bool, ...] = ()
 
     @property
     def site(self) -> tuple:
@@ -674,13 +676,13 @@ class Flow:
         return (*(id(e) for e in self.outer), id(self.eqn))
 
 
-Transfer = Callable[[JaxprEqn, tuple[int, ...]], "tuple[int, ...] | None"]
+Transfer = Callable[[JaxprEqn, tuple], "tuple | None"]
 
 
 def dataflow(
-    closed: ClosedJaxpr, seeds: Sequence[int], transfer: Transfer | None = None
-) -> tuple[list[Flow], list[int]]:
-    """Propagate bit flags forward through the program: ``(flows, output flags)``.
+    closed: ClosedJaxpr, seeds: Sequence, transfer: Transfer | None = None
+) -> tuple[list[Flow], list]:
+    """Propagate flags forward through the program: ``(flows, output flags)``.
 
     Each input of ``closed`` starts with the flags in ``seeds`` (e.g. 1 for "depends on θ",
     2 for "random"); an equation's outputs get the union of its inputs' flags, through
@@ -689,6 +691,10 @@ def dataflow(
     itself — adding a flag (a draw makes its output random) — and the core then does not
     look inside that equation; return None for the default. This is a taint analysis: an
     unflagged value certainly does not depend on the seeded inputs.
+
+    Flags are bit sets (ints); any values with ``|`` as their join and 0 as the least
+    (what a literal or an unseeded variable reads) work too, with a ``transfer`` that
+    handles every equation without sub-programs (`continuity` runs symbolic values).
     """
     if len(seeds) != len(closed.jaxpr.invars):
         raise ValueError(f"the program takes {len(closed.jaxpr.invars)} inputs, got {len(seeds)}.")
@@ -747,14 +753,15 @@ def _flow(jaxpr, seeds, transfer, context, live_out: _Live, flows, outer):
     tangent_eqns, tangent_vars = _differentiated(jaxpr, live_out.tangent)
     for eqn, live, tangent in zip(jaxpr.eqns, live_eqns, tangent_eqns, strict=True):
         ins = tuple(read(v) for v in eqn.invars)
-        out_live = _Live([live and v in live_vars for v in eqn.outvars],
-                         [tangent and v in tangent_vars for v in eqn.outvars])  # fmt: skip
+        live_outputs = [live and v in live_vars for v in eqn.outvars]
+        out_live = _Live(live_outputs, [tangent and v in tangent_vars for v in eqn.outvars])
         outs = transfer(eqn, ins) if transfer is not None else None
         decides = 0
         if outs is None:
             inner = (*context, eqn.primitive.name)
             outs, decides = _flow_eqn(eqn, ins, transfer, inner, out_live, flows, (*outer, eqn))
-        flows.append(Flow(eqn, context, ins, tuple(outs), live, decides, outer, live and tangent))
+        flows.append(Flow(eqn, context, ins, tuple(outs), live, decides, outer, live and tangent,
+                          tuple(live_outputs)))  # fmt: skip
         for v, f in zip(eqn.outvars, outs, strict=True):
             flags[v] = f
     return [read(v) for v in jaxpr.outvars]
@@ -805,8 +812,3 @@ def _flow_eqn(eqn, ins, transfer, context, out_live: _Live, flows, outer):
     if _sub_jaxprs(eqn):
         raise NotImplementedError(f"the program core cannot follow data inside {name!r} yet.")
     return [union] * len(eqn.outvars), 0
-
-
-def equations_inside(eqn: JaxprEqn) -> list[JaxprEqn]:
-    """Every equation inside ``eqn``'s sub-programs (calls, loops, branches), at any depth."""
-    return [e for sub in _sub_jaxprs(eqn) for e, _ in find(sub, lambda e: True)]

@@ -164,6 +164,8 @@ class Rule:
         spectrum: for a symmetric eigendecomposition of its first operand, the indices of
             the outputs holding the eigenvalues (ascending) and the eigenvectors (columns):
             where the checker measures eigenvalue gaps.
+        continuous_outputs: the outputs that are continuous in the inputs (a sort's sorted
+            values): where no other output is live, the equation is a kink, not ``kind``.
     """
 
     primitive: str
@@ -178,6 +180,7 @@ class Rule:
     fd_hazard: str = ""
     discards: bool = False
     spectrum: tuple[int, int] | None = None
+    continuous_outputs: tuple[int, ...] | None = None
 
     def texts(self, random: bool) -> tuple[str, str]:
         """``(what AD returns, remedy)`` of a finding at this primitive."""
@@ -589,6 +592,13 @@ _SORT_RETURNS = (
     "the derivative with the order held fixed: right between ties (sorted values are "
     "continuous, with kinks where two elements cross); the order itself jumps"
 )
+# What AD returns at a threshold or discrete choice that is continuous after all (a kink).
+CONTINUOUS_RETURNS = {
+    "threshold": "the slope of the branch taken: the branches meet where the comparison "
+    "flips (jnp.where(S > K, S - K, 0)), so the output is continuous, a kink and not a jump",
+    "discrete_choice": "the derivative with the order held fixed: sorted values are "
+    "continuous, with kinks where two elements cross (only the order, unused here, jumps)",
+}
 _SINGULAR = {
     "sqrt": ("inf at 0 (d√x = dx / 2√x), NaN once multiplied by a zero tangent",
              "keep the argument away from 0 (jnp.sqrt(x + ε)); for a norm use "
@@ -662,9 +672,9 @@ _RULES = [
     Rule("argmin", "discrete_choice", one_sided=_index_one_sided(False),
          tie=_tie_index(False)),
     Rule("sort", "discrete_choice", ad_returns=_SORT_RETURNS, tie=_tie_sorted,
-         one_sided=_sort_one_sided),
+         one_sided=_sort_one_sided, continuous_outputs=(0,)),
     Rule("top_k", "discrete_choice", ad_returns=_SORT_RETURNS, tie=_tie_sorted,
-         one_sided=_top_k_one_sided),
+         one_sided=_top_k_one_sided, continuous_outputs=(0,)),
     # Eigen- and singular-value decompositions.
     Rule("eigh", "eigen", spectrum=(1, 0), one_sided=eigh_one_sided, tie=eigh_tie),
     Rule("svd", "eigen", one_sided=svd_one_sided, tie=svd_tie),
@@ -810,6 +820,13 @@ DRAW_HAZARD = (
     "return exactly 0 ± 0 (or a rare jump with a huge variance); use sg.ScoreFunction, "
     "sg.Hybrid or sg.StochasticTriples (draw it with simgrad.random)"
 )
+
+
+# Elementwise functions with f(0) = 0: f(x) vanishes wherever x does (`continuity`).
+ZERO_AT_ZERO = frozenset(
+    {"sin", "tan", "tanh", "sinh", "asin", "atan", "asinh", "atanh", "expm1", "log1p", "abs",
+     "sign", "sqrt", "cbrt", "erf", "integer_pow"}
+)  # fmt: skip
 
 
 # --- strictly monotone elementwise maps ---------------------------------------------------
