@@ -23,8 +23,8 @@ from jax.sharding import Mesh
 from jaxtyping import Array
 
 from . import random as _random  # noqa: F401  (registers jax.random samplers as sites)
-from ._check._scan import scan
 from ._result import BiasWarning, Estimate, Status
+from ._scan import scan
 from ._src.devices import split_samples
 from ._src.program import draw_sites, find, trace
 from ._src.program.hidden import hidden_draws

@@ -17,7 +17,6 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 from jax.flatten_util import ravel_pytree
 
-from ._check._scan import scan
 from ._engine import choose, estimate, flat_problem
 from ._estimate import gradient, method_key
 from ._result import (
@@ -27,6 +26,7 @@ from ._result import (
     fail_on_device,
     refuse_derivatives,
 )
+from ._scan import scan
 from ._src.program import trace
 from ._src.validate import MAX_SAMPLES, check_arguments, check_key, check_theta, is_traced
 from ._types import Key, Output, Simulator, Theta

@@ -11,6 +11,7 @@
 See docs/check.md.
 """
 
+from .._scan import Finding as Finding
 from .._src.program.rules import KINDS as KINDS
 from ._check import Report as Report
 from ._check import check as check
@@ -18,7 +19,6 @@ from ._check import fd_hazards as fd_hazards
 from ._eigen import Cluster as Cluster
 from ._one_sided import OneSided as OneSided
 from ._one_sided import one_sided as one_sided
-from ._scan import Finding as Finding
 from ._taylor import DotProductResult as DotProductResult
 from ._taylor import TaylorResult as TaylorResult
 from ._taylor import dot_product_test as dot_product_test

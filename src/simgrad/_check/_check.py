@@ -13,12 +13,13 @@ from jax.extend.core import jaxpr_as_fun
 from jax.flatten_util import ravel_pytree
 
 from .._result import AbstractResult
+from .._scan import RANDOM, Finding, finding_lines, location, scan
 from .._src.program import Interpretation, evaluate
 from .._src.program.rules import FINDING_KINDS, KINDS, rule_for
+from ..estimators import CLAIMANTS
 from ._eigen import Cluster, degenerate_clusters
 from ._nan import Ties, forward_origins, reverse_origins
 from ._one_sided import sides_along
-from ._scan import RANDOM, Finding, finding_lines, location, scan
 from ._subject import black_box_fn, simulator_of
 
 
@@ -36,6 +37,8 @@ class Report(AbstractResult):
             could not differentiate the program).
         notes: how the checker had to work around the program (reverse mode where forward
             mode is impossible, and the like); empty when it did not.
+        rough_draws: draws whose sampler is not smooth in θ (a gamma draw's shape): not
+            AD's problem, but finite differences' (read by `claims`).
     """
 
     findings: tuple[Finding, ...]
@@ -46,6 +49,7 @@ class Report(AbstractResult):
     key: object
     grad: object = None
     notes: tuple[str, ...] = eqx.field(static=True, default=())
+    rough_draws: tuple[Finding, ...] = ()
 
     @property
     def clean(self) -> bool:
@@ -60,6 +64,19 @@ class Report(AbstractResult):
         call, an `sg.BlackBox` — each an ``"opaque"`` finding: a jump, kink or NaN there
         would go unreported, so such a program is never clean."""
         return not any(f.kind == "opaque" for f in self.findings)
+
+    def claims(self) -> dict[str, tuple[str, str]]:
+        """What each estimator would promise for this program (`Estimate.claim`), as a user
+        first calls it: ``{"Pathwise()": ("unbiased", ""), "FiniteDifference()": ("biased",
+        "claim: biased — θ reaches a threshold …"), …}``. Read from the same findings and
+        declarations as the estimate's own claim; whether an estimator accepts the program
+        at all (the score function needs a draw) is for `sg.gradient` to say."""
+        hazards = [*self.findings, *self.rough_draws]
+        out = {}
+        for estimator in CLAIMANTS:
+            claim, reasons = estimator.claim(hazards, not self.verified)
+            out[repr(estimator)] = (claim, reasons[0] if reasons else "")
+        return out
 
     def kinds(self) -> list[str]:
         """The kinds found, without repeats, in order."""
@@ -286,7 +303,7 @@ def check(
         )  # fmt: skip
     grad = None if ad is None else unravel(jnp.asarray(ad, x.dtype))
     return Report(tuple(findings), tuple(clusters), stochastic, sim, theta, key, grad,
-                  tuple(notes))  # fmt: skip
+                  tuple(notes), tuple(found.rough_draws))  # fmt: skip
 
 
 def fd_hazards(sim: Callable, theta, key=None) -> list[str]:

@@ -19,11 +19,11 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from .._result import AbstractResult
+from .._scan import location
 from .._src.names import named_components
 from .._src.program import AtSites, dataflow, evaluate
 from .._src.program._jax_compat import bind
 from .._src.program.rules import rule_for
-from ._scan import location
 
 
 def _spectrum(eqn) -> tuple[int, int] | None:

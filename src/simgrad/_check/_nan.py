@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._scan import location, scan
 from .._src.program import AtSites, evaluate
 from .._src.program._jax_compat import bind
 from .._src.program.rules import rule_for
@@ -116,8 +117,6 @@ def explain_nonfinite(program, leaves, rest, direction) -> str:
     """One line: which singular function makes forward mode non-finite along ``direction``
     (or which eigen- or singular-value decomposition is at a tie, where the one-sided
     rules give its vectors, and a nonsymmetric matrix's eigenvalues, no slope)."""
-    from ._scan import location, scan
-
     found = scan(program, len(leaves))
     flows = found.trap_sites
     origins = forward_origins(program, leaves, rest, flows, direction) if flows else []

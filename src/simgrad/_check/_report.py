@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from .._scan import KINDS
 from .._src.plots import figure
-from ._scan import KINDS
 from ._subject import black_box_fn, simulator_of
 from ._taylor import taylor_test
 
@@ -29,6 +29,8 @@ th { background: #f0f0f0; }
 .fail { color: #b42318; font-weight: bold; }
 .kind { font-family: monospace; white-space: nowrap; }
 .unverified { color: #9a6700; font-weight: bold; }
+.claim-unbiased { color: #1a7f37; } .claim-biased { color: #b42318; font-weight: bold; }
+.claim-approximate, .claim-unverified { color: #9a6700; }
 img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
 code.source { display: inline-block; margin-top: 0.3em; white-space: pre; background: #f6f8fa; }
 figcaption { max-width: 800px; }
@@ -259,6 +261,31 @@ def _source(finding) -> str:
     return f"<br><code class='source'>{html.escape(text)}</code>" if text else ""
 
 
+_WHY = {
+    "unbiased": "its condition holds on this program",
+    "approximate": "biased by design (its step or smoothing), whatever the program",
+}
+
+
+def _claims_table(report) -> list[str]:
+    """The verdict: what each estimator's estimate would claim for this program."""
+    esc = html.escape
+    parts = [
+        "<h2>What each estimator promises here</h2>",
+        "<p>The claim each estimate would carry (<code>est.claim</code>): which findings "
+        "above break which estimator. <code>sg.Auto()</code> picks one whose claim holds.</p>",
+        "<table><tr><th>estimator</th><th>claim</th><th>why</th></tr>",
+    ]
+    for name, (claim, reason) in report.claims().items():
+        why = reason.split(" — ", 1)[-1] if reason else _WHY[claim]
+        parts.append(
+            f"<tr><td class='kind'>sg.{esc(name)}</td><td class='claim-{claim}'>{claim}</td>"
+            f"<td>{esc(why)}</td></tr>"
+        )
+    parts.append("</table>")
+    return parts
+
+
 def _page(report, images, verdict: str = "") -> str:
     esc = html.escape
 
@@ -306,6 +333,7 @@ def _page(report, images, verdict: str = "") -> str:
                 f"<td>{esc(f.ad_returns)}</td><td>{esc(f.remedy)}</td></tr>"
             )
         parts.append("</table>")
+    parts.extend(_claims_table(report))
     for note in report.notes:
         parts.append(f"<p>Note: {esc(note)}</p>")
     parts.append("<h2>Plots</h2>")

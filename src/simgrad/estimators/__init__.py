@@ -32,3 +32,14 @@ ESTIMATORS: dict[str, AbstractEstimator] = {
     "hybrid": Hybrid(),
     "stochastic-triples": StochasticTriples(),
 }
+
+# One of each estimator as a user first calls it: the claims `sg.check`'s report lists
+# (`Report.claims`). GaussianSmoothing needs its σ, and its claim is "approximate" anyway.
+CLAIMANTS: tuple[AbstractEstimator, ...] = (
+    Pathwise(),
+    ScoreFunction(),
+    Hybrid(),
+    StochasticTriples(),
+    FiniteDifference(),
+    SPSA(),
+)

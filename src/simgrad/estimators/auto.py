@@ -6,7 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._check._scan import scan
+from .._scan import scan
 from .._src.program import draw_distribution, draw_sites, find, trace
 from .base import AbstractEstimator, refusal_of
 from .hybrid import Hybrid

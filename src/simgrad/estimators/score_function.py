@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from .._check._scan import scan
+from .._scan import scan
 from .._src.program import (
     Distribution,
     LogProb,

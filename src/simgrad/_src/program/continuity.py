@@ -134,11 +134,13 @@ class _Pass:
 
     def _judge(self, eqn: JaxprEqn, x: list) -> None:
         """Judge the comparisons whose outcomes ``eqn`` uses: a select between branches
-        that meet on the boundary proves, a pass-through waits, any other use refutes."""
+        that meet on the boundary proves (between floats: an index that meets still jumps
+        where it is used), a pass-through waits, any other use refutes."""
         outcomes = [(i, v) for i, v in enumerate(x) if isinstance(v, _Outcome)]
         if not outcomes or eqn.primitive.name in CALL_PRIMITIVES or _passes_on(eqn):
             return
-        if eqn.primitive.name == "select_n" and len(x) == 3 and outcomes[0][0] == 0:
+        floats = jnp.issubdtype(eqn.outvars[0].aval.dtype, jnp.floating)  # pyright: ignore[reportAttributeAccessIssue]  (a jaxpr variable's aval is shaped)
+        if eqn.primitive.name == "select_n" and len(x) == 3 and outcomes[0][0] == 0 and floats:
             (_, outcome), (u, v) = outcomes[0], x[1:]
             if len(outcomes) == 1 and isinstance(u, _Form) and isinstance(v, _Form):
                 meets = self.vanishes(_combine(u, v, -1.0), outcome.difference)

@@ -13,10 +13,10 @@ import dataclasses
 
 import equinox as eqx
 
-from .. import random as _random  # noqa: F401  (registers jax.random samplers as sites)
-from .._result import AbstractResult
-from .._src.program import dataflow, site_distribution
-from .._src.program._jax_compat import (
+from . import random as _random  # noqa: F401  (registers jax.random samplers as sites)
+from ._result import AbstractResult
+from ._src.program import dataflow, site_distribution
+from ._src.program._jax_compat import (
     CUSTOM_VJP_PRIMITIVES,
     JAX_RANDOM_DISCRETE,
     JAX_RANDOM_JITS,
@@ -25,9 +25,9 @@ from .._src.program._jax_compat import (
     call_jaxpr,
     jit_name,
 )
-from .._src.program.continuity import meeting_comparisons
-from .._src.program.core import Flow
-from .._src.program.rules import (
+from ._src.program.continuity import meeting_comparisons
+from ._src.program.core import Flow
+from ._src.program.rules import (
     CONTINUOUS_RETURNS,
     DRAW_HAZARD,
     FINDING_KINDS,
