@@ -8,11 +8,11 @@ values the pass does not expand), and an atom remembers the forms whose zero mak
 zero (``x · y``, ``x / y``, ``sin x``, ``x ** 3``). ``u - v`` vanishes on the boundary
 when, once the atoms that vanish there are dropped, it is a constant multiple of
 ``a - b``. What it cannot prove stays a threshold, so a claim errs towards "biased",
-never towards silence.
+never towards silence. For example:
 
-    >>> where(S > K, S - K, 0)      # u - v = S - K = 1 · (S - K): a kink
-    >>> where(x < 0, 0, x ** 2)     # u - v = x²: zero where x = 0, a kink
-    >>> where(x > 0.5, x, 0)        # u - v = x, not 0 where x = 0.5: a jump
+* ``where(S > K, S - K, 0)``: ``u - v = S - K = 1 · (S - K)``, a kink;
+* ``where(x < 0, 0, x ** 2)``: ``u - v = -x²``, zero where ``x = 0``, a kink;
+* ``where(x > 0.5, x, 0)``: ``u - v = x``, not zero where ``x = 0.5``, a jump.
 """
 
 import dataclasses
