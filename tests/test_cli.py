@@ -45,6 +45,24 @@ def vector(theta, key):
 
 
 not_a_function = 3.0
+
+
+def first(theta, key):  # indexes theta: needs an array
+    return theta[0] ** 2
+
+
+def priced(theta, key):  # a dict θ, as the README's example simulator
+    return theta["mu"] ** 2 + jnp.abs(theta["sigma"] - 0.5)
+
+
+def with_numpy(theta, key):
+    import numpy as np
+
+    return np.sin(theta)
+
+
+def three(theta, key, extra):
+    return theta
 """
 
 
@@ -158,6 +176,21 @@ def test_check_finds_the_module_in_the_current_folder_and_shows_progress(user_fo
     assert "simgrad check: 2/2" in done.stderr and "\x1b[" not in done.stderr
 
 
+@needs_command
+def test_check_takes_theta_as_json_and_in_the_api_dtype(user_folder):
+    """A dict θ, an array of one (for a simulator that indexes θ), float32 by default."""
+    for target, theta, kind in [
+        ("mymodule:priced", '{"mu": 1.0, "sigma": 0.5}', "kink_at_theta"),
+        ("mymodule:first", "[2.0]", None),
+    ]:
+        done = shell("check", target, "--theta", theta, "--samples", "4", cwd=user_folder)
+        assert done.returncode == 0, done.stderr
+        assert (kind in done.stdout) if kind else "clean" in done.stdout
+    page = (user_folder / "priced.html").read_text(encoding="utf-8")
+    assert "What each estimator promises here" in page
+    assert "θ = [1, 0.5]" in page
+
+
 BAD_INPUTS = [  # (arguments, what the one-line message must say)
     (["nomodule:sim", "--theta", "1"], "No module named 'nomodule'"),
     (["nomodule", "--theta", "1"], "write module:function"),
@@ -171,6 +204,11 @@ BAD_INPUTS = [  # (arguments, what the one-line message must say)
     (["mymodule:sim", "--theta", "1e999"], "must be finite"),
     (["mymodule:sim", "--theta", "a,b"], "give numbers"),
     (["mymodule:sim", "--theta", "1", "--html", "nofolder/r.html"], "'nofolder' does not exist"),
+    (["mymodule.py:sim", "--theta", "1"], "name the module, not its file: mymodule:sim"),
+    (["mymodule:first", "--theta", "2.0"], "pass an array: --theta '[2.0]'"),
+    (["mymodule:with_numpy", "--theta", "1"], "Use jax.numpy instead"),
+    (["mymodule:three", "--theta", "1"], "Write def sim(theta, key)"),
+    (["mymodule:priced", "--theta", '{"mu": 1.0, "sigma": null}'], "None: θ must be finite"),
 ]
 
 
@@ -180,9 +218,9 @@ def test_check_bad_input_is_a_one_line_usage_error(user_folder, args, message):
     done = shell("check", *args, cwd=user_folder)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
-    text = " ".join(done.stderr.split())  # rich wraps the message inside its box
+    text = " ".join(done.stderr.replace("│", " ").split())  # rich wraps it inside its box
     assert message in text, done.stderr
-    assert len(done.stderr.strip().splitlines()) <= 8, done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 12, done.stderr  # one boxed message
 
 
 @needs_command

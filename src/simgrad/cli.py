@@ -218,7 +218,9 @@ class _ListsApplications(TyperCommand):
 
 @app.command(cls=_ListsApplications)
 def optimize(
-    name: Annotated[str, typer.Argument(help="An application from the list below.")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="An application from the list below.")
+    ],
     seed: Annotated[int, typer.Option(help="Seed of the PRNG key.")] = 0,
     plot: Annotated[
         str | None, typer.Option(help="Where to write the convergence plot; default NAME.png.")
@@ -284,6 +286,12 @@ def _load_target(target: str):
     module_name, _, name = target.partition(":")
     if not module_name or not name:
         raise typer.BadParameter(f"{target!r}: write module:function.", param_hint="TARGET")
+    if module_name.endswith(".py"):
+        module_name = module_name.removesuffix(".py").replace("/", ".").replace("\\", ".")
+        raise typer.BadParameter(
+            f"{target!r}: name the module, not its file: {module_name}:{name}.",
+            param_hint="TARGET",
+        )
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -310,55 +318,88 @@ def _load_target(target: str):
     return fn, name
 
 
-def _parse_theta(theta: str) -> list[float]:
+def _parse_theta(theta: str):
+    """``--theta``: a number (a float), comma-separated numbers (a list) or JSON (a number,
+    a nested list, or a dict of them); every number finite."""
     try:
-        values = [float(v) for v in theta.split(",")]
-    except ValueError:
-        raise typer.BadParameter(
-            f"{theta!r}: give numbers, e.g. 1.0,2.0.", param_hint="--theta"
-        ) from None
-    bad = [v for v in theta.split(",") if not math.isfinite(float(v))]
+        value = json.loads(theta)
+    except json.JSONDecodeError:
+        try:
+            value = [float(v) for v in theta.split(",")]
+        except ValueError:
+            raise typer.BadParameter(
+                f"{theta!r}: give numbers (1.0,2.0) or JSON ('[1.0]', "
+                '\'{"mu": 1.0, "sigma": 2.0}\').',
+                param_hint="--theta",
+            ) from None
+        value = value[0] if len(value) == 1 else value
+    bad = _not_finite(value)
     if bad:
         raise typer.BadParameter(
-            f"{', '.join(b.strip() for b in bad)}: θ must be finite (a gradient at nan or inf "
-            "means nothing; 1e999 overflows to inf).",
+            f"{bad}: θ must be finite numbers (a gradient at nan or inf means nothing; 1e999 "
+            "overflows to inf).",
             param_hint="--theta",
         )
-    return values
+    return value
+
+
+def _not_finite(value) -> str:
+    """The first entry of a parsed θ that is not a finite number, in words ("" if none)."""
+    if isinstance(value, dict):
+        return next((f"{k}: {b}" for k, v in value.items() if (b := _not_finite(v))), "")
+    if isinstance(value, list):
+        return next((b for v in value if (b := _not_finite(v))), "") if value else "[]"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return repr(value)
+    return "" if math.isfinite(value) else repr(value)
 
 
 @app.command()
 def check(
-    target: Annotated[str, typer.Argument(help="The simulator, as module:function.")],
-    theta: Annotated[str, typer.Option(help="θ, comma-separated, e.g. 1.0,2.0.")],
+    target: Annotated[
+        str, typer.Argument(metavar="MODULE:FUNCTION", help="The simulator, e.g. mymodel:sim.")
+    ],
+    theta: Annotated[
+        str,
+        typer.Option(
+            metavar="THETA",
+            help="θ: a number (2.0), comma-separated numbers (1.0,2.0: an array), or JSON "
+            '([2.0] for an array of one, {"mu": 1.0, "sigma": [0.5, 2.0]} for a dict).',
+        ),
+    ],
     seed: Annotated[int, typer.Option(help="Seed of the PRNG key.")] = 0,
     html: Annotated[
         str | None, typer.Option(help="Where to write the HTML report; default FUNCTION.html.")
     ] = None,
     samples: Annotated[int, typer.Option(help="Draws per point in the plots.", min=2)] = 256,
+    x64: Annotated[
+        bool, typer.Option("--x64", help="Check in float64 (default: float32, as sg.check).")
+    ] = False,
 ) -> None:
     """Find where AD is wrong in a simulator and write an HTML report with plots.
 
     FUNCTION is called as function(theta, key), or function(theta) if it takes one
-    argument; theta is a float for one value and an array otherwise. The module is found
-    as `python -m` finds it: from the current folder first.
+    argument. THETA keeps the shape it is written in: 2.0 is a number (a function that
+    indexes theta[0] needs [2.0]), 1.0,2.0 an array, a JSON dict a dict of arrays. The
+    module is found as `python -m` finds it: from the current folder first.
     """
     import inspect
 
     fn, name = _load_target(target)
-    values = _parse_theta(theta)
+    value = _parse_theta(theta)
     from ._src.runs import check_output_path
 
     try:  # refused before the run, not after tens of seconds of checking
         out = check_output_path(html or f"{name}.html", "--html", "report.html")
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--html") from None
-    jax = _setup_jax()
+    jax = _setup_jax(x64)
     import jax.numpy as jnp
 
     from ._check import check as run_check
 
-    point = jnp.asarray(values[0] if len(values) == 1 else values, jnp.float64)
+    dtype = jnp.float64 if x64 else jnp.float32
+    point = jax.tree.map(lambda v: jnp.asarray(v, dtype), value)
     try:
         n_params = len(inspect.signature(fn).parameters)
     except (TypeError, ValueError):
@@ -368,13 +409,26 @@ def check(
         steps.step("reading the program (trace, scan, one-sided derivatives)")
         try:
             report = run_check(sim, point, jax.random.key(seed))
-        except (TypeError, ValueError) as e:
-            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise typer.BadParameter(f"{target}: {message}", param_hint="TARGET") from None
+        except Exception as e:  # noqa: BLE001 - the simulator's own error, in one line
+            raise typer.BadParameter(_explained(e, target, value), param_hint="TARGET") from None
         steps.step(f"drawing the report's plots ({samples} draws per point)")
         path = report.to_html(out, n_samples=samples)
     typer.echo(str(report))
     typer.echo(f"report: {path}")
+
+
+def _explained(error: Exception, target: str, theta) -> str:
+    """An error from checking the simulator, in one line, with a hint where θ's shape is
+    the likely cause (a number where the simulator indexes an array)."""
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    text = f"{target}: {type(error).__name__}: {message}"
+    indexed = isinstance(error, IndexError) or "index" in message or "subscript" in message
+    if isinstance(theta, float) and indexed:
+        text += (
+            f" (θ was given as one number, {theta}; if the simulator indexes it, "
+            f"theta[0], pass an array: --theta '[{theta}]')"
+        )
+    return text
 
 
 def _row_dict(row) -> dict:

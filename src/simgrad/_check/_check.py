@@ -16,6 +16,7 @@ from .._result import AbstractResult
 from .._scan import RANDOM, Finding, finding_lines, location, scan
 from .._src.program import Interpretation, evaluate
 from .._src.program.rules import FINDING_KINDS, KINDS, rule_for
+from .._src.validate import check_simulator
 from ..estimators import CLAIMANTS
 from ._eigen import Cluster, degenerate_clusters
 from ._nan import Ties, forward_origins, reverse_origins
@@ -169,7 +170,7 @@ def _validated(sim, theta, key, scalar: bool = True):
                 "parameters (a derivative at a NaN or infinite θ means nothing); pass the "
                 "point you want checked."
             )
-    program, out = jax.make_jaxpr(sim, return_shape=True)(theta, key)
+    out, program = check_simulator(sim, theta, key, program=True)  # the contract's messages
     if not scalar:
         return theta, key, program
     if not hasattr(out, "shape") or out.shape != ():
