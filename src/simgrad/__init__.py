@@ -8,7 +8,7 @@ The public names below are loaded on first use (PEP 562), so that ``import simgr
 the ``simgrad`` command start without importing JAX, diffrax, scipy or matplotlib.
 To export a new name, add one line to ``_EXPORTS`` (name -> the module that defines it),
 the same import under ``TYPE_CHECKING`` (for type checkers and IDEs), and a
-``::: simgrad.NAME`` line in docs/api.md (tests/test_site.py checks all three agree).
+``::: simgrad.NAME`` line in docs/api/index.md (tests/test_site.py checks all three agree).
 """
 
 import importlib

@@ -90,6 +90,7 @@ class Report(AbstractResult):
         return [f for f in self.findings if f.kind == kind]
 
     def summary(self) -> str:
+        """The findings, numbered, then the notes: the report's ``repr``."""
         if self.clean:
             lines = ["simgrad check: clean — no non-differentiable dependence on θ found."]
         else:

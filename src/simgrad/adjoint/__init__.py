@@ -18,3 +18,23 @@ from ._pde import AdvectionProblem as AdvectionProblem
 from ._pde import DiffusivityFit as DiffusivityFit
 from ._pde import HeatProblem as HeatProblem
 from ._pde import fit_diffusivity as fit_diffusivity
+
+__all__ = [
+    "AbstractPDEProblem",
+    "AdvectionProblem",
+    "ConsistencyReport",
+    "DiffusivityFit",
+    "FORWARD_MAX_PARAMETERS",
+    "FORWARD_MAX_STATES",
+    "HeatProblem",
+    "ODEGradient",
+    "ODEProblem",
+    "ROBERTSON_RATES",
+    "STORE_ALL_BYTES",
+    "TaylorResult",
+    "consistency",
+    "fit_diffusivity",
+    "ode_gradient",
+    "robertson",
+    "taylor_test",
+]

@@ -13,6 +13,21 @@ from .score_function import ScoreFunction as ScoreFunction
 from .spsa import SPSA as SPSA
 from .stochastic_triples import StochasticTriples as StochasticTriples
 
+__all__ = [
+    "AbstractEstimator",
+    "AbstractPerSampleEstimator",
+    "AbstractScoreEstimator",
+    "Auto",
+    "FiniteDifference",
+    "GaussianSmoothing",
+    "Hybrid",
+    "Pathwise",
+    "SPSA",
+    "Samples",
+    "ScoreFunction",
+    "StochasticTriples",
+]
+
 # Every estimator joins this registry; tests/estimators/test_contract.py holds each entry to
 # the same checks (unbiasedness on exact cases, dtypes, pytree theta, no recompilation).
 ESTIMATORS: dict[str, AbstractEstimator] = {

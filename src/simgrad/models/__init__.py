@@ -27,6 +27,31 @@ from .toys import BernoulliToy as BernoulliToy
 from .toys import PoissonToy as PoissonToy
 from .toys import RandomWalk as RandomWalk
 
+__all__ = [
+    "AbstractModel",
+    "AsianCall",
+    "Bandit",
+    "BernoulliToy",
+    "BirthDeath",
+    "CutAndCount",
+    "DigitalCall",
+    "DiscreteChoice",
+    "EulerDecay",
+    "EuropeanCall",
+    "GALLERY",
+    "Kink",
+    "MM1Queue",
+    "MM1SimPy",
+    "PoissonToy",
+    "RandomWalk",
+    "StateDependentWalk",
+    "applications",
+    "asimov_significance",
+    "black_scholes_call",
+    "digital_call",
+    "mm1_wait",
+]
+
 GALLERY: dict[str, AbstractModel] = {
     model.name: model
     for model in (
@@ -42,3 +67,4 @@ GALLERY: dict[str, AbstractModel] = {
         Bandit(),
     )
 }
+"""Name -> model: the gallery the demo runs every applicable estimator on."""

@@ -16,3 +16,17 @@ from ._tape import Tape as Tape
 from ._tape import Update as Update
 from ._tape import Var as Var
 from ._tape import grad as grad
+
+__all__ = [
+    "Dual",
+    "Entry",
+    "OpCount",
+    "Rule",
+    "SUPPORTED",
+    "Tape",
+    "Update",
+    "Var",
+    "count_ops",
+    "grad",
+    "jvp",
+]

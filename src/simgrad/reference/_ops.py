@@ -80,6 +80,7 @@ _RULES = (
 )  # fmt: skip
 RULES: dict[str, Rule] = {rule.name: rule for rule in _RULES}
 SUPPORTED: tuple[str, ...] = tuple(RULES)
+"""The numpy functions with a derivative rule, by name: those `Dual` and `Tape` accept."""
 
 _COMPARISONS = {
     "less": np.less,

@@ -21,3 +21,21 @@ from .._src.soft import step as step
 from .._src.soft import straight_through as straight_through
 from ._histogram import Histogram as Histogram
 from ._histogram import soft_histogram as soft_histogram
+
+__all__ = [
+    "Histogram",
+    "gumbel_softmax",
+    "soft_abs",
+    "soft_clip",
+    "soft_cut",
+    "soft_floor",
+    "soft_histogram",
+    "soft_max",
+    "soft_min",
+    "soft_rank",
+    "soft_round",
+    "soft_sort",
+    "soft_where",
+    "step",
+    "straight_through",
+]

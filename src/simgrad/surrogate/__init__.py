@@ -12,3 +12,12 @@ from ._fit import assess as assess
 from ._fit import fit as fit
 from ._fit import load as load
 from ._fit import save as save
+
+__all__ = [
+    "Assessment",
+    "Surrogate",
+    "assess",
+    "fit",
+    "load",
+    "save",
+]

@@ -10,6 +10,15 @@ from .base import AbstractApplication as AbstractApplication
 from .biology import ChainBinomialEpidemic as ChainBinomialEpidemic
 from .engineering import TunedMassDamper as TunedMassDamper
 
+__all__ = [
+    "APPLICATIONS",
+    "AbstractApplication",
+    "ChainBinomialEpidemic",
+    "LinearQuadraticPathwise",
+    "LinearQuadraticReinforce",
+    "TunedMassDamper",
+]
+
 APPLICATIONS: dict[str, AbstractApplication] = {
     app.name: app
     for app in (
@@ -19,3 +28,4 @@ APPLICATIONS: dict[str, AbstractApplication] = {
         LinearQuadraticPathwise(),
     )
 }
+"""Name -> application: ``simgrad optimize NAME`` runs one."""
