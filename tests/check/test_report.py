@@ -7,6 +7,8 @@ import subprocess
 import tempfile
 
 import jax
+import jax.flatten_util
+import jax.numpy as jnp
 import matplotlib.image
 import numpy as np
 import pytest
@@ -24,9 +26,10 @@ def _report(tmp_path, name="report.html"):
     return pathlib.Path(report.to_html(tmp_path / name, n_samples=64))
 
 
-def test_html_is_self_contained_with_two_embedded_plots(tmp_path):
+def test_html_is_self_contained_with_a_line_per_parameter_and_the_epsilon_plot(tmp_path):
     page = _report(tmp_path).read_text(encoding="utf-8")
-    assert page.count("src='data:image/png;base64,") == 2
+    n_params = jax.flatten_util.ravel_pytree(sg.models.DigitalCall().default_theta())[0].size
+    assert page.count("src='data:image/png;base64,") == n_params + 1
     # Nothing is fetched: no external URL, script or stylesheet link.
     assert not re.search(r"(src|href)=['\"](https?:|//)", page)
     assert "<script" not in page and "<link" not in page
@@ -45,7 +48,7 @@ def test_report_opens_in_headless_chromium_and_shows_the_plots(tmp_path):
               "--disable-background-networking", "--disable-component-update", "--disable-sync",
               "--no-first-run", f"--user-data-dir={profile}"]  # fmt: skip
     done = subprocess.run(
-        [*common, f"--screenshot={shot}", "--window-size=1200,2000", path.as_uri()],
+        [*common, f"--screenshot={shot}", "--window-size=1200,3600", path.as_uri()],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
@@ -55,7 +58,7 @@ def test_report_opens_in_headless_chromium_and_shows_the_plots(tmp_path):
                          text=True, timeout=120)  # fmt: skip
     assert dom.returncode == 0 and "plot-0" in dom.stdout and "plot-1" in dom.stdout
     pixels = matplotlib.image.imread(shot)[..., :3]
-    assert pixels.shape[:2] == (2000, 1200)
+    assert pixels.shape[:2] == (3600, 1200)
 
     def count(rgb):  # pixels of a matplotlib colour: only a rendered plot has them
         return int(np.sum(np.all(np.abs(pixels - np.array(rgb) / 255) < 0.06, axis=-1)))
@@ -95,3 +98,14 @@ def test_check_command_explains_bad_input():
     assert result.exit_code != 0 and "module:function" in result.output
     result = runner.invoke(app, ["check", "tests.check.defects:kinks", "--theta", "a,b"])
     assert result.exit_code != 0 and "give numbers" in result.output
+
+
+def test_lines_through_the_first_parameters_and_a_note_for_the_rest(tmp_path):
+    theta = jnp.linspace(0.5, 1.2, 8)  # 8 parameters: 6 lines, 2 left for direction=
+    report = sg.check(lambda t, key: jnp.sum(jnp.abs(t - 1.0)), theta)
+    page = pathlib.Path(report.to_html(tmp_path / "r.html", n_samples=2)).read_text("utf-8")
+    assert page.count("src='data:image/png;base64,") == 6 + 1
+    assert "2 more are not drawn" in page
+    for i in range(6):
+        assert f"the unit step in θ[{i}]" in page
+    assert "the unit step in θ[6]" not in page

@@ -111,7 +111,8 @@ class Report(AbstractResult):
         """Write a self-contained HTML report (plots embedded, no network); returns ``path``.
 
         Plots: the function and its AD derivative along a line through θ (along
-        ``direction``, default the first parameter), and for stochastic simulators the
+        ``direction``; by default one line per parameter, the first six), and for
+        stochastic simulators the
         variance of central finite differences against ε with and without common random
         numbers; for deterministic ones the Taylor remainder against ε.
         """

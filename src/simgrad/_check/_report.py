@@ -22,12 +22,13 @@ from ._taylor import taylor_test
 
 _CSS = """
 body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
-table { border-collapse: collapse; width: 100%; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
+table { border-collapse: collapse; width: 100%; font-size: 0.9em; table-layout: fixed; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top;
+         overflow-wrap: anywhere; }
 th { background: #f0f0f0; }
 .clean { color: #1a7f37; font-weight: bold; }
 .fail { color: #b42318; font-weight: bold; }
-.kind { font-family: monospace; white-space: nowrap; }
+.kind { font-family: monospace; }
 .unverified { color: #9a6700; font-weight: bold; }
 .claim-unbiased { color: #1a7f37; } .claim-biased { color: #b42318; font-weight: bold; }
 .claim-approximate, .claim-unverified { color: #9a6700; }
@@ -84,6 +85,13 @@ def _batched(f, xs):
         return jax.lax.map(f, xs)
 
 
+def _half_width(x, h) -> float:
+    """How far the line θ + t·h runs each way: half of θ's component along h (a parameter
+    ± 50 %, so that a positive scale stays positive), or 0.5 where that component is 0."""
+    along = abs(float(jnp.vdot(h, x))) / max(float(jnp.vdot(h, h)), 1e-300)
+    return 0.5 * along if along > 0 else 0.5
+
+
 def line_data(report, direction, n_samples: int, n_points: int = 161):
     """Value and AD derivative of the mean simulator along ``theta + t * direction``,
     and each draw's values (``(n_points, n_draws)``, for `mean_derivative`). Where AD
@@ -93,8 +101,7 @@ def line_data(report, direction, n_samples: int, n_points: int = 161):
     sim = simulator_of(report.sim)
     x, unravel = ravel_pytree(report.theta)
     h = jnp.asarray(direction, x.dtype)
-    width = 0.5 * max(1.0, float(jnp.max(jnp.abs(x))))
-    ts = jnp.linspace(-width, width, n_points, dtype=x.dtype)
+    ts = jnp.linspace(-1.0, 1.0, n_points, dtype=x.dtype) * _half_width(x, h)
     keys = jax.random.split(report.key, n_samples) if report.stochastic else report.key[None]
 
     def one(t, key, forward):
@@ -140,24 +147,29 @@ def fd_variance(report, direction, n_samples: int, eps):
     return np.asarray(crn), np.asarray(independent)
 
 
+# Line plots drawn when no direction is asked for: one per parameter, up to this many.
+MAX_LINE_PLOTS = 6
+
+
 def write_html(report, path, *, direction=None, n_samples: int = 256) -> str:
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
         raise ValueError(f"n_samples={n_samples!r} must be an int >= 2.")
     x, _ = ravel_pytree(report.theta)
-    if direction is None:
-        direction = jnp.zeros_like(x).at[0].set(1.0)
+    if direction is None:  # along each parameter, the first few
+        directions = [jnp.zeros_like(x).at[i].set(1.0) for i in range(min(x.size, MAX_LINE_PLOTS))]
     else:
         direction, _ = ravel_pytree(direction)
         if direction.shape != x.shape:
             raise ValueError(f"direction needs {x.size} entries (one per parameter).")
-    along = _direction_label(report, direction)
-    images = [_line_plot(report, direction, n_samples, along)]
+        directions = [direction]
+    images = [_line_plot(report, d, n_samples, _direction_label(report, d)) for d in directions]
     # Stochastic: finite-difference variance against ε; deterministic: the Taylor test.
     fig = figure(True, figsize=(8, 4))
     ax = fig.subplots()
     verdict = ""  # why the Taylor test did not pass, if it did not
     if report.stochastic:
-        caption = _fd_variance_panel(ax, report, direction, n_samples, along)
+        along = _direction_label(report, directions[0])
+        caption = _fd_variance_panel(ax, report, directions[0], n_samples, along)
     else:
         caption, verdict = _taylor_panel(ax, report)
     ax.set_xlabel("ε")
@@ -165,9 +177,9 @@ def write_html(report, path, *, direction=None, n_samples: int = 256) -> str:
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
     images.append((caption, _png(fig)))
-
+    left = x.size - len(directions) if direction is None else 0
     out = pathlib.Path(path)
-    out.write_text(_page(report, images, verdict), encoding="utf-8")
+    out.write_text(_page(report, images, verdict, left), encoding="utf-8")
     return str(out)
 
 
@@ -267,6 +279,11 @@ _WHY = {
 }
 
 
+def _widths(*percents: int) -> str:
+    """Column widths of a fixed-layout table (long words wrap instead of widening it)."""
+    return "<colgroup>" + "".join(f"<col style='width:{p}%'>" for p in percents) + "</colgroup>"
+
+
 def _claims_table(report) -> list[str]:
     """The verdict: what each estimator's estimate would claim for this program."""
     esc = html.escape
@@ -274,7 +291,7 @@ def _claims_table(report) -> list[str]:
         "<h2>What each estimator promises here</h2>",
         "<p>The claim each estimate would carry (<code>est.claim</code>): which findings "
         "above break which estimator. <code>sg.Auto()</code> picks one whose claim holds.</p>",
-        "<table><tr><th>estimator</th><th>claim</th><th>why</th></tr>",
+        "<table>" + _widths(20, 10, 70) + "<tr><th>estimator</th><th>claim</th><th>why</th></tr>",
     ]
     for name, (claim, reason) in report.claims().items():
         why = reason.split(" — ", 1)[-1] if reason else _WHY[claim]
@@ -286,7 +303,7 @@ def _claims_table(report) -> list[str]:
     return parts
 
 
-def _page(report, images, verdict: str = "") -> str:
+def _page(report, images, verdict: str = "", left: int = 0) -> str:
     esc = html.escape
 
     fn = black_box_fn(report.sim)
@@ -316,8 +333,8 @@ def _page(report, images, verdict: str = "") -> str:
     if not report.clean:
         parts.append(f"<h2>{len(report.findings)} finding(s)</h2>")
         parts.append(
-            "<table><tr><th>#</th><th>kind</th><th>where</th><th>what</th>"
-            "<th>AD returns</th><th>remedy</th></tr>"
+            "<table>" + _widths(4, 14, 18, 20, 20, 24) + "<tr><th>#</th><th>kind</th>"
+            "<th>where</th><th>what</th><th>AD returns</th><th>remedy</th></tr>"
         )
         for i, f in enumerate(report.findings, 1):
             what = KINDS[f.kind]
@@ -337,6 +354,11 @@ def _page(report, images, verdict: str = "") -> str:
     for note in report.notes:
         parts.append(f"<p>Note: {esc(note)}</p>")
     parts.append("<h2>Plots</h2>")
+    if left:
+        parts.append(
+            f"<p>Lines through θ along the first {MAX_LINE_PLOTS} parameters; {left} more "
+            "are not drawn (report.to_html(path, direction=...) draws any direction).</p>"
+        )
     for i, (caption, png) in enumerate(images):
         parts.append(
             f"<figure><img id='plot-{i}' alt='{esc(caption)}' "
