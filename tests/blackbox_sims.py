@@ -1,4 +1,5 @@
-"""NumPy simulators with closed-form answers for the black-box tests.
+"""NumPy simulators for the black-box tests: with closed-form answers, and misbehaving
+(hanging, ignoring their seed, failing past a θ, pressing Ctrl-C).
 
 NumPy only, and importable, so that worker processes (a process pool, a Dask cluster)
 can unpickle them.
@@ -6,6 +7,7 @@ can unpickle them.
 
 import os
 import signal
+import time
 
 import numpy as np
 
@@ -65,3 +67,52 @@ class Probe:
         if seed == self.odd_seed:
             return self.output
         return quadratic(theta, seed)
+
+
+def sleeps(theta, seed):
+    """A run that hangs (30 s): for timeouts."""
+    time.sleep(30)
+    return 0.0
+
+
+def ignores_its_seed(theta, seed):
+    """``θ² + Z`` with Z from NumPy's global generator: not reproducible from ``seed``."""
+    return float(theta**2 + np.random.normal())
+
+
+def deterministic(theta, seed):
+    """``θ²``, ignoring its seed, as a deterministic simulator may."""
+    return float(theta**2)
+
+
+class PressesCtrlC:
+    """A run that a user interrupts: hangs, after sending SIGINT (Ctrl-C) to process
+    ``pid`` (the one running `sg.gradient`) once — the run that creates ``marker`` does."""
+
+    def __init__(self, pid: int, marker: str):
+        self.pid, self.marker = pid, marker
+
+    def __call__(self, theta, seed):
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            pass
+        else:
+            os.kill(self.pid, signal.SIGINT)
+        time.sleep(30)
+        return 0.0
+
+
+class FailsAbove:
+    """`square_loss`, which raises ValueError (or returns NaN: ``nan=True``) once θ
+    passes ``limit``."""
+
+    def __init__(self, limit: float, nan: bool = False):
+        self.limit, self.nan = limit, nan
+
+    def __call__(self, theta, seed):
+        if theta > self.limit:
+            if self.nan:
+                return float("nan")
+            raise ValueError(f"theta={theta} is above {self.limit}")
+        return square_loss(theta, seed)

@@ -127,6 +127,24 @@ GRADIENT_ERRORS = [
         "crossed a domain boundary",
     ),
     (
+        "BlackBox timeout=-1",
+        lambda: sg.BlackBox(lambda t, s: 0.0, timeout=-1),
+        ValueError,
+        "a positive finite number, or None for no limit",
+    ),
+    (
+        "BlackBox timeout=inf",
+        lambda: sg.BlackBox(lambda t, s: 0.0, timeout=np.inf),
+        ValueError,
+        "positive finite",
+    ),
+    (
+        "BlackBox timeout='5'",
+        lambda: sg.BlackBox(lambda t, s: 0.0, timeout="5"),
+        TypeError,
+        "a number such as timeout=60.0",
+    ),
+    (
         "jax.grad through an estimate",
         lambda: jax.grad(
             lambda t: sg.gradient(noisy_square, t, KEY, method=sg.Pathwise(), n_samples=8).value

@@ -17,6 +17,7 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 from jax.flatten_util import ravel_pytree
 
+from . import _blackbox
 from ._engine import choose, estimate, flat_problem
 from ._estimate import gradient, method_key
 from ._result import (
@@ -114,7 +115,10 @@ def expectation(
     Arguments:
         sim: ``sim(theta, key) -> output`` as for `sg.gradient`: a float, an array or a
             pytree of them (``E`` then returns that structure, and `jax.jacrev` the
-            Jacobian).
+            Jacobian); or an `sg.BlackBox`, with an estimator that needs only evaluations
+            (``sg.FiniteDifference()``, ``sg.SPSA()``, ``sg.GaussianSmoothing(sigma)``),
+            evaluated in this process (a failure inside ``jit`` or ``grad`` reaches Python
+            as ``JaxRuntimeError``: see `sg.simulation_errors`).
         method: the estimator; default `sg.Auto()`, which chooses from the program.
         n_samples: replicates per call (at least 2).
         batch_size: as for `sg.gradient`.
@@ -131,6 +135,7 @@ def expectation(
     """
     method = Auto() if method is None else method
     check_method(method)
+    sim = _blackbox.bind(sim, method, None)  # a black box as a JAX simulator (one callback)
     n_samples, batch_size = check_arguments(sim, jax.random.key(0), n_samples, batch_size)
     fn = _function(sim, method, n_samples, batch_size)
     return Expectation(sim, method, n_samples, batch_size, fn)

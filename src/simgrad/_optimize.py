@@ -224,7 +224,8 @@ def optimize(
             steps equal up to the order of summation.
 
     Raises:
-        SimulationError: the simulator gave NaN or inf (the message names the step).
+        SimulationError: the simulator gave NaN or inf, or an `sg.BlackBox` run raised or
+            timed out (the message names the step; for a black box also θ and the seed).
         FloatingPointError: θ became non-finite: the optimiser diverged.
         CheckpointError: the checkpoint is corrupted or from a different run.
 
@@ -285,17 +286,21 @@ def optimize(
             (carry, saved), _ = saving.load(lambda step: (carry, _stack(row, step)), steps)
             rows.append(jax.device_get(saved))
     carry, lower, upper = replicate((carry, lower, upper), mesh)
-    (carry, rows), _ = runs.run(
-        functools.partial(_advance, lower=lower, upper=upper, statics=statics),
-        (carry, rows),
-        steps=steps,
-        progress=runs.Progress("optimising", "objective", _objective, progress),
-        done=int(carry.step),
-        chunk=chunk,
-        callback=callback,
-        checkpoint=saving,
-        saved=_saved,
-    )
+    with _blackbox.failures(sim) as black_box:  # a black box's failure, kept for its step
+        advance = functools.partial(
+            _advance, lower=lower, upper=upper, statics=statics, black_box=black_box
+        )
+        (carry, rows), _ = runs.run(
+            advance,
+            (carry, rows),
+            steps=steps,
+            progress=runs.Progress("optimising", "objective", _objective, progress),
+            done=int(carry.step),
+            chunk=chunk,
+            callback=callback,
+            checkpoint=saving,
+            saved=_saved,
+        )
     h = jax.device_put(_concatenate(rows))
     return OptimizeResult(
         theta=carry.theta,
@@ -349,13 +354,13 @@ def _objective(est: Estimate) -> str:
     return f"{est.value:.5g} ± {est.value_stderr:.2g}"
 
 
-def _advance(state, done, n, *, lower, upper, statics):
+def _advance(state, done, n, *, lower, upper, statics, black_box):
     """Run ``n`` steps compiled (`_run_chunk`), keep their records, raise on a failure."""
     carry, rows = state
     out, buffer, last, status = _run_chunk(
         carry, jnp.asarray(n, jnp.int32), lower, upper, **statics
     )
-    _raise_on_failure(jax.device_get(status), out, statics)
+    _raise_on_failure(jax.device_get(status), out, statics, black_box)
     buffer = jax.device_get(buffer)
     rows.append(jax.tree.map(lambda x: x[:n].copy(), buffer))
     return (out, rows), last
@@ -492,8 +497,9 @@ def _concatenate(rows):
     return rows[0] if len(rows) == 1 else jax.tree.map(lambda *xs: np.concatenate(xs), *rows)
 
 
-def _raise_on_failure(status, carry, statics) -> None:
-    """Raise what a failed step means: a simulator's NaN, or θ gone non-finite."""
+def _raise_on_failure(status, carry, statics, black_box=None) -> None:
+    """Raise what a failed step means: a simulator's NaN (a black box's failure, as
+    `sg.gradient` names it), or θ gone non-finite."""
     method, n_samples = statics["method"], statics["n_samples"]
     ok, theta_finite, n_bad_value, n_bad_grad = (np.asarray(x).item() for x in status)
     if ok:
@@ -512,12 +518,14 @@ def _raise_on_failure(status, carry, statics) -> None:
             f"optimiser's update at step {step - 1}: the optimiser diverged. Lower the "
             "learning rate, or check the optimiser's settings and the bounds."
         )
+    key = carry.key_data
+    key = jax.random.split(jax.random.wrap_key_data(key) if statics["typed_key"] else key)[1]
+    if black_box is not None:  # the step's key: the message names the sample that failed
+        black_box.raise_failure(key, n_samples, f"sg.optimize, step {step}: ")
     if n_bad_value < 0:  # the step's samples failed: run them again, counting
-        key = carry.key_data
-        key = jax.random.wrap_key_data(key) if statics["typed_key"] else key
         n_bad_value, n_bad_grad = count_failures(
-            statics["sim"], carry.theta, jax.random.split(key)[1], method=method,
-            n_samples=n_samples, batch_size=statics["batch_size"], mesh=statics["mesh"],
+            statics["sim"], carry.theta, key, method=method, n_samples=n_samples,
+            batch_size=statics["batch_size"], mesh=statics["mesh"],
         )  # fmt: skip
     message = failure_message(
         repr(method), n_samples, n_bad_value, n_bad_grad, method.gradient_nan_hint

@@ -6,11 +6,10 @@ from collections.abc import Callable
 
 def simulator_of(sim) -> Callable:
     """``sim`` as the JAX code that runs it: an `sg.BlackBox` is one ``pure_callback``
-    evaluating its ``fn`` in this process; a function is itself."""
-    from .._blackbox import _Bound
+    evaluating its ``fn`` in this process (with its timeout); a function is itself."""
+    from .._blackbox import BlackBox, _Bound
 
-    fn = black_box_fn(sim)
-    return sim if fn is None else _Bound(fn, None, None)
+    return _Bound(sim.fn, None, None, sim.timeout) if isinstance(sim, BlackBox) else sim
 
 
 def black_box_fn(sim) -> Callable | None:
