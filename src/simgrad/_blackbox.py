@@ -96,7 +96,7 @@ class BlackBox(eqx.Module):
             about eight (see docs/scale.md for the per-task overhead that bounds it).
         progress: show a progress bar (evaluations done, evaluations per second).
         timeout: seconds one run of ``fn`` may take, or None (the default) for no limit.
-            Each run then goes to a daemon thread (about 0.1 ms each) wherever it is
+            Each run then goes to a daemon thread (a fraction of a millisecond) wherever it is
             evaluated; one past the limit is abandoned and reported as a failed run. Python
             cannot kill a thread: an abandoned run goes on in the background until it
             returns or its process exits, so give a ``subprocess.run`` in ``fn`` its own
