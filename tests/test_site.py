@@ -1,6 +1,7 @@
 """The reference site: it builds with warnings as errors, its API pages give every public
-name its entry and signature, and in headless Chromium its search finds `sg.gradient`. Also
-what the wheel ships."""
+name its entry and signature, and in headless Chromium its search finds `sg.gradient`,
+served or opened from disk (offline: links name files, formulas are MathML, nothing comes
+from the network). Also what the wheel ships."""
 
 import ast
 import functools
@@ -27,6 +28,7 @@ def _mkdocs_missing() -> bool:
     try:
         importlib.metadata.version("mkdocs-material")
         importlib.metadata.version("mkdocstrings-python")
+        importlib.metadata.version("latex2mathml")
     except importlib.metadata.PackageNotFoundError:
         return True
     return False
@@ -34,6 +36,10 @@ def _mkdocs_missing() -> bool:
 
 needs_mkdocs = pytest.mark.skipif(
     _mkdocs_missing(), reason='mkdocs is not installed: pip install -e ".[docs]"'
+)
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason=f"headless Chromium not installed at {CHROMIUM} (apt-get install -y chromium)",
 )
 
 
@@ -183,10 +189,7 @@ def _cdp_evaluate(url: str, expression: str, until, timeout: float = 60.0):
 
 
 @needs_mkdocs
-@pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason=f"headless Chromium not installed at {CHROMIUM} (apt-get install -y chromium)",
-)
+@needs_chromium
 def test_search_finds_sg_gradient_in_headless_chromium(site):
     handler = functools.partial(_Quiet, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -197,13 +200,81 @@ def test_search_finds_sg_gradient_in_headless_chromium(site):
             url,
             "Array.from(document.querySelectorAll('.md-search-result__item a'))"
             ".map(a => a.pathname + a.hash)",
-            until=lambda links: links and "/api/#simgrad.gradient" in links,
+            until=lambda links: links and "/api/index.html#simgrad.gradient" in links,
         )
     finally:
         server.shutdown()
         server.server_close()
     assert links, "the search showed no result for 'sg.gradient'"
-    assert "/api/#simgrad.gradient" in links, links
+    assert "/api/index.html#simgrad.gradient" in links, links
+
+
+# From disk the search index loads when the search opens: open it, as a reader would.
+_SEARCH_RESULTS = """(() => {
+    const toggle = document.querySelector("[data-md-toggle=search]");
+    if (toggle && !toggle.checked) toggle.click();
+    return Array.from(document.querySelectorAll(".md-search-result__item a"))
+        .map(a => new URL(a.href).pathname + new URL(a.href).hash);
+})()"""
+
+
+@needs_mkdocs
+@needs_chromium
+def test_search_works_opened_from_disk(site):
+    """site/index.html opened as a file, no server: the search worker starts (the shim in
+    docs/assets/javascripts/ runs it in an iframe) and finds `sg.gradient`."""
+    target = (site / "api" / "index.html").as_uri().removeprefix("file://") + "#simgrad.gradient"
+    links = _cdp_evaluate(
+        (site / "index.html").as_uri() + "?q=sg.gradient",
+        _SEARCH_RESULTS,
+        until=lambda links: links and target in links,
+        timeout=30,
+    )
+    assert links, "opened from disk, the search showed no result for 'sg.gradient'"
+    assert target in links, links
+
+
+@needs_mkdocs
+@needs_chromium
+def test_a_subpackage_page_opened_from_disk_shows_the_signature(site):
+    """api/adjoint.html, opened as a file, shows `simgrad.adjoint.ode_gradient` with its
+    signature."""
+    shown = _cdp_evaluate(
+        (site / "api" / "adjoint.html").as_uri(),
+        """(() => {
+            const heading = document.getElementById("simgrad.adjoint.ode_gradient");
+            const signature = heading && heading.parentElement.querySelector(".doc-signature");
+            return signature && signature.innerText;
+        })()""",
+        until=bool,
+        timeout=30,
+    )
+    assert shown, "api/adjoint.html shows no entry with a signature for ode_gradient"
+    assert re.match(r"ode_gradient\(\s*problem", shown), shown
+
+
+_URL = re.compile(r'<(a|link|script|img)\b[^>]*?\b(?:href|src)="([^"]*)"')
+
+
+@needs_mkdocs
+def test_the_site_opened_from_disk_is_offline(site):
+    """Every internal link names a file that exists (from disk a folder is no page); no page
+    loads a script or a style from the network; formulas are MathML, not LaTeX."""
+    broken, remote = [], []
+    for page in set(site.rglob("*.html")) - {site / "404.html"}:  # 404: a server's page
+        name = page.relative_to(site)
+        for tag, url in _URL.findall(page.read_text(encoding="utf-8")):
+            if url.startswith(("http://", "https://")):
+                if tag != "a":
+                    remote.append(f"{name}: {url}")
+            elif not url.startswith(("#", "mailto:")):
+                path = url.split("#")[0].split("?")[0]
+                if not (page.parent / path).is_file():
+                    broken.append(f"{name}: {url}")
+    assert not broken, f"links that name no file: {broken[:10]}"
+    assert not remote, f"loaded from the network: {remote[:10]}"
+    page = (site / "reference-ad.html").read_text(encoding="utf-8")
+    assert page.count("<math") > 10 and "\\frac" not in page
 
 
 def test_docstring_examples_use_the_section_the_api_reference_renders():
