@@ -10,6 +10,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import simgrad as sg
@@ -239,3 +240,51 @@ def test_a_call_like_a_recent_one_checks_theta_and_key_all_the_same(monkeypatch)
     for theta, key, error, words in rows:
         with pytest.raises(error, match=re.escape(words)):
             grad(summed_square, theta, key)
+
+
+# --- the checker's helpers: sg.one_sided, sg.adjoint.taylor_test ------------------------------
+
+CHECKER_ERRORS = [
+    (
+        "one_sided of an integer-valued f",
+        lambda: sg.one_sided(lambda t: jnp.floor(t).astype(jnp.int32), 1.0, 1.0),
+        TypeError,
+        "must return floating-point values",
+    ),
+    (
+        "taylor_test at an integer θ",
+        lambda: sg.adjoint.taylor_test(lambda t: t**2, 1, 2),
+        TypeError,
+        "pass e.g. 1.0 instead of 1",
+    ),
+    (
+        "optimize to a checkpoint no file system takes (a name too long), before the run",
+        lambda: sg.optimize(
+            noisy_square,
+            1.0,
+            KEY,
+            optimizer=optax.sgd(0.1),
+            steps=5,
+            n_samples=2,
+            method=sg.Pathwise(),
+            checkpoint="x" * 300 + ".eqx",
+        ),  # fmt: skip
+        ValueError,
+        "cannot write there (File name too long)",
+    ),
+    (
+        "taylor_test of a vector-valued f",
+        lambda: sg.adjoint.taylor_test(lambda t: jnp.stack([t, t**2]), 1.0, 1.0),
+        ValueError,
+        "not a scalar",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "call, error, words", [row[1:] for row in CHECKER_ERRORS], ids=[r[0] for r in CHECKER_ERRORS]
+)
+def test_checker_bad_input(call, error, words):
+    with pytest.raises(error) as info:
+        call()
+    assert words in str(info.value)

@@ -172,6 +172,13 @@ def one_sided(f: Callable, theta, direction) -> OneSided:
         raise TypeError("theta must hold floating-point numbers (one_sided differentiates it).")
     h_leaves = [jnp.asarray(h, x.dtype) for h, x in zip(h_leaves, leaves, strict=True)]
     program = trace(lambda *xs: f(jax.tree.unflatten(treedef, xs)), *leaves)
+    outputs = [v.aval.dtype for v in program.jaxpr.outvars]  # pyright: ignore[reportAttributeAccessIssue]  (a jaxpr variable's aval is shaped)
+    if not all(jnp.issubdtype(dtype, jnp.floating) for dtype in outputs):
+        raise TypeError(
+            f"f returns {', '.join(map(str, outputs))}: one_sided differentiates it, so it "
+            "must return floating-point values (an integer-valued f is piecewise constant: "
+            "its slopes are 0 wherever they exist; return f(theta).astype(float) for those)."
+        )
     sides = sides_along(program, leaves, [], [h_leaves], compiled=False)
     value, right, left = sides.value, sides.right[0], sides.left[0]
     if np.all(np.isfinite(right)) and np.all(np.isfinite(left)):

@@ -94,6 +94,11 @@ def taylor_test(f: Callable, theta, grad, direction=None, *, n: int = 6) -> Tayl
         raise ValueError(f"n={n!r}: the Taylor test needs at least 3 steps (an int >= 3).")
     f = eqx.filter_jit(f)  # one compilation for the n + 1 evaluations
     x, unravel = ravel_pytree(theta)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(
+            f"theta holds {x.dtype} numbers: the Taylor test moves it by small steps, so it "
+            "must be floating-point; pass e.g. 1.0 instead of 1, or jnp.asarray(theta, float)."
+        )
     g, _ = ravel_pytree(grad)
     if g.shape != x.shape:
         raise ValueError(
@@ -109,6 +114,14 @@ def taylor_test(f: Callable, theta, grad, direction=None, *, n: int = 6) -> Tayl
                 f"direction has {h.size} entries but theta has {x.size}: give it theta's structure."
             )
     scale = float(jnp.maximum(1.0, jnp.max(jnp.abs(x)))) / float(jnp.max(jnp.abs(h)))
+    out = jax.eval_shape(f, theta)
+    if getattr(out, "shape", None) != ():
+        shape = getattr(out, "shape", type(out).__name__)
+        raise ValueError(
+            f"f returns {shape}, not a scalar: the Taylor test checks the gradient of one "
+            "number; test each output (lambda t: f(t)[i]) or a weighted sum (lambda t: "
+            "jnp.vdot(w, f(t)), with the gradient w·J)."
+        )
     f0 = float(f(theta))
     slope = float(jnp.dot(g, h))
     eps = tuple(1e-2 * scale / 2**i for i in range(n))

@@ -99,19 +99,30 @@ def check_output_path(path, name: str, example: str = "run.eqx") -> pathlib.Path
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{name} must be a file path (str or pathlib.Path), got {path!r}.")
     p = pathlib.Path(path)
-    if str(path) == "" or p.is_dir():
-        raise ValueError(
-            f"{name}={str(path)!r} is a folder: give a file in it, e.g. {str(p / example)!r}."
-        )
+    try:
+        existed = p.exists()
+        _check_writable(p, f"{name}={str(path)!r}", example, existed)
+    except OSError as error:  # what os.access cannot tell: a read-only file system, a name
+        raise ValueError(  # too long, a network mount
+            f"{name}={str(path)!r}: cannot write there ({error.strerror}); choose another path."
+        ) from None
+    return p
+
+
+def _check_writable(p: pathlib.Path, given: str, example: str, existed: bool) -> None:
+    """Refuse ``p`` (``given``: the argument as the user wrote it, for the messages)."""
+    if p.is_dir():
+        raise ValueError(f"{given} is a folder: give a file in it, e.g. {str(p / example)!r}.")
     folder = p.parent
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
-        raise ValueError(f"{name}={str(path)!r}: {str(folder)!r} {what}; create the folder first.")
-    if not os.access(folder, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise ValueError(
-            f"{name}={str(path)!r}: no permission to write there; choose another path."
-        )
-    return p
+        raise ValueError(f"{given}: {str(folder)!r} {what}; create the folder first.")
+    if not os.access(folder, os.W_OK | os.X_OK) or (existed and not os.access(p, os.W_OK)):
+        raise ValueError(f"{given}: no permission to write there; choose another path.")
+    with open(p, "ab"):  # appending changes nothing in a file that exists
+        pass
+    if not existed:
+        p.unlink()  # the probe's own empty file
 
 
 # -- fingerprints ------------------------------------------------------------------------
