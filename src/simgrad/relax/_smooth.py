@@ -89,11 +89,15 @@ def relaxed(sim: Simulator, theta: Theta, key: Key, tau, random_only: bool = Fal
 
 
 class _Smoothed(eqx.Module):
+    """``sim`` relaxed at ``tau``, an array: smoothed copies at other temperatures share
+    one compiled program (`sg.gradient` caches on everything but the arrays)."""
+
     sim: Callable
-    tau: float = eqx.field(static=True)
+    tau: np.ndarray
 
     def __call__(self, theta, key):
-        return relaxed(self.sim, theta, key, self.tau)
+        dtype = jnp.result_type(*jax.tree.leaves(theta))  # no float64 tau in float32 maths
+        return relaxed(self.sim, theta, key, jnp.asarray(self.tau, dtype))
 
 
 def smooth(sim: Simulator, tau: float) -> Simulator:
@@ -120,4 +124,4 @@ def smooth(sim: Simulator, tau: float) -> Simulator:
     t = np.asarray(tau)
     if t.ndim != 0 or not np.issubdtype(t.dtype, np.number) or not 0 < float(t) < np.inf:
         raise ValueError(f"tau={tau!r}: must be a positive finite number (the temperature).")
-    return _Smoothed(sim, float(t))
+    return _Smoothed(sim, np.asarray(float(t)))
