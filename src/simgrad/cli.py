@@ -84,6 +84,17 @@ def main(
     _USE_CACHE = not no_cache
 
 
+def _require_matplotlib() -> None:
+    """Refuse a command that plots at once, not after its run, when matplotlib is missing."""
+    from ._src.plots import require_matplotlib
+
+    try:
+        require_matplotlib()
+    except ImportError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
 class _Steps:
     """Progress of a run of known length on stderr: a live bar on a terminal; when stderr is
     piped or redirected, a plain line at most once a second (and at the end)."""
@@ -234,6 +245,7 @@ def optimize(
     """Optimise a gallery application and compare the result with its known answer."""
     if resume and checkpoint is None:
         raise typer.BadParameter("--resume needs --checkpoint PATH.", param_hint="--resume")
+    _require_matplotlib()
     from ._src.runs import CheckpointError, check_output_path
 
     if checkpoint is not None:
@@ -385,6 +397,7 @@ def check(
     """
     import inspect
 
+    _require_matplotlib()
     fn, name = _load_target(target)
     value = _parse_theta(theta)
     from ._src.runs import check_output_path

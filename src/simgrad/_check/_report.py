@@ -16,7 +16,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .._scan import KINDS
-from .._src.plots import figure
+from .._src.plots import figure, require_matplotlib
 from ._subject import black_box_fn, simulator_of
 from ._taylor import taylor_test
 
@@ -152,6 +152,7 @@ MAX_LINE_PLOTS = 6
 
 
 def write_html(report, path, *, direction=None, n_samples: int = 256) -> str:
+    require_matplotlib()  # before the draws, not after them
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
         raise ValueError(f"n_samples={n_samples!r} must be an int >= 2.")
     x, _ = ravel_pytree(report.theta)

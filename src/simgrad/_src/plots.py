@@ -1,6 +1,18 @@
 """The one way simgrad makes a matplotlib figure."""
 
 
+def require_matplotlib() -> None:
+    """Raise an `ImportError` that says how to install matplotlib, which only plots need."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            "plots need matplotlib, which is not installed: pip install 'simgrad[plots]' "
+            "(or pip install matplotlib)",
+            name="matplotlib",
+        ) from error
+
+
 def figure(to_file: bool, **kwargs):
     """A figure to save (``to_file``) or to show.
 
@@ -8,6 +20,7 @@ def figure(to_file: bool, **kwargs):
     a plot neither switches the backend nor leaves a figure open, so a notebook keeps
     showing its own. A figure to show is pyplot's, in the user's backend.
     """
+    require_matplotlib()
     if to_file:
         from matplotlib.figure import Figure
 
