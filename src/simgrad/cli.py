@@ -390,10 +390,11 @@ def check(
 ) -> None:
     """Find where AD is wrong in a simulator and write an HTML report with plots.
 
-    FUNCTION is called as function(theta, key), or function(theta) if it takes one
-    argument. THETA keeps the shape it is written in: 2.0 is a number (a function that
-    indexes theta[0] needs [2.0]), 1.0,2.0 an array, a JSON dict a dict of arrays. The
-    module is found as `python -m` finds it: from the current folder first.
+    FUNCTION is called as function(theta, key), or function(theta) if it
+    takes one argument. THETA keeps the shape it is written in: 2.0 is a
+    number (a function that indexes theta[0] needs [2.0]), 1.0,2.0 an
+    array, a JSON dict a dict of arrays. The module is found as `python -m`
+    finds it: from the current folder first.
     """
     import inspect
 
