@@ -44,10 +44,12 @@ def cache_dir() -> Path:
 
 
 def _setup_jax(x64: bool = True):
-    """Import JAX for a command: float64, and the persistent compilation cache unless off."""
+    """Import JAX for a command: float64 available (``x64``; False leaves JAX's setting as
+    it is), and the persistent compilation cache unless off."""
     import jax
 
-    jax.config.update("jax_enable_x64", x64)
+    if x64:
+        jax.config.update("jax_enable_x64", True)
     if _USE_CACHE and not os.environ.get("SIMGRAD_NO_CACHE"):
         jax.config.update("jax_compilation_cache_dir", str(cache_dir()))
         # Cache every program: the demo compiles ~80 small ones, each well under a second.

@@ -74,3 +74,20 @@ def test_the_html_report_shows_the_verdict(tmp_path):
     text = pathlib.Path(path).read_text(encoding="utf-8")
     assert "What each estimator promises here" in text
     assert text.count("class='claim-biased'") == 5 and text.count("class='claim-unbiased'") == 1
+
+
+def test_each_finding_names_the_estimators_it_breaks_the_worst_first(tmp_path):
+    def kink_and_threshold(theta, key):  # the kink comes first in the program
+        return jnp.abs(theta[1]) + threshold_after_draw(theta[0], key)
+
+    report = sg.check(kink_and_threshold, jnp.array([0.3, 1.0]))
+    kinds = [f.kind for f in report.findings]
+    assert kinds == ["kink", "threshold"]
+    assert report.breaks(report.findings[0]) == []
+    assert "ScoreFunction()" not in report.breaks(report.findings[1])
+    assert len(report.breaks(report.findings[1])) == 5
+    path = report.to_html(tmp_path / "r.html", n_samples=4)
+    text = pathlib.Path(path).read_text(encoding="utf-8")
+    # the verdict opens the page, and the threshold (5 estimators broken) leads the table
+    assert text.index("What each estimator promises here") < text.index("finding(s)</h2>")
+    assert text.index("threshold (gt)") < text.index("kink (abs)")

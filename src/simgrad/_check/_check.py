@@ -79,6 +79,11 @@ class Report(AbstractResult):
             out[repr(estimator)] = (claim, reasons[0] if reasons else "")
         return out
 
+    def breaks(self, finding: Finding) -> list[str]:
+        """The estimators (as in `claims`) whose claim ``finding`` breaks: ``["Pathwise()",
+        "FiniteDifference()", …]`` for a threshold after a draw, ``[]`` for a kink."""
+        return [repr(e) for e in CLAIMANTS if e.broken_by(finding)]
+
     def kinds(self) -> list[str]:
         """The kinds found, without repeats, in order."""
         return list(dict.fromkeys(f.kind for f in self.findings))

@@ -285,13 +285,43 @@ def _widths(*percents: int) -> str:
     return "<colgroup>" + "".join(f"<col style='width:{p}%'>" for p in percents) + "</colgroup>"
 
 
+def _findings_table(report) -> list[str]:
+    """The findings, those that break the most estimators' claims first."""
+    esc = html.escape
+    parts = [
+        f"<h2>{len(report.findings)} finding(s)</h2>",
+        "<table>" + _widths(3, 12, 15, 18, 16, 16, 20) + "<tr><th>#</th><th>kind</th>"
+        "<th>where</th><th>what</th><th>breaks the claim of</th><th>AD returns</th>"
+        "<th>remedy</th></tr>",
+    ]
+    broken = [report.breaks(f) for f in report.findings]
+    order = sorted(range(len(broken)), key=lambda i: -len(broken[i]))
+    for n, i in enumerate(order, 1):
+        f = report.findings[i]
+        what = KINDS[f.kind]
+        if f.random:
+            what += "; downstream of a random draw"
+        if f.context:
+            what += f"; inside {' > '.join(f.context)}"
+        if f.detail:
+            what += f". At θ: {f.detail}"
+        breaks = ", ".join(f"sg.{name}" for name in broken[i]) or "no estimator's"
+        parts.append(
+            f"<tr><td>{n}</td><td class='kind'>{esc(f.kind)} ({esc(f.primitive)})</td>"
+            f"<td>{esc(f.where)}{_source(f)}</td><td>{esc(what)}</td><td>{esc(breaks)}</td>"
+            f"<td>{esc(f.ad_returns)}</td><td>{esc(f.remedy)}</td></tr>"
+        )
+    parts.append("</table>")
+    return parts
+
+
 def _claims_table(report) -> list[str]:
     """The verdict: what each estimator's estimate would claim for this program."""
     esc = html.escape
     parts = [
         "<h2>What each estimator promises here</h2>",
-        "<p>The claim each estimate would carry (<code>est.claim</code>): which findings "
-        "above break which estimator. <code>sg.Auto()</code> picks one whose claim holds.</p>",
+        "<p>The claim each estimate would carry (<code>est.claim</code>), from the findings "
+        "below. <code>sg.Auto()</code> picks an estimator whose claim holds.</p>",
         "<table>" + _widths(20, 10, 70) + "<tr><th>estimator</th><th>claim</th><th>why</th></tr>",
     ]
     for name, (claim, reason) in report.claims().items():
@@ -331,27 +361,9 @@ def _page(report, images, verdict: str = "", left: int = 0) -> str:
         )
     if verdict:
         parts.append(f'<p class="fail">{esc(verdict)}</p>')
-    if not report.clean:
-        parts.append(f"<h2>{len(report.findings)} finding(s)</h2>")
-        parts.append(
-            "<table>" + _widths(4, 14, 18, 20, 20, 24) + "<tr><th>#</th><th>kind</th>"
-            "<th>where</th><th>what</th><th>AD returns</th><th>remedy</th></tr>"
-        )
-        for i, f in enumerate(report.findings, 1):
-            what = KINDS[f.kind]
-            if f.random:
-                what += "; downstream of a random draw"
-            if f.context:
-                what += f"; inside {' > '.join(f.context)}"
-            if f.detail:
-                what += f". At θ: {f.detail}"
-            parts.append(
-                f"<tr><td>{i}</td><td class='kind'>{esc(f.kind)} ({esc(f.primitive)})</td>"
-                f"<td>{esc(f.where)}{_source(f)}</td><td>{esc(what)}</td>"
-                f"<td>{esc(f.ad_returns)}</td><td>{esc(f.remedy)}</td></tr>"
-            )
-        parts.append("</table>")
     parts.extend(_claims_table(report))
+    if not report.clean:
+        parts.extend(_findings_table(report))
     for note in report.notes:
         parts.append(f"<p>Note: {esc(note)}</p>")
     parts.append("<h2>Plots</h2>")

@@ -189,7 +189,7 @@ class AbstractEstimator(eqx.Module):
         program (its hazards cannot be read: a black box's jump is invisible to finite
         differences too), ``"approximate"`` for an estimator biased by design,
         ``"unbiased"``."""
-        broken = [(h, fi) for fi in findings for h in self.breaks if HAZARDS[h].applies(fi)]
+        broken = [(h, fi) for fi in findings if (h := self.broken_by(fi))]
         if broken:
             hazard, fi = broken[0]
             return "biased", (
@@ -205,6 +205,10 @@ class AbstractEstimator(eqx.Module):
         if self.approximate:  # the bias is the estimator's own: its docs say how large
             return "approximate", ()
         return "unbiased", ()
+
+    def broken_by(self, finding) -> str:
+        """The hazard in ``breaks`` that ``finding`` is (its name), or "" if none is."""
+        return next((h for h in self.breaks if HAZARDS[h].applies(finding)), "")
 
     @abc.abstractmethod
     def sample_batch(self, f: FlatSimulator, x: Array, keys: Key) -> Samples:
