@@ -1,6 +1,6 @@
 """Run the code blocks of a Markdown page in order and compare what they print with the page.
 
-The conventions (also in CONTRIBUTING.md):
+The conventions (also in docs/install.md, "Docs are tests"):
 
 * A ```` ```python ```` block runs; all blocks of one page share one namespace, in page
   order, in a fresh process, in JAX's default float32 unless the page itself turns on
@@ -9,11 +9,13 @@ The conventions (also in CONTRIBUTING.md):
 * The output a block prints is compared with a fence without a language (or ``text``)
   that follows it, with nothing but blank lines between. A block that prints while the
   page shows no output fails: the page must show what it prints.
-* Comparison: text with runs of whitespace collapsed; ``...`` matches anything; numbers
-  match to the digits shown (one unit of the last digit shown, or 1e-5 relative). Write
-  ``<!-- tolerance: sigma=4 -->`` just before a block whose output is Monte Carlo: a number
-  shown as ``a ± s`` may then move by 4 s, and its ``s`` by 25 %; ``rtol=`` and ``atol=``
-  loosen every number (``rtol=0.05, sigma=4`` combine).
+* Comparison: text with runs of whitespace collapsed; ``...`` matches anything. Numbers
+  are text too: without a tolerance marker, the page shows each number exactly as printed,
+  every digit. A tolerance marker, written just before the block, makes numbers compare by
+  value instead, each to the digits shown (one unit of the last digit shown, or 1e-5
+  relative) at least: ``<!-- tolerance: sigma=4 -->`` for output that is Monte Carlo lets a
+  number shown as ``a ± s`` move by 4 s, and its ``s`` by ``stderr_rtol`` (25 %);
+  ``rtol=`` and ``atol=`` loosen every number (``rtol=0.05, sigma=4`` combine).
 * ``<!-- skip: next "why" -->`` (sybil's directive) skips the next block, and the test
   report shows why; ``skip: start`` / ``skip: end`` skip a stretch.
 * A ```` ```console ```` block whose commands are ``$ simgrad ...`` runs them and
@@ -75,6 +77,8 @@ class Tolerance:
                     f"tolerance: {part!r} is not one of rtol=, atol=, sigma=, stderr_rtol="
                 )
             fields[name] = float(value)
+        if not fields:
+            raise ValueError("tolerance: name at least one of rtol=, atol=, sigma=, stderr_rtol=")
         return cls(**fields)
 
 
@@ -115,8 +119,11 @@ def _number_ok(expected: str, got: str, allowed: float) -> bool:
     return abs(g - e) <= allowed or e == g
 
 
-def compare(expected: str, got: str, tol: Tolerance = Tolerance()) -> str | None:
-    """None if ``got`` matches ``expected`` (see the module docstring), else why not."""
+def compare(expected: str, got: str, tol: Tolerance | None = None) -> str | None:
+    """None if ``got`` matches ``expected`` (see the module docstring), else why not.
+
+    ``tol`` None (no tolerance marker): every number as the page shows it, digit for digit.
+    """
     pattern, numbers = [], []
     exp_tokens = _tokens(expected)
     for i, (kind, text) in enumerate(exp_tokens):
@@ -124,7 +131,8 @@ def compare(expected: str, got: str, tol: Tolerance = Tolerance()) -> str | None
             pieces = text.split("...")
             pattern.append(".*?".join(re.escape(p).replace(r"\ ", r"\s*") for p in pieces))
         else:
-            pattern.append(f"({_NUMBER.pattern})")
+            # Whole numbers only: "12" is not "1" and "2" with the whitespace between dropped.
+            pattern.append(f"({_NUMBER.pattern})(?![0-9])")
             previous = exp_tokens[i - 1][1] if i > 0 else ""
             following = exp_tokens[i + 1][1] if i + 1 < len(exp_tokens) else ""
             role = "stderr" if _PLUS_MINUS.search(previous) else "plain"
@@ -137,6 +145,10 @@ def compare(expected: str, got: str, tol: Tolerance = Tolerance()) -> str | None
         return "the text differs (numbers aside)"
     bad = []
     for (exp, role), g in zip(numbers, match.groups(), strict=True):
+        if tol is None:
+            if g != exp:
+                bad.append(f"{g} where the page says {exp} (no tolerance marker: digit for digit)")
+            continue
         slack = max(1.0001 * _last_digit(exp), 1e-5 * abs(_value(exp)))
         allowed = max(slack, tol.rtol * abs(_value(exp)), tol.atol)
         if tol.sigma and isinstance(role, tuple):
@@ -160,7 +172,7 @@ class Block:
     line: int  # 1-based line of the opening fence
     source_line: int  # 1-based line of the first source line
     output: str | None
-    tolerance: Tolerance
+    tolerance: Tolerance | None  # None: no marker, numbers exactly as shown
 
 
 def _line(text: str, pos: int) -> int:
@@ -171,8 +183,9 @@ def parse_blocks(document: Document) -> list[Region]:
     """Regions for the code blocks of a Markdown document, output blocks folded in."""
     text = document.text
     fences = list(RawFencedCodeBlockLexer(info_pattern=_INFO, mapping=None)(document))
+    # sybil's lexed directive ends before the comment's "-->": the marker's end is after it.
     tolerances = {
-        lexed.end: lexed.lexemes["arguments"]
+        text.index("-->", lexed.end) + 3: lexed.lexemes["arguments"]
         for lexed in DirectiveInHTMLCommentLexer("tolerance", arguments=".*?")(document)
     }
     regions, consumed = [], set()
@@ -182,7 +195,7 @@ def parse_blocks(document: Document) -> list[Region]:
         language = region.lexemes["language"].lower()
         if language in _OUTPUT_LANGUAGES:
             continue  # a listing of text, not code
-        tolerance = Tolerance()
+        tolerance = None
         for end, arguments in tolerances.items():
             if end <= region.start and not text[end : region.start].strip():
                 tolerance = Tolerance.parse(arguments)
@@ -223,7 +236,7 @@ def load(path: Path) -> Document:
 class _Checker(doctest.OutputChecker):
     """Doctest's checker with the same number rules as the output blocks."""
 
-    tolerance = Tolerance()
+    tolerance: Tolerance | None = None
 
     def check_output(self, want, got, optionflags):
         return compare(want, got, self.tolerance) is None

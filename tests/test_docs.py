@@ -3,7 +3,7 @@
 One test per code block, named ``PAGE:LINE``. Each page runs once, in a fresh process (so
 in float32 unless the page turns on x64; the suite's conftest does not reach it), in an
 empty temporary folder; two pages run at a time. The conventions are in
-tests/docs_harness.py and CONTRIBUTING.md. Run one page with
+tests/docs_harness.py and docs/install.md ("Docs are tests"). Run one page with
 ``pytest tests/test_docs.py -k relax``.
 """
 
@@ -96,16 +96,30 @@ def test_block(page, line, page_results):
 # The comparison itself: each rule can fail.
 
 
-def test_numbers_match_to_the_digits_shown():
-    assert compare("delta 0.01902", "delta 0.019021") is None
-    assert compare("delta 0.01902", "delta 0.01851") is not None  # relax.md's old claim
-    assert compare("15.09", "15.170") is not None
-    assert compare("-0.4", "-0.4000001") is None
+def test_numbers_without_a_tolerance_match_exactly():
+    assert compare("grad -0.7425607", "grad -0.7425607") is None
+    assert compare("grad -0.7425607", "grad -0.74256071") is not None  # fewer digits shown
+    assert compare("grad -0.74256071", "grad -0.7425607") is not None
+    assert compare("0.50", "0.5") is not None  # same value, other text
+    assert compare("1e-05", "1e-5") is not None
+    assert compare("n = 1 2", "n = 12") is not None  # one number is not two
+
+
+def test_numbers_with_a_tolerance_match_to_the_digits_shown():
+    digits = Tolerance.parse("rtol=0")
+    assert compare("grad -0.7425607", "grad -0.74256071", digits) is None
+    assert compare("delta 0.01902", "delta 0.019021", digits) is None
+    assert compare("delta 0.01902", "delta 0.01851", digits) is not None  # relax.md's old claim
+    assert compare("15.09", "15.170", digits) is not None
+    assert compare("-0.4", "-0.4000001", digits) is None
+    assert compare("0.50", "0.5", digits) is None
 
 
 def test_text_and_ellipsis():
     assert compare("a  b\nc", "a b c") is None
     assert compare("Estimate(...)\n value", "Estimate(Pathwise(), n=3)\n value") is None
+    assert compare("wrote .../theta.json", "wrote /tmp/simgrad-docs-x1/theta.json") is None
+    assert compare("wrote .../theta.json", "wrote /tmp/x/theta.csv") is not None
     assert compare("grad", "value") == "the text differs (numbers aside)"
     assert compare("float32 x64", "float32 x64") is None
 
@@ -119,3 +133,16 @@ def test_monte_carlo_tolerance_uses_the_error_bar():
     assert compare("best 0.01", "best 0.03", Tolerance.parse("rtol=2")) is None
     with pytest.raises(ValueError, match="tolerance"):
         Tolerance.parse("sigmas=4")
+    with pytest.raises(ValueError, match="tolerance"):
+        Tolerance.parse("")
+
+
+def test_a_marker_reaches_its_block_only(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "<!-- tolerance: sigma=4 -->\n```python\nprint(1)\n```\n\n```python\nprint(2)\n```\n",
+        encoding="utf-8",
+    )
+    marked, plain = blocks(page)
+    assert marked.tolerance == Tolerance(sigma=4)
+    assert plain.tolerance is None
