@@ -10,6 +10,8 @@ line, what AD returns there, and the remedy.
 """
 
 import dataclasses
+import functools
+from collections.abc import Callable
 
 import equinox as eqx
 
@@ -179,7 +181,7 @@ def scan(closed, n_theta: int) -> Scan:
     flows, out_flags = dataflow(closed, seeds, _transfer)
     found: dict[tuple, Finding] = {}
     result = Scan([], out_flags, [], [], [], [])
-    meeting = meeting_comparisons(closed)
+    meeting = functools.cache(lambda: meeting_comparisons(closed))  # only if a threshold
     for flow in flows:
         theta = any(f & THETA for f in flow.inputs)
         if not flow.live or not (theta or _is_draw(flow.eqn)):
@@ -224,14 +226,14 @@ def _trap(rule) -> bool:
     return bool(rule.singular) or rule.kind == "eigen"
 
 
-def _continuous(flow: Flow, rule, meeting: frozenset[int]) -> bool:
+def _continuous(flow: Flow, rule, meeting: Callable[[], frozenset[int]]) -> bool:
     """Is the jump or choice at ``flow`` continuous after all: a comparison that only
     selects between branches that meet (`meeting_comparisons`), or a sort whose
     permutation is unused (`Rule.continuous_outputs`)?"""
     if rule is None:
         return False
     if rule.kind == "threshold":
-        return id(flow.eqn) in meeting
+        return id(flow.eqn) in meeting()
     kept = rule.continuous_outputs
     return kept is not None and not any(
         live for i, live in enumerate(flow.live_outputs) if i not in kept
