@@ -192,8 +192,9 @@ class AbstractEstimator(eqx.Module):
         broken = [(h, fi) for fi in findings if (h := self.broken_by(fi))]
         if broken:
             hazard, fi = broken[0]
+            kind = fi.kind.replace("_", " ")  # "a discrete draw", "a rough draw"
             return "biased", (
-                f"claim: biased — θ reaches a {fi.kind} ({fi.primitive} at {fi.where}) "
+                f"claim: biased — θ reaches a {kind} ({fi.primitive} at {fi.where}) "
                 f"{HAZARDS[hazard].text}, which {self!r} misses; {HAZARDS[hazard].remedy}",
             )
         if opaque:
