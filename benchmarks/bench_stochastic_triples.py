@@ -1,13 +1,14 @@
 """Stochastic triples against the score function, and their cost, side by side.
 
 Prints one JSON document. For the state-dependent random walk of the StochasticAD.jl
-tutorial (n = 10, 50, 100 steps, p = 2n; exact derivative by dynamic programming):
-the per-sample standard deviation of `sg.StochasticTriples()` and of `sg.ScoreFunction`
-with each baseline, the z-score against the exact derivative, and the time per estimate
-over the primal simulation (`jit(vmap(sim))` on the same keys). Then, on a program with no
-discrete draws (the gallery's Asian call), the time of the triples estimator over plain
-forward-mode AD, `sg.Pathwise(mode="forward")`. And StochasticAD.jl's categorical with
-zero-probability categories between those that can occur, against its exact derivative.
+tutorial (n = 10, 50, 100 steps unless ``--steps`` says otherwise; p = 2n; exact derivative
+by dynamic programming): the per-sample standard deviation of `sg.StochasticTriples()` and
+of `sg.ScoreFunction` with each baseline, the z-score against the exact derivative, and the
+time per estimate over the primal simulation (`jit(vmap(sim))` on the same keys). Then, on
+a program with no discrete draws (the gallery's Asian call), the time of the triples
+estimator over plain forward-mode AD, `sg.Pathwise(mode="forward")`. And StochasticAD.jl's
+categorical with zero-probability categories between those that can occur, against its
+exact derivative.
 
 Times are medians of repeats, the functions timed in turn in one process; XLA runs
 single-threaded (set below unless ``XLA_FLAGS`` is already set), so this process's CPU
@@ -15,6 +16,7 @@ time is the work done, steadier than wall time on a shared machine: both are rep
 (``time_over_primal`` from wall time, ``cpu_over_primal`` from CPU time).
 
     python benchmarks/bench_stochastic_triples.py [--n-samples 16384] [--repeats 7]
+        [--steps 10 50 100 200]
 """
 
 import argparse
@@ -68,7 +70,7 @@ def walk(n, key, n_samples, repeats):
         "n_steps": n,
         "p": float(p),
         "exact_grad": exact,
-        "published_triples_std": PUBLISHED_TRIPLES_STD[n],
+        "published_triples_std": PUBLISHED_TRIPLES_STD.get(n),
         "primal_seconds": times["primal"]["wall"],
         "primal_cpu_seconds": times["primal"]["cpu"],
         "methods": rows,
@@ -119,6 +121,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-samples", type=int, default=2**14)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps", type=int, nargs="+", default=[10, 50, 100])
     args = parser.parse_args()
     jax.config.update("jax_enable_x64", True)
     key = jax.random.key(0)
@@ -126,7 +129,7 @@ def main():
         "benchmark": "stochastic_triples",
         "environment": environment() | {"xla_flags": os.environ.get("XLA_FLAGS")},
         "n_samples": args.n_samples,
-        "random_walk": [walk(n, key, args.n_samples, args.repeats) for n in (10, 50, 100)],
+        "random_walk": [walk(n, key, args.n_samples, args.repeats) for n in args.steps],
         "zero_probability_categories": zero_probability_categories(key, args.n_samples),
         "no_discrete_draws": no_discrete_draws(key, args.n_samples, args.repeats),
     }
