@@ -32,11 +32,11 @@ def test_digital_call_exact_delta_and_vega_with_a_large_variance_cut(key):
     assert_unbiased(est, model.exact_grad(theta))
     vanilla = sg.gradient(model, theta, key, method=sg.ScoreFunction(baseline=None), n_samples=N)
     ratio = {k: float(vanilla.grad_std[k] / est.grad_std[k]) ** 2 for k in theta}
-    # measured on 2^16 samples: 1500× (delta) and 37× (vega); the best constant baseline
+    # measured on 2^16 samples: 314× (delta) and 35× (vega); the best constant baseline
     # ("cv") reaches 3.7× and 1.9×
-    assert ratio["S0"] > 300 and ratio["sigma"] > 15, ratio
-    assert est.n_evals == N * (1 + 2 * 4)  # one run, and two per default temperature
-    assert "tau = 0.03, 0.1, 0.3, 1" in est.notes[0]
+    assert ratio["S0"] > 100 and ratio["sigma"] > 15, ratio
+    assert est.n_evals == N * (1 + 2 * 2)  # one run, and two per default temperature
+    assert "tau = 0.03, 0.3 " in est.notes[0]
 
 
 def threshold_after_a_walk(theta, key):
