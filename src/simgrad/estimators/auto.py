@@ -17,6 +17,21 @@ from .stochastic_triples import StochasticTriples, unperturbable
 # Kinds of findings where the output *jumps* with θ (rather than bending, as at a kink).
 JUMPS = ("threshold", "rounding", "discrete_choice", "while_loop")
 
+# CPU time of `sg.StochasticTriples` over the best score-function baseline's, per number of
+# parameters N, at 1024 samples: `benchmarks/bench_cost_vs_parameters.py` (a Reed–Frost
+# epidemic with a binomial draw per group, one transmission rate per group), shared 2-core
+# CPU, float64. Triples run about two paths per parameter direction: the ratio grows ≈ N.
+TRIPLES_OVER_SCORE_TIME = {1: 2.7, 2: 5.7, 4: 5.9, 8: 10.9, 16: 15.6, 32: 33.6}
+# Triples' per-sample variance advantage over the best score baseline on a one-parameter
+# program where they shine: the StochasticAD.jl random walk, n = 100
+# (`benchmarks/bench_stochastic_triples.py`: standard deviations 6.52 against 20.9, so
+# (20.9 / 6.52)² ≈ 10.3).
+TRIPLES_VARIANCE_ADVANTAGE = 10.3
+# The largest N at which triples' extra time stays below that advantage. (Their advantage
+# depends on the program and can grow with N: on the epidemic, 0.5× at N = 1, 25× at 32;
+# there the score function wins on variance × time at every N measured.)
+FEW = max(n for n, r in TRIPLES_OVER_SCORE_TIME.items() if r <= TRIPLES_VARIANCE_ADVANTAGE)
+
 
 class Auto(AbstractEstimator):
     r"""Choose the estimator from the program, and record the choice and the reason.
@@ -31,7 +46,8 @@ class Auto(AbstractEstimator):
        but every path's derivative misses it; only the score function accounts for it.
     2. θ reaches the distribution of a discrete `simgrad.random` draw →
        `sg.StochasticTriples` when $N \le$ ``few`` (each parameter direction costs about two
-       runs, and the variance stays low), else `sg.Hybrid` (one reverse pass).
+       runs, and the variance stays low), else `sg.Hybrid` (one reverse pass, its cost
+       flat in $N$ relative to a run).
     3. Otherwise the sample path is differentiable almost surely → `sg.Pathwise`, forward
        mode when $N \le$ ``few`` or $N \le m$ (or reverse mode cannot run: a
        `lax.while_loop`), reverse mode otherwise. Kinks are fine almost surely.
@@ -43,7 +59,14 @@ class Auto(AbstractEstimator):
     Pathwise(mode='forward')"``), the reason the first of ``Estimate.notes``.
 
     Arguments:
-        few: "few parameters" means at most this many (default 4).
+        few: "few parameters" means at most this many (default 4, ``FEW``). Measured
+            (`benchmarks/bench_cost_vs_parameters.py`): triples take 2.7× the score
+            function's time at $N = 1$, 5.9× at 4, 10.9× at 8, 34× at 32; on the
+            StochasticAD.jl walk their variance is ≈ 10.3× lower. ``few`` is the largest
+            $N$ whose extra time stays below that (the variance side depends on the
+            program: on the epidemic measured, the score function wins on variance × time
+            at every $N$). Forward-mode pathwise uses the same bound (its cost also grows
+            with $N$).
 
     Examples:
         >>> import jax, simgrad as sg
@@ -64,7 +87,7 @@ class Auto(AbstractEstimator):
     possible (θ in a draw's distribution) or to smooth the jump (`sg.smooth`).
     """
 
-    few: int = eqx.field(default=4, static=True)
+    few: int = eqx.field(default=FEW, static=True)
 
     sees_draws: ClassVar[bool] = False
     couples_samples: ClassVar[bool] = False
