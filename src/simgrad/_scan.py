@@ -193,12 +193,7 @@ def scan(closed, n_theta: int) -> Scan:
             continue  # smooth: nothing to report, tie or trap here
         label = _discrete_draw(flow, rule)
         kink = _continuous(flow, rule, meeting)
-        hazard = _fd_hazard(flow, rule, label, kink)
-        if hazard:
-            result.fd_hazards.append(hazard)
-        rough = _rough_draw(flow, hazard)
-        if rough is not None:
-            result.rough_draws.append(rough)
+        _note_fd_hazard(result, flow, rule, label, kink)
         finding = _classify(flow, rule, label, kink)
         if rule is None or (finding is None and rule.tie is None and not _trap(rule)):
             if finding is not None and finding.kind == "discrete_draw":
@@ -289,42 +284,47 @@ def _discrete_draw(flow: Flow, rule) -> str | None:
     return None
 
 
-def _fd_hazard(flow: Flow, rule, label, kink: bool) -> str:
-    """Why finite differences through ``flow`` cannot be trusted, or ""."""
-    eqn = flow.eqn
+def _note_fd_hazard(result: Scan, flow: Flow, rule, label, kink: bool) -> None:
+    """Add why finite differences through ``flow`` cannot be trusted, if they cannot, to
+    ``result.fd_hazards``; and to ``result.rough_draws`` where ``flow`` is a continuous draw
+    whose sampler is not smooth in θ."""
+    rough = False
     if label is not None:
         text = DRAW_HAZARD
-    elif _is_draw(eqn) and any(f & THETA for f in flow.inputs[1:]):
-        # the sampler's own code, with θ's flags: is a rough step (gamma's rejection loop)
+    elif _is_draw(flow.eqn) and any(f & THETA for f in flow.inputs[1:]):
+        # A continuous draw (a discrete one with θ in its parameters has a label). Its
+        # sampler's own code, with θ's flags: is a rough step (gamma's rejection loop)
         # reached by θ, or only a smooth one (gamma's rate divides after it)?
-        inside, _ = dataflow(call_jaxpr(eqn), list(flow.inputs))
+        inside, _ = dataflow(call_jaxpr(flow.eqn), list(flow.inputs))
         rules = [rule_for(f.eqn) for f in inside if any(x & THETA for x in f.inputs)]
         text = next((r.fd_hazard for r in rules if r is not None and r.fd_hazard), "")
-        distribution = site_distribution(eqn)
-        label = (distribution.name if distribution else str(jit_name(eqn))).lstrip("_")
+        distribution = site_distribution(flow.eqn)
+        label = (distribution.name if distribution else str(jit_name(flow.eqn))).lstrip("_")
+        rough = True
     else:
-        text, label = (rule.fd_hazard if rule is not None else ""), eqn.primitive.name
+        text, label = (rule.fd_hazard if rule is not None else ""), flow.eqn.primitive.name
         if not text and rule is not None and not kink and _jumps_in_theta(flow, rule):
             text, label = FINDING_KINDS[rule.kind].fd_hazard, rule.kind  # one per line
     if not text:
-        return ""
-    file, line, _ = location(flow)
-    where = f" at {file}:{line}" if file is not None else ""
-    return f"{label}{where}: {text}"
-
-
-def _rough_draw(flow: Flow, hazard: str) -> Finding | None:
-    """A continuous draw at ``flow`` with a finite-difference hazard (its sampler is not
-    smooth in θ), as a ``"rough_draw"`` finding; else None."""
-    distribution = site_distribution(flow.eqn)
-    if not hazard or not _is_draw(flow.eqn) or (distribution and distribution.discrete):
-        return None
-    if jit_name(flow.eqn) in JAX_RANDOM_DISCRETE:
-        return None
+        return
     file, line, function = location(flow)
-    label, text = hazard.split(": ", 1)
-    return Finding("rough_draw", label.split(" at ")[0], file, line, function, flow.context,
-                   True, "", text, continuous=True)  # fmt: skip
+    where = f" at {file}:{line}" if file is not None else ""
+    result.fd_hazards.append(f"{label}{where}: {text}")
+    if rough:
+        result.rough_draws.append(
+            Finding(
+                "rough_draw",
+                label,
+                file,
+                line,
+                function,
+                flow.context,
+                True,
+                "",
+                text,
+                continuous=True,
+            )  # fmt: skip
+        )
 
 
 def _jumps_in_theta(flow: Flow, rule) -> bool:
