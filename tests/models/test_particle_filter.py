@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 import simgrad as sg
-from simgrad.models.applications import GompertzParticleFilter, kalman_log_likelihood
+from simgrad.models.applications import (
+    GompertzParticleFilter,
+    RickerParticleFilter,
+    grid_log_likelihood,
+    kalman_log_likelihood,
+)
 
 # Five years, eight particles: small enough for thousands of filter runs in a second.
 PF = GompertzParticleFilter(n_particles=8, observed=GompertzParticleFilter().observed[:5])
@@ -32,12 +37,39 @@ def test_kalman_filter_is_the_gaussian_density_of_the_observations():
     assert float(got) == pytest.approx(direct, rel=1e-12)
 
 
-def test_unbiased_route_matches_the_kalman_gradient(key):
+def test_grid_filter_is_the_kalman_filter_on_the_linear_model():
+    # The nonlinear model's reference (quadrature on a grid), checked where it has an
+    # exact answer: on the Gompertz model it must give the Kalman filter's likelihood.
+    mu, sigma, tau, m0, s0, b = 3.3, 0.3, 0.2, 3.3, 0.4, 0.6
+    ys = jnp.asarray(PF.observed)
+    grid = jnp.linspace(0.5, 6.0, 600)
+
+    def terms(grid):
+        mean = mu + b * (grid - mu)
+        transition = jnp.exp(-0.5 * ((grid[None, :] - mean[:, None]) / sigma) ** 2)
+        transition = transition / (sigma * np.sqrt(2 * np.pi))
+        log_obs = lambda y: -0.5 * ((y - grid) / tau) ** 2 - np.log(tau * np.sqrt(2 * np.pi))  # noqa: E731
+        return transition, log_obs
+
+    exact = kalman_log_likelihood(b, ys, mu, sigma, tau, m0, s0)
+    assert float(grid_log_likelihood(terms, grid, m0, s0, ys)) == pytest.approx(
+        float(exact), rel=1e-10
+    )
+
+
+# The nonlinear model on its first five years, its likelihood scaled to order 1.
+RICKER = RickerParticleFilter(
+    n_particles=8, observed=RickerParticleFilter().observed[:5], log_scale=-19.5
+)
+
+
+@pytest.mark.parametrize("pf", [PF, RICKER], ids=["gompertz-kalman", "ricker-quadrature"])
+def test_unbiased_route_matches_the_exact_gradient(pf, key):
     # E[p̂] = p(y | b), so ∂E[p̂] = p ∂ log p: both within 4.5 standard errors.
-    log_p = float(PF.exact_log_likelihood(B))
-    exact = np.exp(log_p - PF.log_scale)
-    exact_grad = exact * float(jax.grad(PF.exact_log_likelihood)(B))
-    est = sg.gradient(PF.simulator, B, key, method=PF.method(), n_samples=10_000)
+    log_p = float(pf.exact_log_likelihood(B))
+    exact = np.exp(log_p - pf.log_scale)
+    exact_grad = exact * float(jax.grad(pf.exact_log_likelihood)(B))
+    est = sg.gradient(pf.simulator, B, key, method=pf.method(), n_samples=6000)
     assert est.claim == "unbiased"
     assert abs(float(est.value) - exact) < 4.5 * float(est.value_stderr)
     assert abs(float(est.grad) - exact_grad) < 4.5 * float(est.grad_stderr)

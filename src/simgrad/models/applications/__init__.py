@@ -10,6 +10,8 @@ from .base import AbstractApplication as AbstractApplication
 from .biology import ChainBinomialEpidemic as ChainBinomialEpidemic
 from .engineering import TunedMassDamper as TunedMassDamper
 from .filtering import GompertzParticleFilter as GompertzParticleFilter
+from .filtering import RickerParticleFilter as RickerParticleFilter
+from .filtering import grid_log_likelihood as grid_log_likelihood
 from .filtering import kalman_log_likelihood as kalman_log_likelihood
 
 __all__ = [
@@ -19,7 +21,9 @@ __all__ = [
     "GompertzParticleFilter",
     "LinearQuadraticPathwise",
     "LinearQuadraticReinforce",
+    "RickerParticleFilter",
     "TunedMassDamper",
+    "grid_log_likelihood",
     "kalman_log_likelihood",
 ]
 
@@ -29,6 +33,7 @@ APPLICATIONS: dict[str, AbstractApplication] = {
         TunedMassDamper(),
         ChainBinomialEpidemic(),
         GompertzParticleFilter(),
+        RickerParticleFilter(),
         LinearQuadraticReinforce(),
         LinearQuadraticPathwise(),
     )

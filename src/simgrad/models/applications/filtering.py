@@ -124,7 +124,7 @@ class GompertzParticleFilter(AbstractApplication):
         x = random.normal(k_init, self.m0 + 0 * b, self.s0, shape=(n,))
 
         def weigh(x, logw, y):  # logw: normalised log-weights before y is seen
-            logw = logw + _normal_log_pdf(y, x, self.tau)
+            logw = logw + self.observation_log_pdf(y, x)
             increment = jax.nn.logsumexp(logw)
             return logw - increment, increment
 
@@ -138,7 +138,7 @@ class GompertzParticleFilter(AbstractApplication):
                 logw = jax.nn.log_softmax(chosen - jax.lax.stop_gradient(chosen))
             else:
                 logw = jnp.full(n, -jnp.log(n), ys.dtype)
-            x = random.normal(k_move, self.mu + b * (x[ancestors] - self.mu), self.sigma)
+            x = random.normal(k_move, self.move_mean(b, x[ancestors]), self.sigma)
             logw, increment = weigh(x, logw, y)
             return (x, logw, loglik + increment), None
 
@@ -146,6 +146,14 @@ class GompertzParticleFilter(AbstractApplication):
         keys = jax.random.split(k_steps, len(ys) - 1)
         (_, _, loglik), _ = jax.lax.scan(step, (x, logw, loglik), (ys[1:], keys))
         return loglik
+
+    def move_mean(self, b, x):
+        """The mean of ``x_{t+1}`` given ``x_t``: Gompertz density dependence."""
+        return self.mu + b * (x - self.mu)
+
+    def observation_log_pdf(self, y, x):
+        """``log g(y_t | x_t)``: lognormal counting error."""
+        return _normal_log_pdf(y, x, self.tau)
 
     def simulator(self, theta, key):
         return jnp.exp(self.log_likelihood(theta, key) - self.log_scale)
@@ -170,3 +178,85 @@ class GompertzParticleFilter(AbstractApplication):
 
     def exact_objective(self, theta):
         return float(np.exp(self.exact_log_likelihood(float(theta)) - self.log_scale))
+
+
+# Counts in 20 years: the Ricker model below simulated at r = 0.8 (numpy's default_rng(24)).
+RICKER_COUNTS = (
+    49, 28, 39, 42, 21, 31, 21, 13, 33, 41, 20, 21, 22, 30, 12, 49, 37, 32, 24, 21,
+)  # fmt: skip
+
+
+def grid_log_likelihood(log_likelihood_terms, grid, m0, s0, ys):
+    r"""$\log p(y_{1:T})$ of a one-dimensional state-space model by quadrature on ``grid``.
+
+    ``log_likelihood_terms(grid) -> (transition, log_obs)``: the transition density
+    matrix ``transition[i, j]`` $= f(\text{grid}_j \mid \text{grid}_i)$ and a function
+    ``log_obs(y) -> log g(y | grid)``. The filter's integrals become sums with the
+    grid's spacing: exact up to the quadrature error. Plain JAX: `jax.grad` of it is the
+    gradient of that likelihood.
+    """
+    h = grid[1] - grid[0]
+    transition, log_obs = log_likelihood_terms(grid)
+    prior = jnp.exp(_normal_log_pdf(grid, m0, s0))
+
+    def step(carry, y):
+        predictive, loglik = carry
+        joint = predictive * jnp.exp(log_obs(y))
+        evidence = jnp.sum(joint) * h
+        filtered = joint / evidence
+        return (h * filtered @ transition, loglik + jnp.log(evidence)), None
+
+    (_, loglik), _ = jax.lax.scan(step, (prior, 0 * h), ys)
+    return loglik
+
+
+class RickerParticleFilter(GompertzParticleFilter):
+    r"""The same filter on a nonlinear model: Ricker dynamics, Poisson counts.
+
+    $x_{t+1} = x_t + r\,(1 - e^{x_t}/K) + \sigma\varepsilon_t$, $y_t \sim
+    \mathrm{Poisson}(e^{x_t})$, $K = 30$, $\sigma = 0.3$, $x_1 \sim N(\log 30, 0.4^2)$,
+    20 years of counts (`RICKER_COUNTS`); θ is the growth rate $r$. No Kalman filter
+    here: the *independent* answer is quadrature on a grid of 600 log-abundances
+    (`grid_log_likelihood`), whose maximiser (bounded scalar search) is the MLE
+    $\hat r = 0.96848$ (standard error 0.31, from the curvature). The flatter likelihood
+    and the Poisson weights leave `run` within 2 % of the best likelihood, not 1 %.
+    """
+
+    observed: tuple[float, ...] = RICKER_COUNTS
+    capacity: float = 30.0
+    m0: float = 3.4012  # log 30
+    log_scale: float = -76.0
+
+    name = "particle-filter-ricker"
+    tolerance = 0.03  # Δ log p = 0.03: r within 0.08 of r̂, whose standard error is 0.31
+    summary = (
+        "biology: the particle filter on a nonlinear model (Ricker growth, Poisson counts): "
+        "maximum likelihood for the growth rate, checked by quadrature"
+    )
+
+    def move_mean(self, b, x):
+        """The mean of ``x_{t+1}`` given ``x_t``: Ricker growth at rate ``b`` = r."""
+        return x + b * (1 - jnp.exp(x) / self.capacity)
+
+    def observation_log_pdf(self, y, x):
+        """``log g(y_t | x_t)``: Poisson counts with mean ``exp(x_t)``."""
+        return y * x - jnp.exp(x) - jax.scipy.special.gammaln(y + 1)
+
+    def exact_log_likelihood(self, theta):
+        """``log p(y | r)`` by quadrature on a grid; `jax.grad` of it is its gradient."""
+        ys = jnp.asarray(self.observed, jnp.result_type(theta, float))
+        r = jnp.asarray(theta, ys.dtype)
+        grid = jnp.linspace(0.5, 5.5, 600, dtype=ys.dtype)
+
+        def terms(grid):
+            mean = self.move_mean(r, grid)
+            transition = jnp.exp(_normal_log_pdf(grid[None, :], mean[:, None], self.sigma))
+            return transition, lambda y: self.observation_log_pdf(y, grid)
+
+        return grid_log_likelihood(terms, grid, self.m0, self.s0, ys)
+
+    def theta0(self):
+        return 0.3
+
+    def optimum(self):
+        return 0.96848  # scipy's bounded search on exact_log_likelihood, to 1e-5
