@@ -9,14 +9,22 @@ from .ai import LinearQuadraticReinforce as LinearQuadraticReinforce
 from .base import AbstractApplication as AbstractApplication
 from .biology import ChainBinomialEpidemic as ChainBinomialEpidemic
 from .engineering import TunedMassDamper as TunedMassDamper
+from .filtering import GompertzParticleFilter as GompertzParticleFilter
+from .filtering import RickerParticleFilter as RickerParticleFilter
+from .filtering import grid_log_likelihood as grid_log_likelihood
+from .filtering import kalman_log_likelihood as kalman_log_likelihood
 
 __all__ = [
     "APPLICATIONS",
     "AbstractApplication",
     "ChainBinomialEpidemic",
+    "GompertzParticleFilter",
     "LinearQuadraticPathwise",
     "LinearQuadraticReinforce",
+    "RickerParticleFilter",
     "TunedMassDamper",
+    "grid_log_likelihood",
+    "kalman_log_likelihood",
 ]
 
 APPLICATIONS: dict[str, AbstractApplication] = {
@@ -24,6 +32,8 @@ APPLICATIONS: dict[str, AbstractApplication] = {
     for app in (
         TunedMassDamper(),
         ChainBinomialEpidemic(),
+        GompertzParticleFilter(),
+        RickerParticleFilter(),
         LinearQuadraticReinforce(),
         LinearQuadraticPathwise(),
     )
