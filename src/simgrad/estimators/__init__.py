@@ -7,6 +7,7 @@ from .base import Samples as Samples
 from .finite_difference import FiniteDifference as FiniteDifference
 from .gaussian_smoothing import GaussianSmoothing as GaussianSmoothing
 from .hybrid import Hybrid as Hybrid
+from .measure_valued import MeasureValued as MeasureValued
 from .pathwise import Pathwise as Pathwise
 from .score_function import AbstractScoreEstimator as AbstractScoreEstimator
 from .score_function import ScoreFunction as ScoreFunction
@@ -21,6 +22,7 @@ __all__ = [
     "FiniteDifference",
     "GaussianSmoothing",
     "Hybrid",
+    "MeasureValued",
     "Pathwise",
     "SPSA",
     "Samples",
@@ -46,6 +48,7 @@ ESTIMATORS: dict[str, AbstractEstimator] = {
     "score-cv": ScoreFunction(baseline="cv"),
     "hybrid": Hybrid(),
     "stochastic-triples": StochasticTriples(),
+    "measure-valued": MeasureValued(),
 }
 
 # One of each estimator as a user first calls it: the claims `sg.check`'s report lists
@@ -55,6 +58,7 @@ CLAIMANTS: tuple[AbstractEstimator, ...] = (
     ScoreFunction(),
     Hybrid(),
     StochasticTriples(),
+    MeasureValued(),
     FiniteDifference(),
     SPSA(),
 )
