@@ -104,9 +104,9 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers, IDEs and the AP
     from .estimators import SPSA as SPSA
     from .estimators import AbstractEstimator as AbstractEstimator
     from .estimators import Auto as Auto
+    from .estimators import Enumerate as Enumerate
     from .estimators import FiniteDifference as FiniteDifference
     from .estimators import GaussianSmoothing as GaussianSmoothing
-    from .estimators import Enumerate as Enumerate
     from .estimators import Hybrid as Hybrid
     from .estimators import MeasureValued as MeasureValued
     from .estimators import Pathwise as Pathwise

@@ -4,6 +4,7 @@ from .auto import Auto as Auto
 from .base import AbstractEstimator as AbstractEstimator
 from .base import AbstractPerSampleEstimator as AbstractPerSampleEstimator
 from .base import Samples as Samples
+from .enumerate import Enumerate as Enumerate
 from .finite_difference import FiniteDifference as FiniteDifference
 from .gaussian_smoothing import GaussianSmoothing as GaussianSmoothing
 from .hybrid import Hybrid as Hybrid
@@ -19,6 +20,7 @@ __all__ = [
     "AbstractPerSampleEstimator",
     "AbstractScoreEstimator",
     "Auto",
+    "Enumerate",
     "FiniteDifference",
     "GaussianSmoothing",
     "Hybrid",
@@ -49,6 +51,8 @@ ESTIMATORS: dict[str, AbstractEstimator] = {
     "hybrid": Hybrid(),
     "stochastic-triples": StochasticTriples(),
     "measure-valued": MeasureValued(),
+    # Exact sums over small discrete draws; without them, the rest (pathwise) alone.
+    "enumerate": Enumerate(),
 }
 
 # One of each estimator as a user first calls it: the claims `sg.check`'s report lists
@@ -59,6 +63,7 @@ CLAIMANTS: tuple[AbstractEstimator, ...] = (
     Hybrid(),
     StochasticTriples(),
     MeasureValued(),
+    Enumerate(),
     FiniteDifference(),
     SPSA(),
 )

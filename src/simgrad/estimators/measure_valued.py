@@ -11,10 +11,7 @@ import jax.numpy as jnp
 from .._scan import scan
 from .._src.program import Interpretation, evaluate, trace
 from .._src.program.triples import Triple, Triples, resolve
-from .base import AbstractEstimator, Samples, all_finite
-
-# Kinds of findings where the output jumps with θ (as `sg.Auto` reads them).
-_JUMPS = ("threshold", "rounding", "discrete_choice", "while_loop")
+from .base import JUMPS, AbstractEstimator, Samples, all_finite
 
 
 class MeasureValued(AbstractEstimator):
@@ -40,7 +37,7 @@ class MeasureValued(AbstractEstimator):
     | poisson | rate $\lambda$ | $1$ | $x + 1$ | $x$ |
     | bernoulli | $p$ | $1$ | $1$ | $0$ |
     | binomial | $p$ | $n$ | $y + 1$ | $y$ ($x$ less a random trial) |
-    | categorical | $\pi$ | $\sum_k \max(\dot\pi_k, 0)$ | $\propto \max(\dot\pi, 0)$ | $\propto \max(-\dot\pi, 0)$ |
+    | categorical | $\pi$ | $\sum_k (\dot\pi_k)_+$ | $\propto(\dot\pi)_+$ | $\propto(-\dot\pi)_+$ |
 
     ($W$ Weibull of scale $\sqrt2$ and shape 2, $M$ double-sided Maxwell, $U$ uniform,
     $E$ exponential; a negative $c\,\dot\theta$ swaps the sides.) The decompositions are
@@ -147,7 +144,7 @@ def _refuse_missed(program, x) -> None:
                 "stochastic-triples proposal). Use sg.ScoreFunction() or sg.Hybrid(), which "
                 "differentiate it through the log-probability."
             )
-        if finding.kind in _JUMPS and finding.random:
+        if finding.kind in JUMPS and finding.random:
             raise ValueError(
                 f"MeasureValued: theta reaches a {finding.kind} ({finding.primitive} at "
                 f"{finding.where}) downstream of randomness other than through the "

@@ -87,7 +87,7 @@ def _binomial_proposal(x, params, dparams):
 def _binomial_weak(key, x, params, dparams):
     """∂p E f(X) = n (E f(Y + 1) − E f(Y)), Y ~ Binomial(n − 1, p): Y is the draw less one
     of its n trials picked at random (a success with probability x/n)."""
-    (n, p), (_, dp) = params, dparams
+    (n, _), (_, dp) = params, dparams
     u = jax.random.uniform(key, x.shape, x.dtype)
     y = x - (u < safe_div(x, jnp.broadcast_to(n, x.shape))).astype(x.dtype)
     return signed(jnp.broadcast_to(n * dp, x.shape), y + 1, y)

@@ -318,11 +318,11 @@ def _prune(u, weight, weights):
     """
     cumulative = jnp.cumsum(weights.astype(u.dtype))
     total = cumulative[-1]
-    point = u * (weight + total)
+    point = u * (weight.astype(u.dtype) + total)  # float32 weights with x64 on
     pick = 0  # the one candidate, or the first whose cumulative weight passes `point`
     if weights.size > 1:
         pick = jnp.minimum(jnp.sum(cumulative <= point), weights.size - 1)
-    return point < total, pick, (weight + total).astype(weight.dtype)
+    return point < total, pick, (weight.astype(u.dtype) + total).astype(weight.dtype)
 
 
 def _uniform(seed, counter):
