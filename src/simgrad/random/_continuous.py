@@ -48,6 +48,12 @@ def _normal_weak(key, x, params, dparams):
     return tuple(jnp.concatenate(pair, -1) for pair in zip(by_loc, by_scale, strict=True))
 
 
+def _lognormal_weak(key, x, params, dparams):
+    """The normal's sides, through exp: ``x = exp(N(mu, sigma²))``."""
+    plus, minus, weights = _normal_weak(key, jnp.log(x), params, dparams)
+    return jnp.exp(plus), jnp.exp(minus), weights
+
+
 def _rate_weak(key, x, a, rate, drate):
     """Gamma(a, rate) in its rate: ∂ = (a/rate)(Gamma(a, rate) − Gamma(a + 1, rate)), the
     second side the draw plus an independent Exponential(rate) (shapes add)."""
@@ -84,6 +90,7 @@ LOGNORMAL = family(
         ),
         log_prob=lambda x, mu, sigma: _normal_lp(jnp.log(x), mu, sigma) - jnp.log(x),
         bounds=HALF_LINE,
+        weak_derivative=_lognormal_weak,
     )
 )
 

@@ -136,9 +136,7 @@ POISSON = family(
         log_prob=lambda x, rate: xlogy(x, rate) - rate - gammaln(x + 1),
         proposal=_poisson_proposal,
         # ∂λ E f(X) = E f(X + 1) − E f(X)
-        weak_derivative=lambda key, x, ps, dps: signed(
-            jnp.broadcast_to(dps[0], x.shape), x + 1, x
-        ),
+        weak_derivative=lambda key, x, ps, dps: signed(jnp.broadcast_to(dps[0], x.shape), x + 1, x),
     )
 )
 
