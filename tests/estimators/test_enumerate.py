@@ -88,5 +88,5 @@ def test_refuses_a_draw_in_a_loop_that_rest_cannot_take():
 
 
 def test_rest_must_be_named():
-    with pytest.raises(TypeError, match="not sg.Auto"):
+    with pytest.raises(TypeError, match=r"must not choose another estimator \(sg.Auto\)"):
         sg.Enumerate(rest=sg.Auto())

@@ -86,13 +86,18 @@ class Enumerate(AbstractEstimator):
             raise TypeError(f"Enumerate(max_support={self.max_support!r}): an int, e.g. 64.")
         if self.max_support < 2:
             raise ValueError(f"Enumerate(max_support={self.max_support}): at least 2.")
-        if not isinstance(self.rest, AbstractEstimator) or type(self.rest).choose is not (
-            AbstractEstimator.choose
-        ):
+        if not isinstance(self.rest, AbstractEstimator):
             raise TypeError(
-                f"Enumerate(rest={self.rest!r}): rest must be an estimator that does not "
-                "choose another (not sg.Auto), e.g. sg.Pathwise() or sg.ScoreFunction()."
+                f"Enumerate(rest={self.rest!r}): rest must be an estimator, e.g. sg.Pathwise() "
+                "or sg.ScoreFunction()."
             )
+        try:  # an estimator that chooses another (sg.Auto) has no cost of its own
+            self.rest.evals_per_sample(1, 1)
+        except TypeError:
+            raise TypeError(
+                f"Enumerate(rest={self.rest!r}): rest must not choose another estimator "
+                "(sg.Auto): name the one to run, e.g. sg.Pathwise() or sg.ScoreFunction()."
+            ) from None
 
     def claim(self, findings, opaque):
         """``rest``'s claim for the findings that discrete randomness does not explain:
@@ -100,6 +105,9 @@ class Enumerate(AbstractEstimator):
         ``rest``'s claim on the program with the enumeration made)."""
         continuous = [fi for fi in findings if not _discrete(fi)]
         return self.rest.claim(continuous, opaque)
+
+    def broken_by(self, finding) -> str:
+        return "" if _discrete(finding) else self.rest.broken_by(finding)
 
     def evals_per_sample(self, n_params: int, n_outputs: int) -> int:
         return self.max_support * self.rest.evals_per_sample(n_params, n_outputs)
