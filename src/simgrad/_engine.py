@@ -83,9 +83,9 @@ def estimate(
     scanned = scan(program, n_theta)
     hazards = [*scanned.findings, *scanned.rough_draws]
     claim, reasons = method.claim(hazards, bool(find(program, calls_back)))
-    notes = (*notes, *reasons)
+    notes = (*notes, *(f"claim: {claim} — {reason}" for reason in reasons))
     if claim == "biased":
-        warnings.warn(BiasWarning(f"{name}: {reasons[0]}"), stacklevel=_caller_level())
+        warnings.warn(BiasWarning(f"{name}: {notes[-1]}"), stacklevel=_caller_level())
     if method.sees_draws:
         _refuse_hidden_draws(method, program, n_theta)
     if not count and (program is None or draw_sites(program)):

@@ -73,7 +73,7 @@ def test_the_report_says_what_the_estimate_says(method):
             jnp.asarray(0.3),
         )  # fmt: skip
     assert est.claim == claim == "biased"
-    assert reason in est.notes
+    assert f"claim: {claim} — {reason}" in est.notes
 
 
 def test_the_html_report_shows_the_verdict(tmp_path):

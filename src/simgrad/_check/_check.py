@@ -69,7 +69,7 @@ class Report(AbstractResult):
     def claims(self) -> dict[str, tuple[str, str]]:
         """What each estimator would promise for this program (`Estimate.claim`), as a user
         first calls it: ``{"Pathwise()": ("unbiased", ""), "FiniteDifference()": ("biased",
-        "claim: biased — θ reaches a threshold …"), …}``. Read from the same findings and
+        "θ reaches a threshold …"), …}``. Read from the same findings and
         declarations as the estimate's own claim; whether an estimator accepts the program
         at all (the score function needs a draw) is for `sg.gradient` to say."""
         hazards = [*self.findings, *self.rough_draws]

@@ -325,7 +325,7 @@ def _claims_table(report) -> list[str]:
         "<table>" + _widths(20, 10, 70) + "<tr><th>estimator</th><th>claim</th><th>why</th></tr>",
     ]
     for name, (claim, reason) in report.claims().items():
-        why = reason.split(" — ", 1)[-1] if reason else _WHY[claim]
+        why = reason or _WHY[claim]
         parts.append(
             f"<tr><td class='kind'>sg.{esc(name)}</td><td class='claim-{claim}'>{claim}</td>"
             f"<td>{esc(why)}</td></tr>"

@@ -182,7 +182,8 @@ class AbstractEstimator(eqx.Module):
     approximate: ClassVar[bool] = False
 
     def claim(self, findings, opaque: bool) -> "tuple[Claim, tuple[str, ...]]":
-        """``(claim, reasons)`` for a program with these findings of the static scan
+        """``(claim, reasons)`` (why, in words, for a claim other than "unbiased" and
+        "approximate") for a program with these findings of the static scan
         (``opaque``: it holds a host callback the scan cannot see into): ``"biased"``
         where one of them is a hazard in ``breaks`` (the reason names the line, the finding
         and an estimator that would be unbiased), else ``"unverified"`` for an opaque
@@ -194,12 +195,12 @@ class AbstractEstimator(eqx.Module):
             hazard, fi = broken[0]
             kind = fi.kind.replace("_", " ")  # "a discrete draw", "a rough draw"
             return "biased", (
-                f"claim: biased — θ reaches a {kind} ({fi.primitive} at {fi.where}) "
+                f"θ reaches a {kind} ({fi.primitive} at {fi.where}) "
                 f"{HAZARDS[hazard].text}, which {self!r} misses; {HAZARDS[hazard].remedy}",
             )
         if opaque:
             return "unverified", (
-                "claim: unverified — the program calls back to the host (jax.pure_callback, "
+                "the program calls back to the host (jax.pure_callback, "
                 "sg.BlackBox), which simgrad cannot read: whether this estimator is unbiased "
                 "for it cannot be checked",
             )
