@@ -10,10 +10,8 @@ NumPy arrays) or JAX arrays (``"array"``). Which estimator claims which cell is 
 the family's record, as the estimators read it: the pathwise estimator differentiates
 reparameterised draws; the score function every parameter that does not move the support
 (it refuses θ outside every distribution); stochastic triples the parameters their
-proposal perturbs (continuous draws: forward-mode AD); measure-valued derivatives the
-parameters of a weak derivative (`Distribution.weak`), a continuous draw's others pathwise;
-the hybrid estimator every parameter; counts none; `sg.Auto` must pick an estimator that
-claims the cell.
+proposal perturbs (continuous draws: forward-mode AD); the hybrid estimator every
+parameter; counts none; `sg.Auto` must pick an estimator that claims the cell.
 
 All the cells an estimator claims run in ONE simulator with one output per cell (each
 cell its own key and θ entry), traced by the engine as `sg.gradient` traces it — every
@@ -152,7 +150,6 @@ METHODS = {
     "score": sg.ScoreFunction(baseline="loo"),
     "hybrid": sg.Hybrid(),
     "triples": sg.StochasticTriples(),
-    "mvd": sg.MeasureValued(),
 }
 
 
@@ -170,9 +167,6 @@ def claims(method: str, name: str, param: str) -> bool:
         return not record.moves_support
     if method == "triples":
         return d.reparameterised or param in (d.proposal_params or ())
-    if method == "mvd":  # weak derivatives where the record has one, else pathwise
-        weak = d.weak()
-        return d.reparameterised or (weak is not None and param in weak[1])
     return True  # hybrid (and Auto, which must pick an estimator that claims it)
 
 
