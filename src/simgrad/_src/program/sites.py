@@ -99,9 +99,8 @@ class Distribution:
             the derivative of ``E[f(x)]`` along the tangents ``dparams`` of the parameters
             in ``weak_params``, for every ``f``: the decomposition ``∂p = c (p⁺ − p⁻)``,
             with ``plus ~ p⁺`` and ``minus ~ p⁻`` coupled (common random numbers, from
-            ``key``). None: no decomposition
-            (`sg.MeasureValued` then differentiates the draw pathwise, or uses the
-            ``proposal`` of a discrete family).
+            ``key``). None: no decomposition (`sg.MeasureValued` then differentiates the
+            draw pathwise, or uses the ``proposal`` of a discrete family).
         weak_params: the parameters ``weak_derivative`` differentiates (default: every
             parameter that is not a count).
         event_ndim: trailing axes of one draw (1 for dirichlet, multinomial, multivariate
