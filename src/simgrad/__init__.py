@@ -35,7 +35,9 @@ _EXPORTS: dict[str, str] = {
     "Auto": "simgrad.estimators",
     "FiniteDifference": "simgrad.estimators",
     "GaussianSmoothing": "simgrad.estimators",
+    "Enumerate": "simgrad.estimators",
     "Hybrid": "simgrad.estimators",
+    "MeasureValued": "simgrad.estimators",
     "Pathwise": "simgrad.estimators",
     "SPSA": "simgrad.estimators",
     "ScoreFunction": "simgrad.estimators",
@@ -102,9 +104,11 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers, IDEs and the AP
     from .estimators import SPSA as SPSA
     from .estimators import AbstractEstimator as AbstractEstimator
     from .estimators import Auto as Auto
+    from .estimators import Enumerate as Enumerate
     from .estimators import FiniteDifference as FiniteDifference
     from .estimators import GaussianSmoothing as GaussianSmoothing
     from .estimators import Hybrid as Hybrid
+    from .estimators import MeasureValued as MeasureValued
     from .estimators import Pathwise as Pathwise
     from .estimators import ScoreFunction as ScoreFunction
     from .estimators import StochasticTriples as StochasticTriples

@@ -69,6 +69,7 @@ METHODS = {
     "triples": sg.StochasticTriples(),
     "fd": sg.FiniteDifference(),
     "auto": sg.Auto(),
+    "mvd": sg.MeasureValued(),
 }
 U, B, AP, UV, X = "unbiased", "biased", "approximate", "unverified", "raises"
 
@@ -580,48 +581,48 @@ PROGRAMS["blackbox_threshold"] = Program(sg.BlackBox(_numpy_threshold), 0.3, _ph
 
 # fmt: off
 CLAIMS = {
-    #                            pathwise score  hybrid triples fd   auto
-    "normal_threshold":          (B,      U,     B,     B,      B,   U),
-    "exponential_threshold":     (B,      U,     B,     B,      B,   U),
-    "uniform_threshold":         (B,      U,     B,     B,      B,   U),
-    "gamma_threshold":           (B,      U,     B,     B,      B,   U),
-    "beta_threshold":            (B,      U,     B,     B,      B,   U),
-    "laplace_threshold":         (B,      U,     B,     B,      B,   U),
-    "lognormal_threshold":       (B,      U,     B,     B,      B,   U),
-    "digital_gbm":               (B,      U,     B,     B,      B,   U),
-    "noise_then_threshold":      (B,      U,     B,     B,      B,   U),
-    "exponential_clock":         (B,      U,     B,     B,      B,   U),
-    "scaled_square_threshold":   (B,      X,     B,     B,      B,   B),
-    "uniform_scaled_threshold":  (B,      X,     B,     B,      B,   B),
-    "gillespie_death":           (B,      U,     B,     B,      B,   U),
-    "gillespie_death_jax":       (B,      X,     B,     B,      B,   B),
-    "telegraph_ctmc":            (B,      U,     B,     B,      B,   U),
-    "poisson_clock_while":       (B,      U,     B,     B,      B,   U),
-    "accept_reject":             (B,      U,     B,     B,      B,   U),
-    "rejection_while":           (X,      U,     B,     B,      B,   U),
-    "metropolis_bernoulli":      (B,      U,     U,     U,      B,   U),
-    "metropolis_uniform":        (B,      X,     B,     B,      B,   B),
-    "bernoulli_scan":            (B,      U,     U,     U,      B,   U),
-    "poisson_cond":              (B,      U,     U,     U,      B,   U),
-    "categorical_switch":        (B,      U,     U,     U,      B,   U),
-    "bernoulli_branch":          (B,      U,     U,     U,      B,   U),
-    "jax_bernoulli":             (B,      U,     U,     X,      B,   U),
-    "fixed_bernoulli_payload":   (U,      X,     U,     U,      AP,  U),
-    "reed_frost":                (B,      U,     U,     U,      B,   U),
-    "normal_square":             (U,      U,     U,     U,      AP,  U),
-    "relu_of_shifted_noise":     (U,      U,     U,     U,      AP,  U),
-    "lindley_wait":              (U,      X,     U,     U,      AP,  U),
-    "euler_maruyama":            (U,      U,     U,     U,      AP,  U),
-    "gamma_log_mean":            (U,      U,     U,     U,      B,   U),
-    "deterministic_cubic":       (U,      X,     U,     U,      AP,  U),
-    "jump_without_theta":        (U,      X,     U,     U,      AP,  U),
-    "remainder_after_normal":    (B,      U,     B,     B,      B,   U),
-    "argmax_of_utilities":       (B,      U,     B,     B,      B,   U),
-    "call_payoff_where":         (U,      U,     U,     U,      AP,  U),
-    "median_of_three":           (U,      U,     U,     U,      AP,  U),
-    "host_callback":             (UV,     UV,    UV,    UV,     UV,  UV),
-    "blackbox_square":           (X,      X,     X,     X,      UV,  X),
-    "blackbox_threshold":        (X,      X,     X,     X,      UV,  X),
+    #                            pathwise score  hybrid triples fd   auto mvd
+    "normal_threshold":          (B,      U,     B,     B,      B,   U, U),
+    "exponential_threshold":     (B,      U,     B,     B,      B,   U, U),
+    "uniform_threshold":         (B,      U,     B,     B,      B,   U, X),
+    "gamma_threshold":           (B,      U,     B,     B,      B,   U, U),
+    "beta_threshold":            (B,      U,     B,     B,      B,   U, X),
+    "laplace_threshold":         (B,      U,     B,     B,      B,   U, X),
+    "lognormal_threshold":       (B,      U,     B,     B,      B,   U, U),
+    "digital_gbm":               (B,      U,     B,     B,      B,   U, X),
+    "noise_then_threshold":      (B,      U,     B,     B,      B,   U, X),
+    "exponential_clock":         (B,      U,     B,     B,      B,   U, X),
+    "scaled_square_threshold":   (B,      X,     B,     B,      B,   B, X),
+    "uniform_scaled_threshold":  (B,      X,     B,     B,      B,   B, X),
+    "gillespie_death":           (B,      U,     B,     B,      B,   U, U),
+    "gillespie_death_jax":       (B,      X,     B,     B,      B,   B, X),
+    "telegraph_ctmc":            (B,      U,     B,     B,      B,   U, U),
+    "poisson_clock_while":       (B,      U,     B,     B,      B,   U, U),
+    "accept_reject":             (B,      U,     B,     B,      B,   U, U),
+    "rejection_while":           (X,      U,     B,     B,      B,   U, U),
+    "metropolis_bernoulli":      (B,      U,     U,     U,      B,   U, U),
+    "metropolis_uniform":        (B,      X,     B,     B,      B,   B, X),
+    "bernoulli_scan":            (B,      U,     U,     U,      B,   U, U),
+    "poisson_cond":              (B,      U,     U,     U,      B,   U, U),
+    "categorical_switch":        (B,      U,     U,     U,      B,   U, U),
+    "bernoulli_branch":          (B,      U,     U,     U,      B,   U, U),
+    "jax_bernoulli":             (B,      U,     U,     X,      B,   U, X),
+    "fixed_bernoulli_payload":   (U,      X,     U,     U,      AP,  U, U),
+    "reed_frost":                (B,      U,     U,     U,      B,   U, U),
+    "normal_square":             (U,      U,     U,     U,      AP,  U, U),
+    "relu_of_shifted_noise":     (U,      U,     U,     U,      AP,  U, U),
+    "lindley_wait":              (U,      X,     U,     U,      AP,  U, U),
+    "euler_maruyama":            (U,      U,     U,     U,      AP,  U, U),
+    "gamma_log_mean":            (U,      U,     U,     U,      B,   U, U),
+    "deterministic_cubic":       (U,      X,     U,     U,      AP,  U, U),
+    "jump_without_theta":        (U,      X,     U,     U,      AP,  U, U),
+    "remainder_after_normal":    (B,      U,     B,     B,      B,   U, U),
+    "argmax_of_utilities":       (B,      U,     B,     B,      B,   U, U),
+    "call_payoff_where":         (U,      U,     U,     U,      AP,  U, U),
+    "median_of_three":           (U,      U,     U,     U,      AP,  U, U),
+    "host_callback":             (UV,     UV,    UV,    UV,     UV,  UV, X),
+    "blackbox_square":           (X,      X,     X,     X,      UV,  X, X),
+    "blackbox_threshold":        (X,      X,     X,     X,      UV,  X, X),
 }
 # fmt: on
 
@@ -647,6 +648,20 @@ SHOWN_BIASED = {
     ("remainder_after_normal", "pathwise"),
     ("remainder_after_normal", "triples"),
     ("argmax_of_utilities", "pathwise"),
+}
+
+
+# The measure-valued column's "unbiased" numbers are checked on a few cells, one per kind of
+# program (a jump after a draw it covers, discrete draws in a scan and a switch, θ outside any
+# draw before a kink, no randomness); its other "unbiased" cells are traced only: each run
+# costs about four paths per direction at N = 4096. tests/estimators/test_measure_valued.py
+# checks every family it covers against exact answers.
+MVD_NUMBERS = {
+    "exponential_threshold",
+    "bernoulli_scan",
+    "categorical_switch",
+    "relu_of_shifted_noise",
+    "deterministic_cubic",
 }
 
 
@@ -704,13 +719,13 @@ def test_claim(name, method, expected):
                 _estimate(prog.sim, prog.theta, estimator, prog.n, run=False)
         return
     shown = (name, method) in SHOWN_BIASED
-    numbers = expected == U or shown
+    numbers = (expected == U and (method != "mvd" or name in MVD_NUMBERS)) or shown
     est, n_warnings = _estimate(prog.sim, prog.theta, estimator, prog.n, run=numbers)
     assert est.claim == expected, est.notes
     assert n_warnings == (1 if expected == B else 0), est.notes
     if expected == B:
         assert any("biased" in note for note in est.notes), est.notes
-    if expected == U:
+    if expected == U and numbers:
         assert_unbiased(est, prog)
     if shown:
         assert_biased(est, prog)

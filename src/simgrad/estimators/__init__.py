@@ -4,9 +4,11 @@ from .auto import Auto as Auto
 from .base import AbstractEstimator as AbstractEstimator
 from .base import AbstractPerSampleEstimator as AbstractPerSampleEstimator
 from .base import Samples as Samples
+from .enumerate import Enumerate as Enumerate
 from .finite_difference import FiniteDifference as FiniteDifference
 from .gaussian_smoothing import GaussianSmoothing as GaussianSmoothing
 from .hybrid import Hybrid as Hybrid
+from .measure_valued import MeasureValued as MeasureValued
 from .pathwise import Pathwise as Pathwise
 from .score_function import AbstractScoreEstimator as AbstractScoreEstimator
 from .score_function import ScoreFunction as ScoreFunction
@@ -18,9 +20,11 @@ __all__ = [
     "AbstractPerSampleEstimator",
     "AbstractScoreEstimator",
     "Auto",
+    "Enumerate",
     "FiniteDifference",
     "GaussianSmoothing",
     "Hybrid",
+    "MeasureValued",
     "Pathwise",
     "SPSA",
     "Samples",
@@ -46,6 +50,9 @@ ESTIMATORS: dict[str, AbstractEstimator] = {
     "score-cv": ScoreFunction(baseline="cv"),
     "hybrid": Hybrid(),
     "stochastic-triples": StochasticTriples(),
+    "measure-valued": MeasureValued(),
+    # Exact sums over small discrete draws; without them, the rest (pathwise) alone.
+    "enumerate": Enumerate(),
 }
 
 # One of each estimator as a user first calls it: the claims `sg.check`'s report lists
@@ -55,6 +62,8 @@ CLAIMANTS: tuple[AbstractEstimator, ...] = (
     ScoreFunction(),
     Hybrid(),
     StochasticTriples(),
+    MeasureValued(),
+    Enumerate(),
     FiniteDifference(),
     SPSA(),
 )

@@ -21,13 +21,44 @@ import jax.numpy as jnp
 from jax.scipy.special import betaln, gammaln, log_ndtr, ndtr, ndtri
 
 from .._src.program.sites import Constraint, Distribution, Param
-from ._family import HALF_LINE, POSITIVE, REAL, family, greater_than, xlog1py, xlogy
+from ._family import HALF_LINE, POSITIVE, REAL, family, greater_than, signed, xlog1py, xlogy
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def _normal_lp(x, loc, scale):
     return -0.5 * ((x - loc) / scale) ** 2 - jnp.log(scale) - _HALF_LOG_2PI
+
+
+def _normal_weak(key, x, params, dparams):
+    r"""Mohamed et al. (2020, table 2): $\partial_\mu \mathcal N = \frac{1}{\sigma\sqrt{2\pi}}
+    (\mu + \sigma W - (\mu - \sigma W))$, $W$ Weibull(scale √2, shape 2) shared by both
+    sides; $\partial_\sigma \mathcal N = \frac1\sigma(\mathcal M - \mathcal N)$ with
+    $M$ a double-sided Maxwell and the normal side $U M$ ($U$ uniform: a standard normal),
+    their coupling."""
+    (loc, scale), (dloc, dscale) = params, dparams
+    loc, scale = jnp.broadcast_to(loc, x.shape), jnp.broadcast_to(scale, x.shape)
+    k_w, k_m, k_s, k_u = jax.random.split(key, 4)
+    w = jnp.sqrt(2 * jax.random.exponential(k_w, x.shape, x.dtype))
+    maxwell = jnp.linalg.norm(jax.random.normal(k_m, (*x.shape, 3), x.dtype), axis=-1)
+    maxwell = jnp.where(jax.random.bernoulli(k_s, 0.5, x.shape), maxwell, -maxwell)
+    u = jax.random.uniform(k_u, x.shape, x.dtype)
+    by_loc = signed(dloc / (scale * math.sqrt(2 * math.pi)), loc + scale * w, loc - scale * w)
+    by_scale = signed(dscale / scale, loc + scale * maxwell, loc + scale * u * maxwell)
+    return tuple(jnp.concatenate(pair, -1) for pair in zip(by_loc, by_scale, strict=True))
+
+
+def _lognormal_weak(key, x, params, dparams):
+    """The normal's sides, through exp: ``x = exp(N(mu, sigma²))``."""
+    plus, minus, weights = _normal_weak(key, jnp.log(x), params, dparams)
+    return jnp.exp(plus), jnp.exp(minus), weights
+
+
+def _rate_weak(key, x, a, rate, drate):
+    """Gamma(a, rate) in its rate: ∂ = (a/rate)(Gamma(a, rate) − Gamma(a + 1, rate)), the
+    second side the draw plus an independent Exponential(rate) (shapes add)."""
+    extra = jax.random.exponential(key, x.shape, x.dtype) / rate
+    return signed(jnp.broadcast_to(a * drate / rate, x.shape), x, x + extra)
 
 
 NORMAL = family(
@@ -43,6 +74,7 @@ NORMAL = family(
         log_prob=_normal_lp,
         bounds=REAL,
         cdf=lambda x, loc, scale: ndtr((x - loc) / scale),
+        weak_derivative=_normal_weak,
     )
 )
 
@@ -58,6 +90,7 @@ LOGNORMAL = family(
         ),
         log_prob=lambda x, mu, sigma: _normal_lp(jnp.log(x), mu, sigma) - jnp.log(x),
         bounds=HALF_LINE,
+        weak_derivative=_lognormal_weak,
     )
 )
 
@@ -93,6 +126,7 @@ EXPONENTIAL = family(
         log_prob=lambda x, rate: jnp.log(rate) - rate * x,
         bounds=HALF_LINE,
         cdf=lambda x, rate: -jnp.expm1(-rate * jnp.maximum(x, 0)),
+        weak_derivative=lambda key, x, ps, dps: _rate_weak(key, x, 1.0, ps[0], dps[0]),
     )
 )
 
@@ -108,6 +142,9 @@ GAMMA = family(
         ),
         log_prob=lambda x, a, rate: xlogy(a, rate) + xlogy(a - 1, x) - rate * x - gammaln(a),
         bounds=HALF_LINE,
+        # in the shape a, the draw is differentiated pathwise (implicit reparameterisation)
+        weak_derivative=lambda key, x, ps, dps: _rate_weak(key, x, ps[0], ps[1], dps[1]),
+        weak_params=("rate",),
     )
 )
 

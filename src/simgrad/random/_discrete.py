@@ -31,6 +31,7 @@ from ._family import (
     WHOLE,
     family,
     safe_div,
+    signed,
     xlog1py,
     xlogy,
 )
@@ -67,6 +68,10 @@ BERNOULLI = family(
         ),
         log_prob=lambda x, p: xlogy(x, p) + xlog1py(1 - x, -p),
         proposal=_bernoulli_proposal,
+        # ∂p E f = f(1) − f(0)
+        weak_derivative=lambda key, x, ps, dps: signed(
+            jnp.broadcast_to(dps[0], x.shape), jnp.ones_like(x), jnp.zeros_like(x)
+        ),
     )
 )
 
@@ -77,6 +82,15 @@ def _binomial_proposal(x, params, dparams):
     down = safe_div(-x * dp, p)  # one success fails
     alt = jnp.where(dp > 0, x + 1, x - 1)
     return alt[..., None], jnp.where(dp > 0, up, down)[..., None]
+
+
+def _binomial_weak(key, x, params, dparams):
+    """∂p E f(X) = n (E f(Y + 1) − E f(Y)), Y ~ Binomial(n − 1, p): Y is the draw less one
+    of its n trials picked at random (a success with probability x/n)."""
+    (n, _), (_, dp) = params, dparams
+    u = jax.random.uniform(key, x.shape, x.dtype)
+    y = x - (u < safe_div(x, jnp.broadcast_to(n, x.shape))).astype(x.dtype)
+    return signed(jnp.broadcast_to(n * dp, x.shape), y + 1, y)
 
 
 def _binomial_lp(x, n, p):
@@ -96,6 +110,7 @@ BINOMIAL = family(
         ).astype(dtype),
         log_prob=_binomial_lp,
         proposal=_binomial_proposal,
+        weak_derivative=_binomial_weak,
     )
 )
 
@@ -120,6 +135,8 @@ POISSON = family(
         ).astype(dtype),
         log_prob=lambda x, rate: xlogy(x, rate) - rate - gammaln(x + 1),
         proposal=_poisson_proposal,
+        # ∂λ E f(X) = E f(X + 1) − E f(X)
+        weak_derivative=lambda key, x, ps, dps: signed(jnp.broadcast_to(dps[0], x.shape), x + 1, x),
     )
 )
 
@@ -257,6 +274,34 @@ def _categorical_probs_proposal(x, params, dparams):
     return _categorical_moves(x, prob, dprob)
 
 
+def _categorical_weak_from(key, x, prob, dprob):
+    """∂ E f = c (E⁺ f − E⁻ f), ``c = Σ max(ṗ, 0)``, ``p± ∝ max(±ṗ, 0)``: both sides drawn by
+    their inverse CDF at one shared uniform."""
+    rise, fall = jnp.maximum(dprob, 0), jnp.maximum(-dprob, 0)
+    c = jnp.broadcast_to(jnp.sum(rise, -1), x.shape)
+    u = jax.random.uniform(key, x.shape, x.dtype)[..., None]
+    last = prob.shape[-1] - 1
+
+    def pick(mass):
+        cdf = jnp.cumsum(mass, -1)
+        return jnp.minimum(jnp.sum(cdf <= u * cdf[..., -1:], -1), last).astype(x.dtype)
+
+    return pick(rise)[..., None], pick(fall)[..., None], c[..., None]
+
+
+def _categorical_logits_weak(key, x, params, dparams):
+    (logits,), (dlogits,) = params, dparams
+    dlogits = jnp.where(logits == -jnp.inf, 0, dlogits)  # a masked category stays masked
+    prob, dprob = jax.jvp(lambda z: jax.nn.softmax(z, axis=-1), (logits,), (dlogits,))
+    return _categorical_weak_from(key, x, prob, dprob)
+
+
+def _categorical_probs_weak(key, x, params, dparams):
+    (probs,), (dprobs,) = params, dparams
+    prob, dprob = jax.jvp(_normalised, (probs,), (dprobs,))
+    return _categorical_weak_from(key, x, prob, dprob)
+
+
 def _categorical_sample(key, logits, *, shape, dtype):
     return jax.random.categorical(key, _stop(logits), axis=-1, shape=shape).astype(dtype)
 
@@ -283,6 +328,7 @@ CATEGORICAL = family(
         sample=_categorical_sample,
         log_prob=_categorical_logits_lp,
         proposal=_categorical_logits_proposal,
+        weak_derivative=_categorical_logits_weak,
     )
 )
 
@@ -298,6 +344,7 @@ CATEGORICAL_PROBS = family(
         ),
         log_prob=_categorical_probs_lp,
         proposal=_categorical_probs_proposal,
+        weak_derivative=_categorical_probs_weak,
     )
 )
 

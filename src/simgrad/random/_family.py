@@ -259,3 +259,16 @@ def draw(d: Distribution, fn: str, key, params: dict, shape, dtype):
     ]
     site: Callable = _SITES[d.name]
     return site(key, *values, shape=shape, dtype=dtype)
+
+
+# --- measure-valued derivatives ------------------------------------------------------------
+
+
+def signed(weight, plus, minus):
+    """``(plus, minus, |weight|)`` with ``plus`` and ``minus`` swapped where ``weight < 0``:
+    a weak derivative ``w (E⁺ f − E⁻ f)`` with a negative ``w`` is ``|w| (E⁻ f − E⁺ f)``.
+    Candidate axis appended (``C = 1``)."""
+    negative = weight < 0
+    up = jnp.where(negative, minus, plus)
+    down = jnp.where(negative, plus, minus)
+    return up[..., None], down[..., None], jnp.abs(weight)[..., None]

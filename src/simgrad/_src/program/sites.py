@@ -10,7 +10,8 @@ are ordinary jaxpr inputs, so an interpretation sees their values (and their dep
 Everything simgrad knows about a family of draws is one `Distribution` record, registered
 here (`register`, done by `simgrad.random`) and read by every estimator and the checker:
 the score function reads ``log_prob`` and which parameters move the support, the hybrid
-estimator ``reparameterised``, stochastic triples ``proposal``, the checker ``discrete``.
+estimator ``reparameterised``, stochastic triples ``proposal``, measure-valued derivatives
+``weak_derivative``, the checker ``discrete``.
 """
 
 import contextlib
@@ -91,6 +92,17 @@ class Distribution:
             parameters.
         proposal_params: the parameters the proposal perturbs; a θ-dependent parameter of a
             discrete family outside it (and not a count) is refused by stochastic triples.
+        weak_derivative: for measure-valued derivatives (`sg.MeasureValued`),
+            ``weak_derivative(key, x, params, dparams) -> (plus, minus, weights)``: values
+            ``plus`` and ``minus`` (shape ``batch + (C,) + event``) and weights ≥ 0
+            (``batch + (C,)``) such that ``E[Σ_c weights_c (f(plus_c) − f(minus_c))]`` is
+            the derivative of ``E[f(x)]`` along the tangents ``dparams`` of the parameters
+            in ``weak_params``, for every ``f``: the decomposition ``∂p = c (p⁺ − p⁻)``,
+            with ``plus ~ p⁺`` and ``minus ~ p⁻`` coupled (common random numbers, from
+            ``key``). None: no decomposition (`sg.MeasureValued` then differentiates the
+            draw pathwise, or uses the ``proposal`` of a discrete family).
+        weak_params: the parameters ``weak_derivative`` differentiates (default: every
+            parameter that is not a count).
         event_ndim: trailing axes of one draw (1 for dirichlet, multinomial, multivariate
             normal).
         event_shape: ``event_shape(params) -> tuple``, from the parameters (by name) as
@@ -117,6 +129,8 @@ class Distribution:
     event_shape: Callable = lambda params: ()
     bounds: Callable | None = None
     cdf: Callable | None = None
+    weak_derivative: Callable | None = None
+    weak_params: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.discrete == (self.reparameterisation is not None):
@@ -126,11 +140,34 @@ class Distribution:
                 () if self.proposal is None else tuple(p.name for p in self.params if not p.count)
             )
             object.__setattr__(self, "proposal_params", perturbed)
+        if self.weak_params is None:
+            weak = () if self.weak_derivative is None else tuple(
+                p.name for p in self.params if not p.count
+            )  # fmt: skip
+            object.__setattr__(self, "weak_params", weak)
 
     @property
     def reparameterised(self) -> bool:
         """Pathwise gradients flow through the draw to its parameters."""
         return self.reparameterisation is not None
+
+    def weak(self) -> tuple[Callable, tuple[str, ...]] | None:
+        """``(weak_derivative, weak_params)`` for measure-valued derivatives, or None. A
+        discrete family without a decomposition of its own uses its ``proposal``: a jump
+        ``x → alt`` at rate ``w`` is ``w (δ_alt − δ_x)``, the weak derivative whose
+        negative side is the draw itself."""
+        if self.weak_derivative is not None:
+            return self.weak_derivative, self.weak_params or ()
+        proposal = self.proposal
+        if proposal is None:
+            return None
+
+        def from_proposal(key, x, params, dparams):
+            alts, weights = proposal(x, params, dparams)
+            itself = jnp.expand_dims(x, x.ndim - self.event_ndim)
+            return alts, jnp.broadcast_to(itself, alts.shape).astype(alts.dtype), weights
+
+        return from_proposal, self.proposal_params or ()
 
     @property
     def support_params(self) -> tuple[int, ...]:

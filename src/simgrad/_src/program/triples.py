@@ -110,12 +110,19 @@ class Triples(Interpretation):
             record: ``C`` candidate neighbouring values per draw and their weights ≥ 0,
             such that ``E[Σ weights · (f(alt) − f(x))] = d/dθ E[f(x)]`` for any ``f``).
             False: no alternative is ever created (forward mode on each path).
+        lane: measure-valued derivatives (`sg.MeasureValued`) instead of proposals: a
+            scalar, > 0 for the positive side, otherwise the negative one. Every draw with a
+            weak derivative (`Distribution.weak`) proposes its ``plus`` (or ``minus``)
+            values, with weights that do not depend on the lane, and has no pathwise tangent
+            in the parameters it covers. Two runs that differ only in the lane prune alike,
+            so their difference is ``Σ w (f(plus) − f(minus))`` at the site kept.
     """
 
-    def __init__(self, key, weight_dtype, propose: bool = True):
+    def __init__(self, key, weight_dtype, propose: bool = True, lane=None):
         self.key = key
         self.weight_dtype = weight_dtype
         self.propose = propose
+        self.lane = lane
 
     def initial_state(self) -> TripleState:
         zero = jnp.zeros((), jnp.int32)
@@ -140,12 +147,25 @@ class Triples(Interpretation):
         def sample(*ps):
             return bind(site.eqn, [key.primal, *ps])[0]
 
-        x, dx = jax.jvp(sample, primals, tangents)
+        weak = None if self.lane is None else site.distribution.weak()
+        if weak is not None:  # the covered parameters move the draw through its weak derivative
+            covered = [p.name in weak[1] for p in site.distribution.params]
+            zero = [None if t is None else jnp.zeros_like(t) for t in tangents]
+            pathwise = [z if c else t for c, t, z in zip(covered, tangents, zero, strict=True)]
+            x, dx = jax.jvp(sample, primals, pathwise)
+            tangents = [t if c else z for c, t, z in zip(covered, tangents, zero, strict=True)]
+        else:
+            x, dx = jax.jvp(sample, primals, tangents)
         if key.alt is None and all(p.alt is None for p in params):
             x_alt = x  # same key, same parameters: the same draw on both paths
         else:
             x_alt = bind(site.eqn, [resolve(key, state), *[resolve(p, state) for p in params]])[0]
-        rule = site.distribution.proposal if self.propose else None
+        if weak is not None:
+            sides = jax.random.fold_in(key.primal, 0x3EA4)  # the sides' own randomness
+            plus, minus, weights = weak[0](sides, x, primals, tangents)
+            alts = jnp.where(jnp.asarray(self.lane) > 0, plus, minus)
+            return self._propose(x, dx, x_alt, alts, weights, state)
+        rule = site.distribution.proposal if self.propose and self.lane is None else None
         if rule is None:
             return Triple(x, dx, None if x_alt is x else x_alt, state.tag), state
         alts, weights = rule(x, primals, tangents)
@@ -298,11 +318,11 @@ def _prune(u, weight, weights):
     """
     cumulative = jnp.cumsum(weights.astype(u.dtype))
     total = cumulative[-1]
-    point = u * (weight + total)
+    point = u * (weight.astype(u.dtype) + total)  # float32 weights with x64 on
     pick = 0  # the one candidate, or the first whose cumulative weight passes `point`
     if weights.size > 1:
         pick = jnp.minimum(jnp.sum(cumulative <= point), weights.size - 1)
-    return point < total, pick, (weight + total).astype(weight.dtype)
+    return point < total, pick, (weight.astype(u.dtype) + total).astype(weight.dtype)
 
 
 def _uniform(seed, counter):
