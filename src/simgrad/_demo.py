@@ -88,13 +88,17 @@ def applicable_estimators(model: AbstractModel) -> dict[str, AbstractEstimator]:
         and (has_discrete or not est.forward_ad_without_discrete_draws)
     }
     # The score function refuses a model with no θ in any draw's law and no jump to score;
-    # measure-valued derivatives one where θ reaches a jump outside a draw's law.
+    # measure-valued derivatives one where θ reaches a jump outside a draw's law. An
+    # estimator that hands the model to another (`sg.Enumerate` with nothing to enumerate)
+    # would repeat that one's row.
     x, f, _, _ = flat_problem(model, model.default_theta(), jax.random.key(0))
+    key = jax.random.key(0)
     return {
         name: est
         for name, est in chosen.items()
-        if not (est.needs_draw_sites or est.sees_draws)
-        or not refusal_of(est, f, x, jax.random.key(0))
+        if (has_sites or not est.sees_draws)
+        and (not (est.needs_draw_sites or est.sees_draws) or not refusal_of(est, f, x, key))
+        and est.choose(f, x, key)[0] is est
     }
 
 

@@ -112,6 +112,17 @@ class Enumerate(AbstractEstimator):
     def evals_per_sample(self, n_params: int, n_outputs: int) -> int:
         return self.max_support * self.rest.evals_per_sample(n_params, n_outputs)
 
+    def choose(self, f, x, key):
+        """Itself; or, where the program has no draw to enumerate (and ``rest`` is not
+        biased for it), ``rest`` with a note: the same estimate at its own cost."""
+        if _plan(trace(f, x, key), self.max_support):
+            return self, ()
+        _refuse_biased_rest(self.rest, f, x, key, {})
+        return self.rest, (
+            f"Enumerate: no θ-dependent draw to enumerate (bernoulli, categorical or binomial "
+            f"with a fixed n, outside loops and branches), so {self.rest!r} runs alone",
+        )
+
     def sample_batch(self, f, x, keys):
         program = trace(f, x, keys[0])
         plan = _plan(program, self.max_support)
@@ -237,7 +248,7 @@ def _refuse_biased_rest(rest, f, x, key, plan) -> None:
     if claim == "biased":
         raise ValueError(
             f"Enumerate: after summing over {len(plan)} draw(s), rest={rest!r} is biased for "
-            f"what remains ({reasons[0].removeprefix('claim: biased — ')}). Discrete draws "
+            f"what remains ({reasons[0]}). Discrete draws "
             "inside lax.scan, while_loop or cond, or with unbounded support, are not "
             "enumerated: give rest=sg.StochasticTriples() or sg.ScoreFunction() for them."
         )
