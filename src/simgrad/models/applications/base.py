@@ -57,15 +57,16 @@ class AbstractApplication(eqx.Module):
     def exact_objective(self, theta: Theta) -> float | Scalar:
         """``E[simulator(theta, key)]``, computed without Monte Carlo."""
 
-    def run(self, key: Key, **kwargs) -> OptimizeResult:
-        """Optimise from `theta0`; ``kwargs`` go to `sg.optimize` (progress, checkpoint…)."""
+    def run(self, key: Key, steps: int | None = None, **kwargs) -> OptimizeResult:
+        """Optimise from `theta0` for ``steps`` (default: the application's `steps`);
+        ``kwargs`` go to `sg.optimize` (progress, checkpoint…)."""
         return optimize(
             self.simulator,
             self.theta0(),
             key,
             method=self.method(),
             optimizer=self.optimizer(),
-            steps=self.steps,
+            steps=self.steps if steps is None else steps,
             n_samples=self.n_samples,
             maximize=self.maximize,
             **kwargs,
