@@ -77,7 +77,8 @@ def applicable_estimators(model: AbstractModel) -> dict[str, AbstractEstimator]:
     models, and estimators that need `simgrad.random` draws only on models that make them."""
     sites = draw_sites(trace(model, model.default_theta(), jax.random.key(0)))
     has_sites = bool(sites)
-    # Without a discrete draw, stochastic triples are forward-mode AD: the same row again.
+    # Without a discrete draw, stochastic triples are forward-mode AD and enumeration its
+    # rest: the same row again.
     has_discrete = any(draw_distribution(eqn).discrete for eqn, _ in sites)
     chosen = {
         name: est
@@ -85,20 +86,19 @@ def applicable_estimators(model: AbstractModel) -> dict[str, AbstractEstimator]:
         if (model.stochastic or est.common_random_numbers)
         and (model.stochastic or not est.random_directions)
         and (has_sites or not est.needs_draw_sites)
-        and (has_discrete or not est.forward_ad_without_discrete_draws)
+        and (has_discrete or not est.rest_without_discrete_draws)
     }
     # The score function refuses a model with no θ in any draw's law and no jump to score;
-    # measure-valued derivatives one where θ reaches a jump outside a draw's law. An
-    # estimator that hands the model to another (`sg.Enumerate` with nothing to enumerate)
-    # would repeat that one's row.
+    # measure-valued derivatives one where θ reaches a jump outside a draw's law.
     x, f, _, _ = flat_problem(model, model.default_theta(), jax.random.key(0))
-    key = jax.random.key(0)
     return {
         name: est
         for name, est in chosen.items()
-        if (has_sites or not est.sees_draws)
-        and (not (est.needs_draw_sites or est.sees_draws) or not refusal_of(est, f, x, key))
-        and est.choose(f, x, key)[0] is est
+        if (has_sites or not est.sees_draws)  # without draws: pathwise again
+        and (
+            not (est.needs_draw_sites or est.sees_draws)
+            or not refusal_of(est, f, x, jax.random.key(0))
+        )
     }
 
 

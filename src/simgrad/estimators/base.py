@@ -159,8 +159,9 @@ class AbstractEstimator(eqx.Module):
     * ``common_random_numbers``: every simulator run of one sample gets that sample's key,
       so on a deterministic simulator the key changes nothing; False for
       ``FiniteDifference(crn=False)``.
-    * ``forward_ad_without_discrete_draws``: with no discrete `simgrad.random` draw it is
-      forward-mode AD, ``sg.Pathwise(mode="forward")`` (stochastic triples).
+    * ``rest_without_discrete_draws``: with no discrete `simgrad.random` draw it gives
+      another estimator's estimate again: stochastic triples are forward-mode AD,
+      ``sg.Pathwise(mode="forward")``; `sg.Enumerate` is its ``rest``.
     * ``breaks``: the hazards (`HAZARDS`) of the program scan's findings that make it
       biased; ``approximate``: biased by design (finite differences, SPSA, Gaussian
       smoothing). Read by `claim` for `Estimate.claim`.
@@ -177,7 +178,7 @@ class AbstractEstimator(eqx.Module):
     differentiable: ClassVar[bool] = False
     needs_draw_sites: ClassVar[bool] = False
     common_random_numbers: ClassVar[bool] = True
-    forward_ad_without_discrete_draws: ClassVar[bool] = False
+    rest_without_discrete_draws: ClassVar[bool] = False
     breaks: ClassVar[tuple[str, ...]] = ()
     approximate: ClassVar[bool] = False
 

@@ -80,6 +80,7 @@ class Enumerate(AbstractEstimator):
 
     sees_draws: ClassVar[bool] = True
     couples_samples: ClassVar[bool] = False
+    rest_without_discrete_draws: ClassVar[bool] = True
 
     def __check_init__(self):
         if isinstance(self.max_support, bool) or not isinstance(self.max_support, int):
@@ -111,17 +112,6 @@ class Enumerate(AbstractEstimator):
 
     def evals_per_sample(self, n_params: int, n_outputs: int) -> int:
         return self.max_support * self.rest.evals_per_sample(n_params, n_outputs)
-
-    def choose(self, f, x, key):
-        """Itself; or, where the program has no draw to enumerate (and ``rest`` is not
-        biased for it), ``rest`` with a note: the same estimate at its own cost."""
-        if _plan(trace(f, x, key), self.max_support):
-            return self, ()
-        _refuse_biased_rest(self.rest, f, x, key, {})
-        return self.rest, (
-            f"Enumerate: no θ-dependent draw to enumerate (bernoulli, categorical or binomial "
-            f"with a fixed n, outside loops and branches), so {self.rest!r} runs alone",
-        )
 
     def sample_batch(self, f, x, keys):
         program = trace(f, x, keys[0])

@@ -71,7 +71,7 @@ class StochasticTriples(AbstractEstimator):
 
     sees_draws: ClassVar[bool] = True
     couples_samples: ClassVar[bool] = False
-    forward_ad_without_discrete_draws: ClassVar[bool] = True
+    rest_without_discrete_draws: ClassVar[bool] = True
     breaks: ClassVar[tuple[str, ...]] = ("jump_after_continuous_draw",)
 
     def evals_per_sample(self, n_params: int, n_outputs: int) -> int:
