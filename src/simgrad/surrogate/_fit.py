@@ -7,13 +7,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from .._result import AbstractResult
 from .._src import runs
 from .._src.validate import check_key as _check_key
 from .._src.validate import check_size
 from .._types import Array, Key
+from ._train import train
 
 
 class Surrogate(AbstractResult):
@@ -113,70 +113,20 @@ def fit(
         ("batch_size", batch_size, 1), ("checkpoint_every", checkpoint_every, 1),
     )  # fmt: skip
     xs, ys = _check_arguments(xs, ys, counts, learning_rate)
-    n = xs.shape[0]
     _check_key(key)
     path = runs.check_checkpoint(checkpoint, resume, "fit.eqx")
     k_init, k_batch = jax.random.split(key)
     model = _initial(xs, ys, width, depth, k_init)
-    schedule = optax.cosine_decay_schedule(learning_rate, steps)
-    optimizer = optax.adam(schedule)
-    with jax.numpy_dtype_promotion("standard"):  # optax mixes int step counts and floats
-        opt_state = optimizer.init(eqx.filter(model.mlp, eqx.is_inexact_array))
-    state, done, saving = (model, opt_state), 0, None
-    if path is not None:
-        fingerprint = {
-            "config": model.config,
-            "steps": steps,
-            "batch_size": batch_size,
-            "learning_rate": float(learning_rate),
-            "key": runs.key_fingerprint(key),
-            "data": runs.array_hash(xs, ys),
-        }
-        saving = runs.Checkpoint(
-            path,
-            "surrogate checkpoint",
-            fingerprint,
-            checkpoint_every,
-            "Resume with the same data, key, network, steps, learning_rate and "
-            "batch_size, or delete the file to start afresh.",
-        )
-        if resume and saving.path.exists():
-            state, done = saving.load(lambda _: state, steps)
 
-    @eqx.filter_jit
-    def train_step(state, i):
-        model, opt_state = state
-        idx = jax.random.randint(jax.random.fold_in(k_batch, i), (min(batch_size, n),), 0, n)
-        x, y = xs[idx], ys[idx]
+    def loss(model, x, y):
+        return jnp.mean(((jax.vmap(model)(x) - y) / model.y_std) ** 2)
 
-        def loss(mlp):
-            pred = jax.vmap(eqx.tree_at(lambda m: m.mlp, model, mlp))(x)
-            return jnp.mean(((pred - y) / model.y_std) ** 2)
-
-        value, grads = eqx.filter_value_and_grad(loss)(model.mlp)
-        with jax.numpy_dtype_promotion("standard"):
-            updates, opt_state = optimizer.update(grads, opt_state)
-        mlp = eqx.apply_updates(model.mlp, updates)
-        return (eqx.tree_at(lambda m: m.mlp, model, mlp), opt_state), value
-
-    def check(loss):
-        if not bool(jnp.isfinite(loss)):
-            raise FloatingPointError(
-                f"the fit diverged: the training loss is {float(loss)} after {steps} steps. "
-                "Lower learning_rate."
-            )
-
-    (model, _), _ = runs.run(
-        lambda state, done, n: train_step(state, jnp.asarray(done)),  # n = chunk = 1
-        state,
-        steps=steps,
-        progress=runs.Progress("fitting surrogate", "loss", lambda x: f"{float(x):.3g}", progress),
-        done=done,
-        callback=callback,
-        checkpoint=saving,
-        check=check,
-    )
-    return model
+    return train(
+        model, lambda m: m.mlp, loss, xs, ys, key=key, batch_key=k_batch, steps=steps,
+        learning_rate=learning_rate, batch_size=batch_size, path=path,
+        checkpoint_every=checkpoint_every, resume=resume, progress=progress,
+        callback=callback, label="fitting surrogate",
+    )  # fmt: skip
 
 
 def _check_arguments(xs, ys, counts, learning_rate):
