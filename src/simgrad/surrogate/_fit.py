@@ -176,56 +176,6 @@ def _initial(xs, ys, width: int, depth: int, key: Key) -> Surrogate:
     )
 
 
-def save(path: str | os.PathLike, surrogate: Surrogate) -> None:
-    """Write ``surrogate`` to ``path`` atomically (a killed save leaves the previous file):
-    a JSON header line (the network's shape, a checksum), then equinox-serialised leaves."""
-    if not isinstance(surrogate, Surrogate):
-        raise TypeError(f"save expects a Surrogate, got {type(surrogate).__name__}.")
-    path = runs.check_output_path(path, "path", "surrogate.eqx")
-    runs.write_file(path, "surrogate", {"config": surrogate.config}, surrogate)
-
-
-def load(path: str | os.PathLike) -> Surrogate:
-    """Read a surrogate written by `save` (no pickle: the header rebuilds the network).
-
-    A corrupted, truncated or foreign file raises `simgrad.CheckpointError`; the header is
-    checked against the file's length before anything is allocated.
-    """
-    header, payload = runs.read_header(path, "surrogate")
-    config = _check_config(path, header.get("config"), len(payload))
-    skeleton = eqx.filter_eval_shape(_build, config, jax.random.key(0))
-    return runs.read_tree(path, payload, skeleton)
-
-
-def _check_config(path, config, n_bytes: int) -> dict:
-    """The header's network description, refused unless well formed and able to fit in
-    ``n_bytes`` (each layer stores two arrays of at least 64 bytes)."""
-
-    def size(x):
-        return x == "scalar" or (isinstance(x, int) and not isinstance(x, bool) and x >= 1)
-
-    def count(x, minimum):
-        return isinstance(x, int) and not isinstance(x, bool) and x >= minimum
-
-    ok = (
-        isinstance(config, dict)
-        and set(config) == {"in_size", "out_size", "width", "depth", "dtype"}
-        and size(config["in_size"])
-        and size(config["out_size"])
-        and count(config["width"], 1)
-        and count(config["depth"], 0)
-        and config["dtype"] in ("float16", "bfloat16", "float32", "float64")
-    )
-    if not ok:
-        raise runs.CheckpointError(f"{path}: its header does not describe a surrogate network.")
-    if 128 * (config["depth"] + 1) > n_bytes:
-        raise runs.CheckpointError(
-            f"{path}: its header describes {config['depth']} layers, which cannot fit in "
-            f"its {n_bytes} bytes: the header is corrupted."
-        )
-    return config
-
-
 class Assessment(eqx.Module):
     """The surrogate's error on held-out points, on values and on gradients.
 
