@@ -7,7 +7,10 @@ import equinox as eqx
 import jax
 
 from .._src import runs
-from . import _fit, _flow
+from ._fit import Surrogate
+from ._fit import _build as _build_mlp
+from ._flow import FlowSurrogate
+from ._flow import _build as _build_flow
 
 _MLP_KEYS = {"in_size", "out_size", "width", "depth", "dtype"}
 _FLOW_KEYS = {"in_size", "out_size", "flow_layers", "knots", "interval", "nn_width", "nn_depth"}
@@ -15,11 +18,11 @@ _FLOW_KEYS |= {"dtype"}
 _DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
-def save(path: str | os.PathLike, surrogate: "_fit.Surrogate | _flow.FlowSurrogate") -> None:
+def save(path: str | os.PathLike, surrogate: Surrogate | FlowSurrogate) -> None:
     """Write ``surrogate`` (a `Surrogate` or a `FlowSurrogate`) to ``path`` atomically (a
     killed save leaves the previous file): a JSON header line (the network's shape, a
     checksum), then equinox-serialised leaves."""
-    if not isinstance(surrogate, (_fit.Surrogate, _flow.FlowSurrogate)):
+    if not isinstance(surrogate, (Surrogate, FlowSurrogate)):
         raise TypeError(
             f"save expects a Surrogate or a FlowSurrogate, got {type(surrogate).__name__}."
         )
@@ -27,7 +30,7 @@ def save(path: str | os.PathLike, surrogate: "_fit.Surrogate | _flow.FlowSurroga
     runs.write_file(path, "surrogate", {"config": surrogate.config}, surrogate)
 
 
-def load(path: str | os.PathLike) -> "_fit.Surrogate | _flow.FlowSurrogate":
+def load(path: str | os.PathLike) -> Surrogate | FlowSurrogate:
     """Read a surrogate written by `save` (no pickle: the header rebuilds the network).
 
     A corrupted, truncated or foreign file raises `simgrad.CheckpointError`; the header is
@@ -38,9 +41,9 @@ def load(path: str | os.PathLike) -> "_fit.Surrogate | _flow.FlowSurrogate":
     flow = isinstance(config, dict) and "flow_layers" in config
     config = (_check_flow_config if flow else _check_config)(path, config, len(payload))
     if flow:  # flowjax keeps closures over its arrays: built for real (its size is
-        skeleton = _flow._build(config, jax.random.key(0))  # bounded by the file's above)
+        skeleton = _build_flow(config, jax.random.key(0))  # bounded by the file's above)
     else:
-        skeleton = eqx.filter_eval_shape(_fit._build, config, jax.random.key(0))
+        skeleton = eqx.filter_eval_shape(_build_mlp, config, jax.random.key(0))
     return runs.read_tree(path, payload, skeleton)
 
 

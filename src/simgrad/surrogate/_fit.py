@@ -118,15 +118,20 @@ def fit(
     k_init, k_batch = jax.random.split(key)
     model = _initial(xs, ys, width, depth, k_init)
 
-    def loss(model, x, y):
-        return jnp.mean(((jax.vmap(model)(x) - y) / model.y_std) ** 2)
-
     return train(
-        model, lambda m: m.mlp, loss, xs, ys, key=key, batch_key=k_batch, steps=steps,
+        model, _network, _squared_error, xs, ys, key=key, batch_key=k_batch, steps=steps,
         learning_rate=learning_rate, batch_size=batch_size, path=path,
         checkpoint_every=checkpoint_every, resume=resume, progress=progress,
         callback=callback, label="fitting surrogate",
     )  # fmt: skip
+
+
+def _network(model: Surrogate):
+    return model.mlp
+
+
+def _squared_error(model: Surrogate, x, y):
+    return jnp.mean(((jax.vmap(model)(x) - y) / model.y_std) ** 2)
 
 
 def _check_arguments(xs, ys, counts, learning_rate):

@@ -34,15 +34,14 @@ def train(
 ):
     """Minimise ``loss(model, x, y)`` (a minibatch's mean loss) over the arrays of
     ``where(model)`` by cosine-decayed Adam; minibatches of ``batch_size`` rows drawn with
-    replacement from ``batch_key`` folded with the step.
+    replacement from ``batch_key`` folded with the step. ``where`` and ``loss`` are
+    module-level functions, so that fits of one configuration share the compiled step.
 
     A checkpoint at ``path`` holds the model, the optimiser state and the step; its
     fingerprint is the model's ``config``, the optimisation settings, ``key`` and a hash of
     the data, and ``resume`` continues it bit for bit. Returns the trained model.
     """
-    n = xs.shape[0]
-    schedule = optax.cosine_decay_schedule(learning_rate, steps)
-    optimizer = optax.adam(schedule)
+    optimizer = _optimizer(float(learning_rate), steps)
     with jax.numpy_dtype_promotion("standard"):  # optax mixes int step counts and floats
         opt_state = optimizer.init(eqx.filter(where(model), eqx.is_inexact_array))
     state, done, saving = (model, opt_state), 0, None
@@ -65,21 +64,7 @@ def train(
         )
         if resume and saving.path.exists():
             state, done = saving.load(lambda _: state, steps)
-
-    @eqx.filter_jit
-    def train_step(state, i):
-        model, opt_state = state
-        idx = jax.random.randint(jax.random.fold_in(batch_key, i), (min(batch_size, n),), 0, n)
-        x, y = xs[idx], ys[idx]
-
-        def batch_loss(part):
-            return loss(eqx.tree_at(where, model, part), x, y)
-
-        value, grads = eqx.filter_value_and_grad(batch_loss)(where(model))
-        with jax.numpy_dtype_promotion("standard"):
-            updates, opt_state = optimizer.update(grads, opt_state)
-        part = eqx.apply_updates(where(model), updates)
-        return (eqx.tree_at(where, model, part), opt_state), value
+    settings = (where, loss, float(learning_rate), steps, min(batch_size, xs.shape[0]))
 
     def check(loss):
         if not bool(jnp.isfinite(loss)):
@@ -89,7 +74,7 @@ def train(
             )
 
     (model, _), _ = runs.run(
-        lambda state, done, n: train_step(state, jnp.asarray(done)),  # n = chunk = 1
+        lambda state, done, n: _step(state, jnp.asarray(done), xs, ys, batch_key, settings),
         state,
         steps=steps,
         progress=runs.Progress(label, "loss", lambda x: f"{float(x):.3g}", progress),
@@ -99,3 +84,28 @@ def train(
         check=check,
     )
     return model
+
+
+def _optimizer(learning_rate: float, steps: int) -> optax.GradientTransformation:
+    return optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
+
+
+@eqx.filter_jit
+def _step(state, i, xs, ys, batch_key, settings):
+    """One Adam step on a minibatch. Compiled once per ``settings`` (``where`` and ``loss``
+    are module-level functions, the rest numbers) and data shapes, so refits, resumed fits
+    and fits of several data sets of one size share the compiled step."""
+    where, loss, learning_rate, steps, batch_size = settings
+    optimizer = _optimizer(learning_rate, steps)
+    model, opt_state = state
+    idx = jax.random.randint(jax.random.fold_in(batch_key, i), (batch_size,), 0, xs.shape[0])
+    x, y = xs[idx], ys[idx]
+
+    def batch_loss(part):
+        return loss(eqx.tree_at(where, model, part), x, y)
+
+    value, grads = eqx.filter_value_and_grad(batch_loss)(where(model))
+    with jax.numpy_dtype_promotion("standard"):
+        updates, opt_state = optimizer.update(grads, opt_state)
+    part = eqx.apply_updates(where(model), updates)
+    return (eqx.tree_at(where, model, part), opt_state), value
