@@ -124,10 +124,10 @@ def test_save_load_and_resume(data, fitted, tmp_path):
     assert "autoregressive" in repr(loaded)
 
     def interrupt(step, loss):
-        if step == 149:
+        if step == 49:
             raise KeyboardInterrupt
 
-    kw = dict(key=jax.random.key(2), steps=STEPS, progress=False, checkpoint_every=100)
+    kw = dict(key=jax.random.key(2), steps=STEPS, progress=False, checkpoint_every=50)
     with pytest.raises(KeyboardInterrupt):
         surrogate.fit_flow(*data, checkpoint=tmp_path / "b", callback=interrupt, **kw)
     resumed = surrogate.fit_flow(*data, checkpoint=tmp_path / "b", resume=True, **kw)
