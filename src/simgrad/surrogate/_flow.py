@@ -47,9 +47,9 @@ class FlowSurrogate(AbstractResult):
 
     >>> import jax, jax.numpy as jnp
     >>> from simgrad import surrogate
-    >>> xs = jax.random.uniform(jax.random.key(0), (1000,))
-    >>> ys = xs + 0.1 * jax.random.normal(jax.random.key(1), (1000,))
-    >>> s = surrogate.fit_flow(xs, ys, key=jax.random.key(2), steps=200, progress=False)
+    >>> xs = jax.random.uniform(jax.random.key(0), (500,))
+    >>> ys = xs + 0.1 * jax.random.normal(jax.random.key(1), (500,))
+    >>> s = surrogate.fit_flow(xs, ys, key=jax.random.key(2), steps=100, progress=False)
     >>> s.sample(jax.random.key(3), 0.5).shape, s.log_prob(0.4, 0.5).shape
     ((), ())
     """
@@ -316,9 +316,9 @@ def assess_flow(
 
     >>> import jax, jax.numpy as jnp, numpy as np
     >>> from simgrad import surrogate
-    >>> xs = jax.random.uniform(jax.random.key(0), (1000,))
-    >>> ys = xs + 0.1 * jax.random.normal(jax.random.key(1), (1000,))
-    >>> s = surrogate.fit_flow(xs, ys, key=jax.random.key(2), steps=200, progress=False)
+    >>> xs = jax.random.uniform(jax.random.key(0), (500,))
+    >>> ys = xs + 0.1 * jax.random.normal(jax.random.key(1), (500,))
+    >>> s = surrogate.fit_flow(xs, ys, key=jax.random.key(2), steps=100, progress=False)
     >>> x = np.array([0.3, 0.7])  # E[y | x] = x, its gradient 1
     >>> a = surrogate.assess_flow(
     ...     s, x, lambda y: y, x, np.ones(2), key=jax.random.key(3), n_samples=1000
