@@ -7,11 +7,11 @@ normal mixture whose weight moves with x (bimodal), a lognormal whose location a
 move with x (heavy-tailed, heteroscedastic) — and each training-set size: the flow's fit
 time (wall and CPU), its value and gradient RMS errors (relative) at held-out x for
 g(y) = (y, y², e^-y), its largest |z| and Kolmogorov–Smirnov statistic against real
-draws; the MLP surrogate's fit time and gradient error of E[y | x] on the same pairs; and
-the cost of one draw from the flow (with its x-gradient) against one from the real
-component.
+draws; the MLP surrogate's fit time and gradient error of E[y | x] on the same pairs (2000
+steps, width 32, as in docs/surrogate.md); and the cost of one draw from the flow (with
+its x-gradient) against one from the real component.
 
-    python benchmarks/bench_surrogate.py [--sizes 5000,20000,50000] [--steps 3000]
+    python benchmarks/bench_surrogate.py [--sizes 5000,20000,50000] [--steps 1000]
 """
 
 import argparse
@@ -106,7 +106,7 @@ def one(name, n, steps):
         real=real(jnp.asarray(HELD_OUT)),
     )  # fmt: skip
     mlp, mlp_wall, mlp_cpu = timed(
-        lambda: surrogate.fit(xs, ys, key=jax.random.key(2), steps=steps, width=32, progress=False)
+        lambda: surrogate.fit(xs, ys, key=jax.random.key(2), steps=2000, width=32, progress=False)
     )
     m = surrogate.assess(mlp, HELD_OUT, values[:, 0], grads[:, 0])
     assert a.ks is not None
@@ -151,7 +151,7 @@ def sampling_cost(flow, sample, n=65_536):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="5000,20000,50000")
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=1000)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []

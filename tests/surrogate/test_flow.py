@@ -2,12 +2,15 @@
 a normalised density consistent with the draws, the assessment against exact answers and
 against an independent quadrature of the flow's own density, files, resume, misuse."""
 
+import json
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import simgrad as sg
 from simgrad import surrogate
 
 STEPS = 300
@@ -132,6 +135,21 @@ def test_save_load_and_resume(data, fitted, tmp_path):
         surrogate.fit_flow(*data, checkpoint=tmp_path / "b", callback=interrupt, **kw)
     resumed = surrogate.fit_flow(*data, checkpoint=tmp_path / "b", resume=True, **kw)
     np.testing.assert_array_equal(draws(resumed, keys), draws(fitted, keys))  # uninterrupted
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [({"nn_width": 10**9}, "cannot fit"), ({"interval": -1.0}, "does not describe a flow")],
+)
+def test_a_crafted_flow_header_is_refused_before_building(fitted, tmp_path, edit, match):
+    path = tmp_path / "f.eqx"
+    surrogate.save(path, fitted)
+    head, _, payload = path.read_bytes().partition(b"\n")
+    header = json.loads(head)
+    header["config"] |= edit
+    path.write_bytes(json.dumps(header).encode() + b"\n" + payload)
+    with pytest.raises(sg.CheckpointError, match=match):
+        surrogate.load(path)
 
 
 @pytest.mark.parametrize(
