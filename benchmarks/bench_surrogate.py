@@ -11,7 +11,7 @@ draws; the MLP surrogate's fit time and gradient error of E[y | x] on the same p
 steps, width 32, as in docs/surrogate.md); and the cost of one draw from the flow (with
 its x-gradient) against one from the real component.
 
-    python benchmarks/bench_surrogate.py [--sizes 5000,20000,50000] [--steps 1000]
+    python benchmarks/bench_surrogate.py [--sizes 5000,20000,50000] [--steps 3000]
 """
 
 import argparse
@@ -151,7 +151,7 @@ def sampling_cost(flow, sample, n=65_536):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="5000,20000,50000")
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=3000)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []

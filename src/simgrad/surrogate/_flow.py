@@ -138,7 +138,7 @@ def fit_flow(
     ys,
     *,
     key: Key,
-    steps: int = 1000,
+    steps: int = 3000,
     flow_layers: int = 2,
     knots: int = 10,
     interval: float = 5.0,
@@ -166,8 +166,9 @@ def fit_flow(
         ys: sampled outputs given ``xs``, shape ``(n,)`` or ``(n, d_out)``.
         key: initialises the flow and draws the minibatches.
         steps, learning_rate, batch_size: the optimisation (cosine-decayed Adam). Longer
-            is not always better: past about 1000 steps on 20 000 pairs the flow starts
-            fitting the noise in its x-dependence (docs/surrogate.md); choose by measuring.
+            is not always better: the flow can start fitting the noise in its
+            x-dependence, after a number of steps that depends on the component and the
+            data (docs/surrogate.md); choose by measuring with `assess_flow`.
         flow_layers, knots, interval, nn_width, nn_depth: the flow — masked autoregressive
             layers, each a rational-quadratic spline with ``knots`` knots on
             ``[-interval, interval]`` standard deviations (identity beyond), its
