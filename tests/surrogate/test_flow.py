@@ -44,13 +44,11 @@ def fitted(data):
 
 
 def test_sample_is_reparameterised_and_works_under_jit_vmap_and_grad(fitted):
-    key = jax.random.key(7)
-    y = fitted.sample(key, 0.7)
-    assert y.shape == () and y.dtype == fitted.x_mean.dtype
-    keys = jax.random.split(key, 5)
+    keys = jax.random.split(jax.random.key(7), 5)
     draws = jax.jit(jax.vmap(fitted.sample, (0, None)))
-    ys = draws(keys, 0.7)
-    assert ys.shape == (5,) and float(jnp.std(ys)) > 0  # fresh noise per key
+    ys = draws(keys, 0.7)  # one draw per key: a scalar each
+    assert ys.shape == (5,) and ys.dtype == fitted.x_mean.dtype
+    assert float(jnp.std(ys)) > 0  # fresh noise per key
     # the same noise pushed through T(.; x): the draw's x-derivative is a central difference
     grad = jax.jit(jax.vmap(jax.grad(fitted.sample, argnums=1), (0, None)))(keys, 0.7)
     h = 1e-2
