@@ -25,6 +25,7 @@ SUITE = [
     "tests/test_estimate.py",
     "tests/test_optimize.py",
     "tests/adjoint/test_ode.py",
+    "tests/surrogate/test_flow.py",
 ]
 
 pytestmark = pytest.mark.skipif(
@@ -47,7 +48,7 @@ def lower_bounds(extras: tuple[str, ...] = ("plots",)) -> list[str]:
 
 def test_lower_bounds_cover_every_dependency():
     names = {pin.split("==")[0] for pin in lower_bounds()}
-    assert {"jax", "numpy", "scipy", "typer", "matplotlib"} <= names
+    assert {"jax", "numpy", "scipy", "typer", "matplotlib", "flowjax"} <= names
 
 
 def test_lowest_versions_pass(tmp_path):

@@ -7,13 +7,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from .._result import AbstractResult
 from .._src import runs
 from .._src.validate import check_key as _check_key
 from .._src.validate import check_size
 from .._types import Array, Key
+from ._train import train
 
 
 class Surrogate(AbstractResult):
@@ -113,70 +113,25 @@ def fit(
         ("batch_size", batch_size, 1), ("checkpoint_every", checkpoint_every, 1),
     )  # fmt: skip
     xs, ys = _check_arguments(xs, ys, counts, learning_rate)
-    n = xs.shape[0]
     _check_key(key)
     path = runs.check_checkpoint(checkpoint, resume, "fit.eqx")
     k_init, k_batch = jax.random.split(key)
     model = _initial(xs, ys, width, depth, k_init)
-    schedule = optax.cosine_decay_schedule(learning_rate, steps)
-    optimizer = optax.adam(schedule)
-    with jax.numpy_dtype_promotion("standard"):  # optax mixes int step counts and floats
-        opt_state = optimizer.init(eqx.filter(model.mlp, eqx.is_inexact_array))
-    state, done, saving = (model, opt_state), 0, None
-    if path is not None:
-        fingerprint = {
-            "config": model.config,
-            "steps": steps,
-            "batch_size": batch_size,
-            "learning_rate": float(learning_rate),
-            "key": runs.key_fingerprint(key),
-            "data": runs.array_hash(xs, ys),
-        }
-        saving = runs.Checkpoint(
-            path,
-            "surrogate checkpoint",
-            fingerprint,
-            checkpoint_every,
-            "Resume with the same data, key, network, steps, learning_rate and "
-            "batch_size, or delete the file to start afresh.",
-        )
-        if resume and saving.path.exists():
-            state, done = saving.load(lambda _: state, steps)
 
-    @eqx.filter_jit
-    def train_step(state, i):
-        model, opt_state = state
-        idx = jax.random.randint(jax.random.fold_in(k_batch, i), (min(batch_size, n),), 0, n)
-        x, y = xs[idx], ys[idx]
+    return train(
+        model, _network, _squared_error, xs, ys, key=key, batch_key=k_batch, steps=steps,
+        learning_rate=learning_rate, batch_size=batch_size, path=path,
+        checkpoint_every=checkpoint_every, resume=resume, progress=progress,
+        callback=callback, label="fitting surrogate",
+    )  # fmt: skip
 
-        def loss(mlp):
-            pred = jax.vmap(eqx.tree_at(lambda m: m.mlp, model, mlp))(x)
-            return jnp.mean(((pred - y) / model.y_std) ** 2)
 
-        value, grads = eqx.filter_value_and_grad(loss)(model.mlp)
-        with jax.numpy_dtype_promotion("standard"):
-            updates, opt_state = optimizer.update(grads, opt_state)
-        mlp = eqx.apply_updates(model.mlp, updates)
-        return (eqx.tree_at(lambda m: m.mlp, model, mlp), opt_state), value
+def _network(model: Surrogate):
+    return model.mlp
 
-    def check(loss):
-        if not bool(jnp.isfinite(loss)):
-            raise FloatingPointError(
-                f"the fit diverged: the training loss is {float(loss)} after {steps} steps. "
-                "Lower learning_rate."
-            )
 
-    (model, _), _ = runs.run(
-        lambda state, done, n: train_step(state, jnp.asarray(done)),  # n = chunk = 1
-        state,
-        steps=steps,
-        progress=runs.Progress("fitting surrogate", "loss", lambda x: f"{float(x):.3g}", progress),
-        done=done,
-        callback=callback,
-        checkpoint=saving,
-        check=check,
-    )
-    return model
+def _squared_error(model: Surrogate, x, y):
+    return jnp.mean(((jax.vmap(model)(x) - y) / model.y_std) ** 2)
 
 
 def _check_arguments(xs, ys, counts, learning_rate):
@@ -224,56 +179,6 @@ def _initial(xs, ys, width: int, depth: int, key: Key) -> Surrogate:
         _build(config, key),
         (xs.mean(0), xs.std(0) + 1e-12, ys.mean(0), ys.std(0) + 1e-12),
     )
-
-
-def save(path: str | os.PathLike, surrogate: Surrogate) -> None:
-    """Write ``surrogate`` to ``path`` atomically (a killed save leaves the previous file):
-    a JSON header line (the network's shape, a checksum), then equinox-serialised leaves."""
-    if not isinstance(surrogate, Surrogate):
-        raise TypeError(f"save expects a Surrogate, got {type(surrogate).__name__}.")
-    path = runs.check_output_path(path, "path", "surrogate.eqx")
-    runs.write_file(path, "surrogate", {"config": surrogate.config}, surrogate)
-
-
-def load(path: str | os.PathLike) -> Surrogate:
-    """Read a surrogate written by `save` (no pickle: the header rebuilds the network).
-
-    A corrupted, truncated or foreign file raises `simgrad.CheckpointError`; the header is
-    checked against the file's length before anything is allocated.
-    """
-    header, payload = runs.read_header(path, "surrogate")
-    config = _check_config(path, header.get("config"), len(payload))
-    skeleton = eqx.filter_eval_shape(_build, config, jax.random.key(0))
-    return runs.read_tree(path, payload, skeleton)
-
-
-def _check_config(path, config, n_bytes: int) -> dict:
-    """The header's network description, refused unless well formed and able to fit in
-    ``n_bytes`` (each layer stores two arrays of at least 64 bytes)."""
-
-    def size(x):
-        return x == "scalar" or (isinstance(x, int) and not isinstance(x, bool) and x >= 1)
-
-    def count(x, minimum):
-        return isinstance(x, int) and not isinstance(x, bool) and x >= minimum
-
-    ok = (
-        isinstance(config, dict)
-        and set(config) == {"in_size", "out_size", "width", "depth", "dtype"}
-        and size(config["in_size"])
-        and size(config["out_size"])
-        and count(config["width"], 1)
-        and count(config["depth"], 0)
-        and config["dtype"] in ("float16", "bfloat16", "float32", "float64")
-    )
-    if not ok:
-        raise runs.CheckpointError(f"{path}: its header does not describe a surrogate network.")
-    if 128 * (config["depth"] + 1) > n_bytes:
-        raise runs.CheckpointError(
-            f"{path}: its header describes {config['depth']} layers, which cannot fit in "
-            f"its {n_bytes} bytes: the header is corrupted."
-        )
-    return config
 
 
 class Assessment(eqx.Module):
