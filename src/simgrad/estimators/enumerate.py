@@ -20,14 +20,14 @@ from .._src.program import (
     evaluate,
     trace,
 )
+from .._src.program._jax_compat import bind
+from .._src.program.core import _sub_jaxprs
 from .base import JUMPS, AbstractEstimator
 from .pathwise import Pathwise
 
 # Families whose support is {0, …, k − 1}, with k read from the draw (`_support`).
 _FINITE = ("bernoulli", "binomial", "categorical", "categorical_probs")
 _LOOPS = ("scan", "while", "cond")
-# Equations a static count passes through between its literal and the draw.
-_PASS = ("stop_gradient", "convert_element_type", "broadcast_in_dim", "reshape")
 
 
 class Enumerate(AbstractEstimator):
@@ -136,18 +136,27 @@ def _aval(var) -> Any:
 
 
 def _static(program, var):
-    """The concrete value of ``var`` (a literal or constant, through casts), or None."""
+    """The concrete value of ``var`` where it is computed from literals and constants alone
+    (folded, equation by equation), or None where it depends on an input."""
     producers = {id(o): e for e in program.jaxpr.eqns for o in e.outvars}
     consts = {id(v): c for v, c in zip(program.jaxpr.constvars, program.consts, strict=True)}
-    while True:
+
+    def value(var, depth=0):
         if hasattr(var, "val"):
             return np.asarray(var.val)
         if id(var) in consts:
             return np.asarray(consts[id(var)])
         eqn = producers.get(id(var))
-        if eqn is None or eqn.primitive.name not in _PASS:
+        if eqn is None or eqn.effects or _sub_jaxprs(eqn) or depth > 16:
             return None
-        var = eqn.invars[0]
+        ins = [value(v, depth + 1) for v in eqn.invars]
+        if any(v is None for v in ins):
+            return None
+        with jax.ensure_compile_time_eval():
+            outs = bind(eqn, ins)
+        return np.asarray(outs[eqn.outvars.index(var)])
+
+    return value(var)
 
 
 def _support(program, eqn) -> int | None:

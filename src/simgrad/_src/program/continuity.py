@@ -91,14 +91,19 @@ class _Pass:
 
     def __init__(self, constants: dict[int, tuple]):
         self.constants = constants  # a program constant's variable -> its value, hashable
-        self.factors: dict = {}
+        # Atoms are numbered by how they were made (hash-consing): a form then holds small
+        # ints, and comparing or hashing one never walks the program that made it.
+        self.numbers: dict = {}
+        self.factors: dict[int, tuple] = {}
+        self.verdicts: dict[tuple, bool] = {}  # vanishes(form, boundary), remembered
         self.bound: dict[int, _Form] = {}  # a call's input -> the literal passed to it
         self.proved: set[int] = set()
         self.refuted: set[int] = set()
 
     def atom(self, key, *factors) -> _Form:
-        self.factors[key] = tuple(f for f in factors if isinstance(f, _Form))
-        return _Form(frozenset({(key, 1.0)}))
+        number = self.numbers.setdefault(key, len(self.numbers))
+        self.factors[number] = tuple(f for f in factors if isinstance(f, _Form))
+        return _Form(frozenset({(number, 1.0)}))
 
     def operand(self, var, value):
         """The value of an equation's input: its flag, a literal's constant, or an atom of
@@ -169,6 +174,11 @@ class _Pass:
 
     def vanishes(self, form: _Form, boundary: _Form) -> bool:
         """Is ``form`` zero wherever ``boundary`` is?"""
+        if (form, boundary) not in self.verdicts:
+            self.verdicts[form, boundary] = self._vanishes(form, boundary)
+        return self.verdicts[form, boundary]
+
+    def _vanishes(self, form: _Form, boundary: _Form) -> bool:
         if not boundary.terms:
             return False
         rest = {
