@@ -738,6 +738,9 @@ SMOOTH_LIBRARY = frozenset(
      ("optax/losses/_regression.py", "huber_loss"),
      ("optax/losses/_regression.py", "cosine_similarity"),
      ("optax/_src/numerics.py", "safe_norm"),
+     # a monotone rational-quadratic spline is C¹ across its knots and joins its linear
+     # tails with matching value and slope (Durkan et al. 2019): the bin search is not a jump
+     ("flowjax/bijections/rational_quadratic_spline.py", "*"),
      ("simgrad/random/", "*"), ("simgrad/_src/soft.py", "*")}
 )  # fmt: skip
 SMOOTH_JITS = frozenset(
