@@ -66,3 +66,15 @@ def test_soft_cut_weights_give_a_gradient_the_hard_histogram_lacks(key):
 def test_misuse_is_refused(args, match):
     with pytest.raises(ValueError, match=match):
         sr.soft_histogram(*args)
+
+
+def test_edges_closed_over_under_jit_are_checked_once_and_kept(key):
+    """jnp edges captured by a jitted function, as users write them: the same counts as
+    outside jit, and decreasing edges refused when the function is traced."""
+    x = jax.random.normal(key, (50,))
+    edges = jnp.linspace(-1.0, 1.0, 5)
+    jitted = jax.jit(lambda x: sr.soft_histogram(x, edges, 0.3).counts)
+    np.testing.assert_allclose(jitted(x), sr.soft_histogram(x, edges, 0.3).counts, rtol=1e-12)
+    backwards = edges[::-1]
+    with pytest.raises(ValueError, match="strictly increasing"):
+        jax.jit(lambda x: sr.soft_histogram(x, backwards, 0.3).counts)(x)

@@ -76,7 +76,7 @@ class AbstractPDEProblem(eqx.Module):
             leaf = jnp.asarray(leaf)
             if leaf.shape != () or not jnp.issubdtype(leaf.dtype, jnp.floating):
                 raise TypeError(f"theta[{name!r}] must be a float scalar, got {leaf!r}.")
-            if not isinstance(leaf, jax.core.Tracer) and not bool(jnp.isfinite(leaf)):
+            if not isinstance(leaf, jax.core.Tracer) and not np.isfinite(np.asarray(leaf)):
                 raise ValueError(f"theta[{name!r}] = {leaf} is not finite.")
             out[name] = leaf
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < self.min_resolution:

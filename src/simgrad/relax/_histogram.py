@@ -5,6 +5,7 @@ from typing import NamedTuple
 import jax
 import jax.core
 import jax.numpy as jnp
+import numpy as np
 
 from .._src.soft import _float, _tau
 from .._types import Array
@@ -47,7 +48,8 @@ def soft_histogram(x, bins, bandwidth, weights=None) -> Histogram:
         raise ValueError(f"x must be a vector of events, got shape {x.shape}.")
     if edges.ndim != 1 or edges.shape[0] < 2:
         raise ValueError(f"bins must be a vector of at least 2 edges, got shape {edges.shape}.")
-    if not isinstance(edges, jax.core.Tracer) and not bool(jnp.all(jnp.diff(edges) > 0)):
+    # checked in NumPy: jnp on a closed-over array inside jit would give a tracer
+    if not isinstance(bins, jax.core.Tracer) and not np.all(np.diff(np.asarray(bins)) > 0):
         raise ValueError("bins must be strictly increasing edges.")
     w = jnp.ones_like(x) if weights is None else _float(weights)
     if w.shape != x.shape:
