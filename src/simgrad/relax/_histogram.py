@@ -49,7 +49,7 @@ def soft_histogram(x, bins, bandwidth, weights=None) -> Histogram:
     if edges.ndim != 1 or edges.shape[0] < 2:
         raise ValueError(f"bins must be a vector of at least 2 edges, got shape {edges.shape}.")
     # checked in NumPy: jnp on a closed-over array inside jit would give a tracer
-    if not isinstance(bins, jax.core.Tracer) and not np.all(np.diff(np.asarray(bins)) > 0):
+    if not isinstance(bins, jax.core.Tracer) and not np.all(np.diff(np.asarray(bins, float)) > 0):
         raise ValueError("bins must be strictly increasing edges.")
     w = jnp.ones_like(x) if weights is None else _float(weights)
     if w.shape != x.shape:
