@@ -122,7 +122,7 @@ def test_save_load_and_resume(data, fitted, tmp_path):
     keys = jax.random.split(jax.random.key(0), 4)
     draws = eqx.filter_jit(jax.vmap(lambda s, k: s.sample(k, 0.4), (None, 0)))
     np.testing.assert_array_equal(draws(loaded, keys), draws(fitted, keys))
-    assert "autoregressive" in repr(loaded)
+    assert "autoregressive" in repr(loaded) and repr(loaded) == repr(fitted)
 
     def interrupt(step, loss):
         if step == 49:
@@ -133,6 +133,17 @@ def test_save_load_and_resume(data, fitted, tmp_path):
         surrogate.fit_flow(*data, checkpoint=tmp_path / "b", callback=interrupt, **kw)
     resumed = surrogate.fit_flow(*data, checkpoint=tmp_path / "b", resume=True, **kw)
     np.testing.assert_array_equal(draws(resumed, keys), draws(fitted, keys))  # uninterrupted
+
+
+def test_the_kept_parameters_are_scored_on_the_held_out_pairs(data, fitted):
+    xs, ys = data  # fit_flow holds out a random tenth, drawn from the key folded with 1
+    order = jax.random.permutation(jax.random.fold_in(FIT["key"], 1), xs.shape[0])
+    held = order[: round(0.1 * xs.shape[0])]
+    nll = -jnp.mean(jax.jit(jax.vmap(fitted.log_prob))(ys[held], xs[held]))
+    np.testing.assert_allclose(float(nll), float(fitted.validation_nll), rtol=1e-5)
+    step = int(fitted.best_step)  # evaluated every 50 steps and at the last
+    assert 0 < step <= STEPS and (step % 50 == 0 or step == STEPS)
+    assert f"validation NLL {float(nll):.4g} at step {step}" in repr(fitted)
 
 
 @pytest.mark.parametrize(
@@ -159,6 +170,9 @@ def test_a_crafted_flow_header_is_refused_before_building(fitted, tmp_path, edit
         (jnp.arange(40.0), jnp.ones(40), {}, ValueError, "constant"),
         (jnp.ones(40), jnp.arange(40.0), {"interval": -1.0}, ValueError, "interval"),
         (jnp.ones(40), jnp.arange(40.0), {"knots": 1}, ValueError, "knots"),
+        (jnp.ones(40), jnp.arange(40.0), {"validation": 1.0}, ValueError, "validation=1.0"),
+        (jnp.ones(40), jnp.arange(40.0), {"validation": True}, ValueError, "fraction"),
+        (jnp.ones(22), jnp.arange(22.0), {"validation": 0.5}, ValueError, "leaves fewer"),
     ],
 )
 def test_misuse_is_refused(xs, ys, kwargs, error, match):
