@@ -14,7 +14,7 @@ import simgrad as sg
 from simgrad import surrogate
 
 STEPS = 300
-FIT = dict(key=jax.random.key(2), steps=STEPS, batch_size=256, progress=False)
+FIT = dict(key=jax.random.key(2), steps=STEPS, batch_size=256, validation=0.1, progress=False)
 HELD_OUT = np.array([0.15, 0.65, 1.15, 1.65])  # x in [0, 2]; not on any grid used to fit
 
 
@@ -92,8 +92,9 @@ def test_assessment_is_the_flows_own_expectation_and_gradient_by_quadrature(fitt
     assert np.all(np.abs(a.values - q) < 4.5 * a.values_stderr + 1e-3 * np.abs(q))
     assert np.all(np.abs(a.grads - dq) < 4.5 * a.grads_stderr + 1e-3 * np.abs(dq))
     # and its accuracy against the exact answers, within the error assess_flow reported
-    # for this small fit (4000 pairs, 300 steps), with room for other platforms
-    assert a.value_rel < 0.1  # measured: 6.2 %
+    # for this small fit (3600 of 4000 pairs fitted, 300 steps, step 150 kept), with room
+    # for other platforms
+    assert a.value_rel < 0.1  # measured: 5.8 %
     assert a.grad_rel < GRAD_BOUND  # measured: 17 %
     assert "gradients rmse" in repr(a)
     wrong = surrogate.assess_flow(  # the two-sample check sees a shift of 1/3 std
