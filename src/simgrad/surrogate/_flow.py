@@ -45,6 +45,9 @@ class FlowSurrogate(AbstractResult):
       drawn from ``key`` and pushed through $T(\cdot\,; x)$, so `jax.grad`, `sg.Pathwise`
       and `sg.expectation` differentiate through it, under ``jit`` and ``vmap``.
     * ``log_prob(y, x)``: $\log p(y \mid x)$ of the fitted density (score-function use).
+    * ``validation_nll``, ``best_step``: with ``fit_flow(..., validation=f)``, the kept
+      parameters' negative log-likelihood on the held-out pairs and the step they are from
+      (NaN and 0 without).
 
     >>> import jax, jax.numpy as jnp
     >>> from simgrad import surrogate
