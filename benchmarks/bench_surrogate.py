@@ -12,6 +12,10 @@ steps, width 32, as in docs/surrogate.md); and the cost of one draw from the flo
 its x-gradient) against one from the real component.
 
     python benchmarks/bench_surrogate.py [--sizes 5000,20000,50000] [--steps 3000]
+                                         [--validation 0.1]
+
+(--validation: the fraction fit_flow holds out to keep its best step; 0, the default,
+keeps the last.)
 """
 
 import argparse
@@ -90,7 +94,7 @@ def timed(fn):
     return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def one(name, n, steps):
+def one(name, n, steps, validation):
     sample, exact = CONDITIONALS[name]
     xs = jax.random.uniform(jax.random.key(0), (n,), minval=0.0, maxval=2.0)
     ys = jax.vmap(sample)(xs, jax.random.split(jax.random.key(1), n))
@@ -99,7 +103,9 @@ def one(name, n, steps):
     real_keys = jax.random.split(jax.random.key(9), 5000)
     real = jax.vmap(lambda x: jax.vmap(lambda k: sample(x, k))(real_keys))
     flow, wall, cpu = timed(
-        lambda: surrogate.fit_flow(xs, ys, key=jax.random.key(2), steps=steps, progress=False)
+        lambda: surrogate.fit_flow(
+            xs, ys, key=jax.random.key(2), steps=steps, validation=validation, progress=False
+        )
     )
     a = surrogate.assess_flow(
         flow, HELD_OUT, stats, values, grads, key=jax.random.key(4), n_samples=20_000,
@@ -114,6 +120,7 @@ def one(name, n, steps):
         "conditional": name,
         "pairs": n,
         "steps": steps,
+        "validation": validation,
         "flow": {
             "fit_wall_s": round(wall, 1),
             "fit_cpu_s": round(cpu, 1),
@@ -123,6 +130,7 @@ def one(name, n, steps):
             "grad_rel_of_mean": round(float(a.grad_rel_each[0]), 4),
             "grad_max_z": round(a.grad_z, 1),
             "ks_max": round(float(np.max(a.ks)), 4),
+            "kept_step": int(flow.best_step) if validation else steps,
         },
         "mlp_conditional_mean": {
             "fit_wall_s": round(mlp_wall, 1),
@@ -152,12 +160,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="5000,20000,50000")
     parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--validation", type=float, default=0.0)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []
     for name in CONDITIONALS:
         for n in sizes:
-            rows.append(one(name, n, args.steps))
+            rows.append(one(name, n, args.steps, args.validation))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "_flow"}), flush=True)
     cost = {
         name: sampling_cost(next(r["_flow"] for r in rows if r["conditional"] == name), s)

@@ -118,12 +118,13 @@ def fit(
     k_init, k_batch = jax.random.split(key)
     model = _initial(xs, ys, width, depth, k_init)
 
-    return train(
+    model, _, _ = train(
         model, _network, _squared_error, xs, ys, key=key, batch_key=k_batch, steps=steps,
         learning_rate=learning_rate, batch_size=batch_size, path=path,
         checkpoint_every=checkpoint_every, resume=resume, progress=progress,
         callback=callback, label="fitting surrogate",
     )  # fmt: skip
+    return model
 
 
 def _network(model: Surrogate):

@@ -31,22 +31,33 @@ def train(
     progress: bool,
     callback,
     label: str,
+    validation: tuple[Array, Array] | None = None,
+    validate_every: int = 100,
+    fingerprint: dict | None = None,
 ):
     """Minimise ``loss(model, x, y)`` (a minibatch's mean loss) over the arrays of
     ``where(model)`` by cosine-decayed Adam; minibatches of ``batch_size`` rows drawn with
     replacement from ``batch_key`` folded with the step. ``where`` and ``loss`` are
     module-level functions, so that fits of one configuration share the compiled step.
 
-    A checkpoint at ``path`` holds the model, the optimiser state and the step; its
-    fingerprint is the model's ``config``, the optimisation settings, ``key`` and a hash of
-    the data, and ``resume`` continues it bit for bit. Returns the trained model.
+    With ``validation = (xs_val, ys_val)`` the mean loss on them is computed every
+    ``validate_every`` steps and at the last, and the arrays of ``where(model)`` with the
+    lowest are kept and returned (best-step selection).
+
+    A checkpoint at ``path`` holds the model, the optimiser state and the step (and the
+    best arrays so far); its fingerprint is the model's ``config``, the optimisation
+    settings, ``key``, a hash of the data and ``fingerprint``'s entries, and ``resume``
+    continues it bit for bit. Returns the trained model and, with ``validation``, the
+    best validation loss and the step after which it was reached (else None, None).
     """
     optimizer = _optimizer(float(learning_rate), steps)
     with jax.numpy_dtype_promotion("standard"):  # optax mixes int step counts and floats
         opt_state = optimizer.init(eqx.filter(where(model), eqx.is_inexact_array))
     state, done, saving = (model, opt_state), 0, None
+    if validation is not None:  # the best arrays so far, their loss and their step
+        state = (*state, where(model), jnp.asarray(jnp.inf, xs.dtype), jnp.asarray(0))
     if path is not None:
-        fingerprint = {
+        fingerprint = (fingerprint or {}) | {
             "config": model.config,
             "steps": steps,
             "batch_size": batch_size,
@@ -73,8 +84,15 @@ def train(
                 "Lower learning_rate."
             )
 
-    (model, _), _ = runs.run(
-        lambda state, done, n: _step(state, jnp.asarray(done), xs, ys, batch_key, settings),
+    def advance(state, done, n):
+        (model, opt_state), out = _step(state[:2], jnp.asarray(done), xs, ys, batch_key, settings)
+        state = (model, opt_state, *state[2:])
+        if validation is not None and ((done + n) % validate_every == 0 or done + n == steps):
+            state = _keep_best(state, *validation, done + n, where, loss)
+        return state, out
+
+    state, _ = runs.run(
+        advance,
         state,
         steps=steps,
         progress=runs.Progress(label, "loss", lambda x: f"{float(x):.3g}", progress),
@@ -83,7 +101,25 @@ def train(
         checkpoint=saving,
         check=check,
     )
-    return model
+    if validation is None:
+        return state[0], None, None
+    model, _, best, best_loss, best_step = state
+    return eqx.tree_at(where, model, best), float(best_loss), int(best_step)
+
+
+def _keep_best(state, xv, yv, step: int, where, loss):
+    """The state with the best arrays replaced by the model's if its validation loss is
+    lower (ties keep the earlier)."""
+    model, opt_state, best, best_loss, best_step = state
+    value = _validation_loss(model, xv, yv, loss)
+    if bool(value < best_loss):
+        return model, opt_state, where(model), value, jnp.asarray(step)
+    return state
+
+
+@eqx.filter_jit
+def _validation_loss(model, xv, yv, loss):
+    return loss(model, xv, yv)
 
 
 def _optimizer(learning_rate: float, steps: int) -> optax.GradientTransformation:
