@@ -25,8 +25,6 @@ from .._src.program.core import _sub_jaxprs
 from .base import JUMPS, AbstractEstimator
 from .pathwise import Pathwise
 
-# Families whose support is {0, …, k − 1}, with k read from the draw (`_support`).
-_FINITE = ("bernoulli", "binomial", "categorical", "categorical_probs")
 _LOOPS = ("scan", "while", "cond")
 
 
@@ -160,17 +158,16 @@ def _static(program, var):
 
 
 def _support(program, eqn) -> int | None:
-    """How many values one element of the draw takes (its support is ``{0, …, k − 1}``),
-    or None when unbounded or not known before running."""
+    """How many values one element of the draw takes (its family's ``finite_support``,
+    a count read from the program where it fixes it), or None."""
     d = draw_distribution(eqn)
-    if d.name not in _FINITE:
+    if d.finite_support is None:
         return None
-    if d.name == "bernoulli":
-        return 2
-    if d.name == "binomial":
-        n = _static(program, eqn.invars[1])
-        return None if n is None or n.size == 0 else int(n.max()) + 1
-    return int(_aval(eqn.invars[1]).shape[-1])  # categorical: the number of categories
+    params = [
+        _static(program, v) if p.count else _aval(v)
+        for p, v in zip(d.params, eqn.invars[1:], strict=True)
+    ]
+    return d.finite_support(params)
 
 
 def _plan(program, max_support: int) -> dict:

@@ -68,6 +68,7 @@ BERNOULLI = family(
         ),
         log_prob=lambda x, p: xlogy(x, p) + xlog1py(1 - x, -p),
         proposal=_bernoulli_proposal,
+        finite_support=lambda params: 2,
         # ∂p E f = f(1) − f(0)
         weak_derivative=lambda key, x, ps, dps: signed(
             jnp.broadcast_to(dps[0], x.shape), jnp.ones_like(x), jnp.zeros_like(x)
@@ -98,6 +99,12 @@ def _binomial_lp(x, n, p):
     return log_choose + xlogy(x, p) + xlog1py(n - x, -p)
 
 
+def _binomial_support(params):
+    """``n + 1`` values, the largest ``n`` where the program fixes it."""
+    n = params[0]
+    return None if n is None or n.size == 0 else int(n.max()) + 1
+
+
 BINOMIAL = family(
     Distribution(
         name="binomial",
@@ -111,6 +118,7 @@ BINOMIAL = family(
         log_prob=_binomial_lp,
         proposal=_binomial_proposal,
         weak_derivative=_binomial_weak,
+        finite_support=_binomial_support,
     )
 )
 
@@ -329,6 +337,7 @@ CATEGORICAL = family(
         log_prob=_categorical_logits_lp,
         proposal=_categorical_logits_proposal,
         weak_derivative=_categorical_logits_weak,
+        finite_support=lambda params: params[0].shape[-1],
     )
 )
 
@@ -345,6 +354,7 @@ CATEGORICAL_PROBS = family(
         log_prob=_categorical_probs_lp,
         proposal=_categorical_probs_proposal,
         weak_derivative=_categorical_probs_weak,
+        finite_support=lambda params: params[0].shape[-1],
     )
 )
 

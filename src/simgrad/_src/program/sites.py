@@ -103,6 +103,12 @@ class Distribution:
             draw pathwise, or uses the ``proposal`` of a discrete family).
         weak_params: the parameters ``weak_derivative`` differentiates (default: every
             parameter that is not a count).
+        finite_support: ``finite_support(params) -> int | None``: how many values ``k``
+            one element of a draw takes (its support ``{0, …, k − 1}``), read before
+            running: each parameter given as its abstract value (shape, dtype), except a
+            count, given as its value (a NumPy array) where the program fixes it and None
+            where it is computed; None where ``k`` is not known then. None (the field):
+            no small finite support (`sg.Enumerate` leaves the draw to its ``rest``).
         event_ndim: trailing axes of one draw (1 for dirichlet, multinomial, multivariate
             normal).
         event_shape: ``event_shape(params) -> tuple``, from the parameters (by name) as
@@ -131,6 +137,7 @@ class Distribution:
     cdf: Callable | None = None
     weak_derivative: Callable | None = None
     weak_params: tuple[str, ...] | None = None
+    finite_support: Callable | None = None
 
     def __post_init__(self):
         if self.discrete == (self.reparameterisation is not None):
