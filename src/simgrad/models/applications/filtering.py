@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.scipy.stats import norm
 
 from ... import random
 from ...estimators import ScoreFunction
@@ -49,10 +50,6 @@ def kalman_log_likelihood(b, ys, mu, sigma, tau, m0, s0):
     start = (jnp.asarray(m0, ys.dtype) + 0 * b, jnp.asarray(s0**2, ys.dtype) + 0 * b, 0 * b)
     (_, _, loglik), _ = jax.lax.scan(step, start, ys)
     return loglik
-
-
-def _normal_log_pdf(y, mean, scale):
-    return -0.5 * ((y - mean) / scale) ** 2 - jnp.log(scale) - 0.5 * jnp.log(2 * jnp.pi)
 
 
 class GompertzParticleFilter(AbstractApplication):
@@ -153,7 +150,7 @@ class GompertzParticleFilter(AbstractApplication):
 
     def observation_log_pdf(self, y, x):
         """``log g(y_t | x_t)``: lognormal counting error."""
-        return _normal_log_pdf(y, x, self.tau)
+        return norm.logpdf(y, x, self.tau)
 
     def simulator(self, theta, key):
         return jnp.exp(self.log_likelihood(theta, key) - self.log_scale)
@@ -197,7 +194,7 @@ def grid_log_likelihood(log_likelihood_terms, grid, m0, s0, ys):
     """
     h = grid[1] - grid[0]
     transition, log_obs = log_likelihood_terms(grid)
-    prior = jnp.exp(_normal_log_pdf(grid, m0, s0))
+    prior = jnp.exp(norm.logpdf(grid, m0, s0))
 
     def step(carry, y):
         predictive, loglik = carry
@@ -250,7 +247,7 @@ class RickerParticleFilter(GompertzParticleFilter):
 
         def terms(grid):
             mean = self.move_mean(r, grid)
-            transition = jnp.exp(_normal_log_pdf(grid[None, :], mean[:, None], self.sigma))
+            transition = jnp.exp(norm.logpdf(grid[None, :], mean[:, None], self.sigma))
             return transition, lambda y: self.observation_log_pdf(y, grid)
 
         return grid_log_likelihood(terms, grid, self.m0, self.s0, ys)
