@@ -236,9 +236,16 @@ def test_check_bad_input_is_a_one_line_usage_error(user_folder, args, message):
 @needs_command
 def test_compilation_cache_fills_and_can_be_turned_off(tmp_path):
     env = {"XDG_CACHE_HOME": str(tmp_path / "on"), "SIMGRAD_NO_CACHE": ""}
-    done = shell("demo", "-m", "euler", "-e", "pathwise-reverse", "--json", env=env)
-    assert done.returncode == 0, done.stderr
+    runs = [shell("demo", "-m", "euler", "-e", "pathwise-reverse", "--json", env=env)
+            for _ in range(2)]  # fmt: skip
+    assert all(done.returncode == 0 for done in runs), runs[-1].stderr
     assert any((tmp_path / "on" / "simgrad" / "jax").iterdir())
+    # the demo's program and plan, kept whole: the second run reads them back, same rows
+    kept = list((tmp_path / "on" / "simgrad" / "programs").iterdir())
+    assert len(kept) == 2 and sum(p.suffix == ".json" for p in kept) == 1
+    rows = [[{k: v for k, v in row.items() if k not in ("ms", "compile_ms")}
+             for row in json.loads(done.stdout)] for done in runs]  # fmt: skip
+    assert rows[0] == rows[1] and rows[0][0]["claim"] == "unbiased"
     env = {"XDG_CACHE_HOME": str(tmp_path / "off"), "SIMGRAD_NO_CACHE": ""}
     done = shell("--no-cache", "demo", "-m", "euler", "-e", "pathwise-reverse", "--json", env=env)
     assert done.returncode == 0 and not (tmp_path / "off").exists()

@@ -11,6 +11,7 @@ import jax
 from ._engine import flat_problem
 from ._estimate import gradient
 from ._result import BiasWarning, Estimate
+from ._src.executables import remembered
 from ._src.names import named_components
 from ._src.program import draw_distribution, draw_sites, trace
 from .estimators import ESTIMATORS, AbstractEstimator, Auto
@@ -152,12 +153,17 @@ def demo_plan(
     unknown = [e for e in wanted or [] if e not in known]
     if unknown:
         raise ValueError(f"unknown estimator(s) {unknown}; choose from {known}.")
-    return [
-        (model_name, est_name)
-        for model_name in names
-        for est_name in [*applicable_estimators(GALLERY[model_name]), *CHOOSERS]
-        if wanted is None or est_name in wanted
-    ]
+
+    def plan() -> list:
+        return [
+            (model_name, est_name)
+            for model_name in names
+            for est_name in [*applicable_estimators(GALLERY[model_name]), *CHOOSERS]
+            if wanted is None or est_name in wanted
+        ]
+
+    # Fixed by simgrad's code: remembered between runs inside `kept_in` (`simgrad demo`).
+    return [tuple(pair) for pair in remembered(f"demo plan {names} {wanted}", plan)]
 
 
 def run_demo(

@@ -21,6 +21,7 @@ from . import _blackbox
 from ._engine import estimate
 from ._result import Estimate, check_on_device, refuse_derivatives, runtime_error
 from ._src.devices import replicate, sample_mesh
+from ._src.executables import Kept, keeping
 from ._src.validate import check_arguments, check_key, check_theta, is_plain, is_traced
 from ._types import Key, Simulator, Theta
 from .estimators.base import AbstractEstimator, check_method
@@ -161,6 +162,9 @@ class _Runner:
                             batch_size=batch_size, count=count, mesh=mesh)  # fmt: skip
 
         self.run = jax.jit(functools.partial(go, False))
+        if mesh is None and keeping():  # kept on disk (the demo), named by its static parts
+            describe = lambda: repr((type(sim_rest), sim_rest, method, n_samples, batch_size))  # noqa: E731
+            self.run = Kept(self.run, describe)
         self.count = jax.jit(functools.partial(go, True))
         self.n_samples, self.mesh = n_samples, mesh
         self.use(sim_arrays)

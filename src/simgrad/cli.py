@@ -7,6 +7,7 @@ compile (demo, optimize, check) keep JAX's compiled programs in a persistent cac
 ``SIMGRAD_NO_CACHE=1`` turns it off.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -50,12 +51,27 @@ def _setup_jax(x64: bool = True):
 
     if x64:
         jax.config.update("jax_enable_x64", True)
-    if _USE_CACHE and not os.environ.get("SIMGRAD_NO_CACHE"):
+    if _caching():
         jax.config.update("jax_compilation_cache_dir", str(cache_dir()))
         # Cache every program: the demo compiles ~80 small ones, each well under a second.
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return jax
+
+
+def _caching() -> bool:
+    return _USE_CACHE and not os.environ.get("SIMGRAD_NO_CACHE")
+
+
+def _kept_programs():
+    """The demo's compiled programs kept whole beside JAX's cache (its models are simgrad's
+    own code, so the programs' descriptions determine them): a second run neither traces
+    nor lowers them. Off with the cache."""
+    if not _caching():
+        return contextlib.nullcontext()
+    from ._src.executables import kept_in
+
+    return kept_in(cache_dir().with_name("programs"))
 
 
 def _version(value: bool) -> None:
@@ -197,19 +213,20 @@ def demo(
     _setup_jax()
     from ._demo import demo_plan, run_demo
 
-    try:
-        plan = demo_plan(model, estimator)
-    except ValueError as e:
-        hint = "--model" if "model" in str(e) else "--estimator"
-        raise typer.BadParameter(str(e), param_hint=hint) from None
     console = Console(stderr=as_json)
     if not console.is_terminal:
         console.width = max(console.width, 150)
-    with _Steps("simgrad demo", len(plan), Console(stderr=True)) as steps:
-        rows = run_demo(
-            model, estimator_names=estimator, seed=seed, scale=scale, on_step=steps.step,
-            plan=plan,
-        )  # fmt: skip
+    with _kept_programs():
+        try:
+            plan = demo_plan(model, estimator)
+        except ValueError as e:
+            hint = "--model" if "model" in str(e) else "--estimator"
+            raise typer.BadParameter(str(e), param_hint=hint) from None
+        with _Steps("simgrad demo", len(plan), Console(stderr=True)) as steps:
+            rows = run_demo(
+                model, estimator_names=estimator, seed=seed, scale=scale, on_step=steps.step,
+                plan=plan,
+            )  # fmt: skip
 
     if as_json:
         typer.echo(json.dumps([_row_dict(r) for r in rows], indent=2))
