@@ -71,7 +71,8 @@ def _kept_programs():
         return contextlib.nullcontext()
     from ._src.executables import kept_in
 
-    return kept_in(cache_dir().with_name("programs"))
+    folder = cache_dir()
+    return kept_in(folder.with_name(f"{folder.name}-programs"))
 
 
 def _version(value: bool) -> None:
