@@ -1,5 +1,6 @@
 """Numerics for the whole suite: float64 available, strict dtype promotion, a fixed key."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -11,7 +12,9 @@ _USER_XLA_FLAGS = os.environ.get("XLA_FLAGS")
 # pages 55 -> 47 s) and XLA:CPU's new fusion emitters, whose MLIR pipeline costs more to
 # compile small programs than the loop emitters it replaced (12 gallery programs: 8.0 ->
 # 4.4 s of CPU). Results stay within every test's tolerance and every page's digits;
-# subprocesses (docs pages, the CLI) inherit it. Set before JAX starts its backend.
+# subprocesses (docs pages, the CLI) inherit it. Set before JAX starts its backend. (Not
+# --xla_cpu_parallel_codegen_split_count=1: 8 % less CPU, but other rounding, and the
+# stiff Robertson solve then runs out of steps.)
 _FAST_COMPILE = (
     "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
     " --xla_cpu_use_fusion_emitters=false"
@@ -27,6 +30,22 @@ if not _OPTIMISED:
     os.environ["XLA_FLAGS"] = (
         f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE} {_ONE_THREAD}".strip()
     )
+
+# JAX's persistent compilation cache, shared through the environment by the workers, the
+# docs pages and the command-line runs: a second `make test` reads most programs back
+# instead of compiling them (a compile-bound file: 28 -> 18 s of CPU). JAX's own size limit
+# rescans the folder on every write (quadratic: a cold run 8 -> 12 min), so the folder is
+# pruned here instead, once per run (`_prune_test_cache`). A half-written entry read by
+# another process fails to decompress, and JAX then compiles (a warning, never a wrong
+# program). SIMGRAD_TESTS_CACHE=0 turns it off.
+_TEST_CACHE = None
+if os.environ.get("SIMGRAD_TESTS_CACHE", "1") != "0":
+    _cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    _TEST_CACHE = os.environ.setdefault(
+        "JAX_COMPILATION_CACHE_DIR", os.path.join(_cache_home, "simgrad", "tests-jax")
+    )
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
@@ -93,7 +112,25 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank)  # stable: each file's own order is kept
 
 
+def _prune_test_cache(limit: int = 2**30, keep: int = 2**29) -> None:
+    """Past ``limit`` bytes, delete the entries written longest ago down to ``keep`` (every
+    change of code or flags adds entries: ≈ 70 MB a full cold run)."""
+    with os.scandir(_TEST_CACHE) as found:
+        entries = sorted(
+            (e.stat().st_mtime, e.stat().st_size, e.path) for e in found if e.is_file()
+        )
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in entries if total > limit else ():
+        if total <= keep:
+            break
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+        total -= size
+
+
 def pytest_configure(config):
+    if _TEST_CACHE and os.path.isdir(_TEST_CACHE) and not hasattr(config, "workerinput"):
+        _prune_test_cache()
     config.addinivalue_line(
         "markers",
         "optimised_xla: bound by run time, not compilation (the tuned-mass-damper design: "

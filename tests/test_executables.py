@@ -16,6 +16,10 @@ from simgrad._src.executables import Kept, kept_in, remembered
 from simgrad.models import GALLERY
 
 
+def _kept(folder):
+    return [p for p in folder.rglob("*") if p.is_file()]
+
+
 def _counting(traces: list):
     def f(x, scale):
         traces.append(1)  # runs once per trace, never when the program is read back
@@ -29,7 +33,7 @@ def test_a_kept_program_is_read_back_without_tracing(tmp_path):
     x, scale = jnp.linspace(0.0, 1.0, 5), jnp.float64(3.0)
     with kept_in(tmp_path):
         first = Kept(jax.jit(_counting(traces)), "f")(x, scale)
-        assert len(traces) == 1 and len(list(tmp_path.iterdir())) == 1
+        assert len(traces) == 1 and len(_kept(tmp_path)) == 1
         # a new function object, as in a new process: read from the folder, not traced
         again = Kept(jax.jit(_counting(traces)), "f")(x, scale)
     assert len(traces) == 1
@@ -45,20 +49,20 @@ def test_other_shapes_dtypes_or_names_are_other_programs(tmp_path):
         Kept(jax.jit(_counting(traces)), "f")(jnp.ones(6), jnp.float64(1.0))
         Kept(jax.jit(_counting(traces)), "f")(jnp.ones(5, jnp.float32), jnp.float32(1.0))
         Kept(jax.jit(_counting(traces)), "g")(jnp.ones(5), jnp.float64(1.0))
-    assert len(traces) == 4 and len(list(tmp_path.iterdir())) == 4
+    assert len(traces) == 4 and len(_kept(tmp_path)) == 4
 
 
 def test_outside_kept_in_nothing_is_written(tmp_path):
     traces = []
     out = Kept(jax.jit(_counting(traces)), "f")(jnp.ones(3), jnp.float64(2.0))
-    assert float(out["total"]) == 3.0 and not list(tmp_path.iterdir())
+    assert float(out["total"]) == 3.0 and not _kept(tmp_path)
 
 
 def test_a_torn_file_is_exported_again(tmp_path):
     traces = []
     with kept_in(tmp_path):
         Kept(jax.jit(_counting(traces)), "f")(jnp.ones(3), jnp.float64(2.0))
-        (kept,) = tmp_path.iterdir()
+        (kept,) = _kept(tmp_path)
         kept.write_bytes(kept.read_bytes()[:100])
         out = Kept(jax.jit(_counting(traces)), "f")(jnp.ones(3), jnp.float64(2.0))
     assert len(traces) == 2 and float(out["total"]) == 3.0
@@ -71,7 +75,7 @@ def test_a_program_with_a_host_callback_runs_unkept(tmp_path):
     with kept_in(tmp_path):
         out = Kept(jax.jit(f), "cos")(jnp.arange(3.0))
     np.testing.assert_allclose(out, np.cos(np.arange(3.0)))
-    assert not list(tmp_path.iterdir())
+    assert not _kept(tmp_path)
 
 
 def test_an_estimate_read_back_is_the_traced_one(tmp_path):
@@ -110,3 +114,14 @@ def test_remembered_values_are_computed_once(tmp_path):
         assert remembered("plan", compute) == remembered("plan", compute)
     assert remembered("plan", compute) == [["euler", "pathwise-reverse"]]  # outside: computed
     assert len(calls) == 2
+
+
+def test_only_this_versions_programs_are_kept(tmp_path):
+    """Programs of another fingerprint (an earlier simgrad, other flags) are deleted when a
+    run keeps programs: the folder never grows with every version."""
+    old = tmp_path / "0123456789abcdef01234567"
+    old.mkdir()
+    (old / "program").write_bytes(b"from an earlier version")
+    with kept_in(tmp_path):
+        Kept(jax.jit(_counting([])), "f")(jnp.ones(3), jnp.float64(2.0))
+    assert not old.exists() and len(_kept(tmp_path)) == 1

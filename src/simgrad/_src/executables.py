@@ -30,6 +30,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -42,9 +43,14 @@ _FOLDER: contextvars.ContextVar[Path | None] = contextvars.ContextVar("folder", 
 
 @contextlib.contextmanager
 def kept_in(folder: str | os.PathLike) -> Iterator[None]:
-    """`Kept` functions called inside load and store their executables in ``folder``."""
-    path = Path(folder)
+    """`Kept` functions called inside load and store their programs in ``folder``, in a
+    subfolder for this `fingerprint`; the subfolders of other fingerprints (an earlier
+    simgrad, other flags) are deleted, so the folder holds one version's programs."""
+    path = Path(folder) / fingerprint()[:24]
     path.mkdir(parents=True, exist_ok=True)
+    for other in path.parent.iterdir():
+        if other != path and other.is_dir():
+            shutil.rmtree(other, ignore_errors=True)
     token = _FOLDER.set(path)
     try:
         yield
@@ -157,10 +163,15 @@ def _export(jitted, structure, leaves, path: Path) -> Callable | None:
 
 
 def _write(path: Path, data: bytes) -> None:
-    """Atomically: a reader sees the whole file or none."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as out:
+    """Atomically: a reader sees the whole file or none. Not written if the folder went
+    (another simgrad's `kept_in` deleted it) or the disk is full: the run goes on."""
+    with (
+        contextlib.suppress(OSError),
+        tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as out,
+    ):
         out.write(data)
-    os.replace(out.name, path)
+        out.close()
+        os.replace(out.name, path)
 
 
 def _equinox_missing():
