@@ -66,8 +66,8 @@ def keeping() -> bool:
 @functools.cache
 def fingerprint() -> str:
     """What every kept program depends on besides its own description: simgrad's source
-    (every ``.py`` file of the package), Python, JAX and jaxlib, XLA's flags, x64, the
-    device kind."""
+    (every ``.py`` file of the package, and where it is), Python, JAX and jaxlib, XLA's
+    flags, x64, the device kind."""
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parents[1]
     for source in sorted(package.rglob("*.py")):
@@ -75,6 +75,7 @@ def fingerprint() -> str:
         digest.update(source.read_bytes())
     device = jax.devices()[0]
     facts = (
+        str(package),  # the estimates' notes name source lines by their paths
         sys.version,
         jax.__version__,
         importlib.metadata.version("jaxlib"),
