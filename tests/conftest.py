@@ -4,6 +4,7 @@ import contextlib
 import os
 import subprocess
 import sys
+from importlib.metadata import version
 
 _USER_XLA_FLAGS = os.environ.get("XLA_FLAGS")
 
@@ -15,10 +16,9 @@ _USER_XLA_FLAGS = os.environ.get("XLA_FLAGS")
 # subprocesses (docs pages, the CLI) inherit it. Set before JAX starts its backend. (Not
 # --xla_cpu_parallel_codegen_split_count=1: 8 % less CPU, but other rounding, and the
 # stiff Robertson solve then runs out of steps.)
-_FAST_COMPILE = (
-    "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-    " --xla_cpu_use_fusion_emitters=false"
-)
+_FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+if version("jaxlib").split(".")[:2] == ["0", "10"]:  # jaxlib 0.11 (Python >= 3.12) has
+    _FAST_COMPILE += " --xla_cpu_use_fusion_emitters=false"  # no other emitters: unknown
 # One thread per XLA program: xdist already keeps every core busy, and a runtime's thread
 # pool on top of it only contends (the tuned-mass-damper run: 26 s of CPU alone, 85 s
 # beside another worker).
