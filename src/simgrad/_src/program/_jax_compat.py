@@ -59,8 +59,10 @@ def call_jaxpr(eqn: JaxprEqn) -> ClosedJaxpr:
             f"simgrad's program core cannot find the sub-program of {eqn.primitive.name!r} "
             f"(parameters {sorted(params)}); please report this with your JAX version."
         )
-    if isinstance(inner, Jaxpr):
+    if isinstance(inner, Jaxpr) and Jaxpr is not ClosedJaxpr:  # JAX < 0.11: an open jaxpr
         return ClosedJaxpr(inner, ())
+    # JAX 0.11 made the two one type: a jaxpr holds its constants (a `jax.jit` function's
+    # closed-over arrays, as constvars). Wrapping it with no constants would make them inputs.
     return inner
 
 
