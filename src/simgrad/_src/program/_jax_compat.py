@@ -3,7 +3,7 @@
 The core reads jaxprs (public types from `jax.extend.core`) and re-binds their equations.
 What is not public — the primitive names of control flow, their parameter names, and
 `Primitive.get_bind_params` — is gathered here so that a JAX upgrade touches one file.
-Tested with JAX 0.8.2 and 0.10.2 (CPU) and 0.11.2 (CUDA).
+Tested with JAX 0.8.2 and 0.10.2 (CPU), 0.11.2 (CPU on Python 3.12, and CUDA).
 """
 
 import contextlib
