@@ -63,7 +63,7 @@ def call_jaxpr(eqn: JaxprEqn) -> ClosedJaxpr:
         return ClosedJaxpr(inner, ())
     # JAX 0.11 made the two one type: a jaxpr holds its constants (a `jax.jit` function's
     # closed-over arrays, as constvars). Wrapping it with no constants would make them inputs.
-    return inner
+    return inner  # pyright: ignore[reportReturnType]  (JAX 0.11: Jaxpr is ClosedJaxpr)
 
 
 def scan_counts(params) -> tuple[int, int]:
