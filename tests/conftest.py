@@ -120,7 +120,9 @@ def _prune_test_cache(limit: int = 2**30, keep: int = 2**29) -> None:
             (e.stat().st_mtime, e.stat().st_size, e.path) for e in found if e.is_file()
         )
     total = sum(size for _, size, _ in entries)
-    for _, size, path in entries if total > limit else ():
+    if total <= limit:
+        return
+    for _, size, path in entries:  # the oldest first
         if total <= keep:
             break
         with contextlib.suppress(FileNotFoundError):

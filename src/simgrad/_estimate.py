@@ -163,8 +163,8 @@ class _Runner:
 
         self.run = jax.jit(functools.partial(go, False))
         if mesh is None and keeping():  # kept on disk (the demo), named by its static parts
-            describe = lambda: repr((type(sim_rest), sim_rest, method, n_samples, batch_size))  # noqa: E731
-            self.run = Kept(self.run, describe)
+            static = (type(sim_rest), sim_rest, method, n_samples, batch_size)
+            self.run = Kept(self.run, functools.partial(repr, static))
         self.count = jax.jit(functools.partial(go, True))
         self.n_samples, self.mesh = n_samples, mesh
         self.use(sim_arrays)

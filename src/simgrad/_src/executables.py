@@ -8,9 +8,9 @@ Python and no lowering. Warnings issued while tracing are not issued again. A pr
 is keyed by what determines it: the caller's description of the static parts
 (``name``), the arguments' structure, shapes and dtypes, and `fingerprint()` — simgrad's
 own source files, the versions of Python, JAX and jaxlib, the XLA flags, the x64 setting
-and the device. Only a caller whose ``name``
-determines the program may use it (the demo: gallery models, whose code is simgrad's
-source), since a user's simulator can change without its name changing.
+and the device (a subfolder per fingerprint). Only a caller whose ``name`` determines the
+program may use it (the demo: gallery models, whose code is simgrad's source), since a
+user's simulator can change without its name changing.
 
 >>> import jax, jax.numpy as jnp, tempfile
 >>> twice = Kept(jax.jit(lambda x: 2 * x), "twice")
@@ -95,7 +95,7 @@ def remembered(name: str, compute: Callable[[], list]) -> list:
     folder = _FOLDER.get()
     if folder is None:
         return compute()
-    path = folder / (hashlib.sha256(repr((fingerprint(), name)).encode()).hexdigest() + ".json")
+    path = folder / (hashlib.sha256(name.encode()).hexdigest() + ".json")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -124,7 +124,7 @@ class Kept:
             return self.jitted(*args)
         leaves, structure = jax.tree.flatten(args)
         shapes = [(jax.typeof(leaf).str_short(), jax.typeof(leaf).weak_type) for leaf in leaves]
-        what = repr((fingerprint(), self.name, str(structure), shapes)).encode()
+        what = repr((self.name, str(structure), shapes)).encode()
         key = hashlib.sha256(what).hexdigest()
         if key not in self._loaded:
             path = folder / key
@@ -175,6 +175,7 @@ def _write(path: Path, data: bytes) -> None:
         os.replace(out.name, path)
 
 
+@functools.cache
 def _equinox_missing():
     """Equinox's marker for a module field not set: its flattened modules hold it, and
     they unflatten correctly only with that very object (it is compared by identity)."""
@@ -187,7 +188,7 @@ class _Pickler(pickle.Pickler):
     """Pickles equinox's marker as a reference to it, so that it loads as the same object."""
 
     def reducer_override(self, obj):
-        if type(obj).__name__ == "_Missing" and type(obj).__module__.startswith("equinox."):
+        if obj is _equinox_missing():
             return _equinox_missing, ()
         return NotImplemented
 
@@ -196,7 +197,5 @@ def _load(path: Path) -> Callable | None:
     try:
         payload, out_tree = pickle.loads(path.read_bytes())
         return _callable(jax.export.deserialize(bytearray(payload)), out_tree)
-    except FileNotFoundError:
-        return None
-    except Exception:  # noqa: BLE001  (a torn or stale file: exported again, overwritten)
+    except Exception:  # noqa: BLE001  (none yet, or torn: exported again, overwritten)
         return None
